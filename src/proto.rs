@@ -34,10 +34,10 @@ pub mod google {
     }
 }
 
-/// `envoy.service.auth.v3`: the Authorization service and its messages.
-pub use envoy::service::auth::v3 as auth;
 /// `envoy.config.core.v3`: headers, addresses, metadata.
 pub use envoy::config::core::v3 as core;
+/// `envoy.service.auth.v3`: the Authorization service and its messages.
+pub use envoy::service::auth::v3 as auth;
 /// `envoy.type.v3`: HTTP status codes.
 pub use envoy::r#type::v3 as http_type;
 /// `google.rpc`: the status carried in a CheckResponse.

@@ -1,0 +1,633 @@
+//! Configuration: one YAML file plus `GATEHOUSE_` environment overrides,
+//! deserialized into typed structs that reject unknown keys.
+//!
+//! These types describe what the operator wrote. [`crate::app`] turns a
+//! [`Config`] into the runtime engine, validating everything that serde
+//! cannot (CIDRs already parse here; algorithm/key pairings, globs and
+//! URLs are checked when the engine is built). Every error names the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The demo configuration compiled into the binary: `gatehouse serve` with
+/// no `--config` runs on it, with nothing else running.
+pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment value could not be read or parsed.
+    #[error("{0}")]
+    Source(#[from] config::ConfigError),
+    /// A key has a value of the wrong shape, or is unknown.
+    #[error("key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the offending key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// An error about one key.
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where the YAML comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file on disk.
+    File(PathBuf),
+    /// YAML text (the embedded demo config, or tests).
+    Text(String),
+}
+
+/// Loads configuration from `source`, overridden by `env` entries whose
+/// names start with `GATEHOUSE_` (`__` separates nesting levels, e.g.
+/// `GATEHOUSE_SERVER__GRPC_ADDR`). `env` is passed in rather than read here
+/// so that tests never touch the process environment.
+pub fn load(
+    source: &ConfigSource,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let env_map: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("GATEHOUSE_"))
+        .collect();
+    let builder = config::Config::builder();
+    let builder = match source {
+        ConfigSource::File(path) => builder.add_source(
+            config::File::from(path.as_path())
+                .format(config::FileFormat::Yaml)
+                .required(true),
+        ),
+        ConfigSource::Text(text) => {
+            builder.add_source(config::File::from_str(text, config::FileFormat::Yaml))
+        }
+    };
+    let merged = builder
+        .add_source(
+            config::Environment::with_prefix("GATEHOUSE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        )
+        .build()?;
+    serde_path_to_error::deserialize(merged).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Invalid {
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            reason: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listening addresses and shutdown behaviour.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Which peers are trusted proxies for `X-Forwarded-For`.
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// JWT issuers and where tokens are looked for.
+    #[serde(default)]
+    pub jwt: JwtConfig,
+    /// Group → scope mapping.
+    #[serde(default)]
+    pub scopes: ScopesConfig,
+    /// Route rules.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Listening addresses and shutdown behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC address for `Authorization/Check`, health and reflection.
+    pub grpc_addr: SocketAddr,
+    /// How long SIGTERM waits for in-flight checks before exiting.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// The realm named in `WWW-Authenticate` challenges.
+    pub realm: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 9191)),
+            drain_timeout: Duration::from_secs(15),
+            realm: "gatehouse".into(),
+        }
+    }
+}
+
+/// Network trust settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// CIDRs of proxies whose `X-Forwarded-For` entries are believed. The
+    /// client IP is the right-most address not in these ranges.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// JWT authentication settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Accepted issuers.
+    pub issuers: Vec<IssuerConfig>,
+    /// Where a token is looked for, in order; the first one present is used.
+    pub sources: Vec<TokenSourceConfig>,
+    /// Clock skew allowed for `exp`, `nbf` and `iat`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            issuers: Vec::new(),
+            sources: vec![TokenSourceConfig::Bearer, TokenSourceConfig::Basic],
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where to look for a token in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenSourceConfig {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: Basic`, with the token as the password (or as the
+    /// user name when the password is empty or `x-oauth-basic`).
+    Basic,
+    /// A header holding the bare token (a `Bearer ` prefix is tolerated).
+    Header(String),
+    /// A cookie holding the token.
+    Cookie(String),
+    /// A query parameter holding the token.
+    Query(String),
+}
+
+/// JWT signature algorithms gatehouse accepts. `none` does not exist here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum AlgorithmName {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+    /// Ed25519.
+    EdDSA,
+    /// HMAC with SHA-256; only with a `shared_secret_file` key source.
+    HS256,
+    /// HMAC with SHA-384; only with a `shared_secret_file` key source.
+    HS384,
+    /// HMAC with SHA-512; only with a `shared_secret_file` key source.
+    HS512,
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Short name for logs and metrics; defaults to the `issuer` URL.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The exact `iss` claim value.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must carry at least one.
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms.
+    pub algorithms: Vec<AlgorithmName>,
+    /// Where the verification keys come from.
+    pub keys: KeySourceConfig,
+    /// Key refresh behaviour for fetched key sets.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
+    /// Which claims carry identity fields.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeySourceConfig {
+    /// An inline JWKS document (`{"keys": [...]}`).
+    Jwks(serde_json::Value),
+    /// A JWKS document in a file, read at start-up.
+    JwksFile(PathBuf),
+    /// A JWKS URL, fetched and refreshed in the background.
+    JwksUri(String),
+    /// OIDC discovery: `<issuer>/.well-known/openid-configuration` (or the
+    /// given URL) names the `jwks_uri`.
+    Discovery(DiscoveryConfig),
+    /// A file holding the HMAC shared secret (only for HS256/384/512).
+    SharedSecretFile(PathBuf),
+}
+
+/// OIDC discovery settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Discovery document URL; defaults to the issuer's well-known URL.
+    pub url: Option<String>,
+}
+
+/// How fetched key sets are refreshed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshConfig {
+    /// Refresh interval when the response has no `Cache-Control: max-age`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Lower bound for a `max-age`-derived interval.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Upper bound for a `max-age`-derived interval.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Retry delay after a failed fetch.
+    #[serde(with = "humantime_serde")]
+    pub retry_interval: Duration,
+    /// At most one refetch per this interval is triggered by unknown `kid`s.
+    #[serde(with = "humantime_serde")]
+    pub unknown_kid_interval: Duration,
+    /// HTTP timeout of one fetch.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            interval: Duration::from_secs(3600),
+            min_interval: Duration::from_secs(60),
+            max_interval: Duration::from_secs(24 * 3600),
+            retry_interval: Duration::from_secs(10),
+            unknown_kid_interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Which claims carry identity fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimsConfig {
+    /// Claim giving the user name (`X-Auth-Request-User`).
+    pub username: String,
+    /// Claim giving the e-mail address.
+    pub email: String,
+    /// Claim giving the numeric user id.
+    pub uid: String,
+    /// Claim listing groups: strings, or objects with a `name`.
+    pub groups: String,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            username: "sub".into(),
+            email: "email".into(),
+            uid: "uidNumber".into(),
+            groups: "isMemberOf".into(),
+        }
+    }
+}
+
+/// Scope settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScopesConfig {
+    /// scope → groups whose members hold it.
+    pub group_mapping: BTreeMap<String, Vec<String>>,
+}
+
+/// Route rules and what happens when none matches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// What a request matching no rule gets.
+    pub default: DefaultAction,
+    /// Ordered rules; the first match wins.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// What a request matching no rule gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultAction {
+    /// 403: no rule allows this request.
+    #[default]
+    Deny,
+    /// Any valid credential, no scopes.
+    Authenticated,
+}
+
+/// One route rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Name shown in logs, metrics and headers.
+    pub name: String,
+    /// Which requests this rule covers.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// Whether a credential is needed.
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Scopes demanded of the caller.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Whether all or any of `scopes` must be held.
+    #[serde(default)]
+    pub satisfy: Satisfy,
+    /// The challenge scheme of a 401.
+    #[serde(default)]
+    pub auth_type: AuthType,
+    /// Identity headers emitted upstream on allow.
+    #[serde(default = "IdentityHeader::default_set")]
+    pub headers: Vec<IdentityHeader>,
+}
+
+/// Which requests a rule covers; an absent field matches anything.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchConfig {
+    /// Hosts: exact (`api.example.com`) or wildcard (`*.example.com`).
+    pub hosts: Vec<String>,
+    /// Path matcher on the normalized path.
+    pub path: Option<PathMatchConfig>,
+    /// HTTP methods (upper case).
+    pub methods: Vec<String>,
+}
+
+/// A path matcher.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PathMatchConfig {
+    /// The whole path.
+    Exact(String),
+    /// A prefix of the path, at a segment boundary when it ends with `/`.
+    Prefix(String),
+    /// A glob: `*` within a segment, `**` across segments.
+    Glob(String),
+}
+
+/// Whether a rule needs a credential.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// A valid credential is required.
+    #[default]
+    Required,
+    /// No credential is looked at; anyone passes.
+    Anonymous,
+}
+
+/// How several required scopes combine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Satisfy {
+    /// Every scope is needed.
+    #[default]
+    All,
+    /// One of them is enough.
+    Any,
+}
+
+impl Satisfy {
+    /// The lower-case name used in headers and context extensions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Satisfy::All => "all",
+            Satisfy::Any => "any",
+        }
+    }
+}
+
+/// The challenge scheme in a 401's `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    /// `Bearer realm=…`.
+    #[default]
+    Bearer,
+    /// `Basic realm=…`.
+    Basic,
+}
+
+/// An identity header gatehouse can set on an allowed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityHeader {
+    /// `X-Auth-Request-User`.
+    User,
+    /// `X-Auth-Request-Email`.
+    Email,
+    /// `X-Auth-Request-Uid`.
+    Uid,
+    /// `X-Auth-Request-Groups`.
+    Groups,
+    /// `X-Auth-Request-Token-Scopes`, `-Token-Scopes-Accepted`, `-Token-Scopes-Satisfy`.
+    Scopes,
+    /// `X-Auth-Request-Client-Ip`.
+    ClientIp,
+    /// `X-Auth-Request-Token`: the caller's token itself (opt-in).
+    Token,
+}
+
+impl IdentityHeader {
+    /// The headers a rule emits unless it lists its own: all but the token.
+    pub fn default_set() -> Vec<IdentityHeader> {
+        vec![
+            IdentityHeader::User,
+            IdentityHeader::Email,
+            IdentityHeader::Uid,
+            IdentityHeader::Groups,
+            IdentityHeader::Scopes,
+            IdentityHeader::ClientIp,
+        ]
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `gatehouse=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Resolves `path` against the directory of the config file, so relative
+/// paths in a config mean the same wherever gatehouse is started.
+pub fn resolve_path(source: &ConfigSource, path: &Path) -> PathBuf {
+    match source {
+        ConfigSource::File(file) if path.is_relative() => file
+            .parent()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(yaml: &str) -> ConfigSource {
+        ConfigSource::Text(yaml.to_string())
+    }
+
+    #[test]
+    fn demo_config_loads() {
+        let cfg = load(&text(DEMO_CONFIG), []).expect("demo config must load");
+        assert!(!cfg.jwt.issuers.is_empty());
+        assert!(!cfg.policy.rules.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load(&text("server:\n  grpc_adr: 127.0.0.1:1\n"), []).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("grpc_adr"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = load(&text("server:\n  drain_timeout: soon\n"), []).unwrap_err();
+        assert!(err.to_string().contains("server.drain_timeout"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let env = [
+            (
+                "GATEHOUSE_SERVER__GRPC_ADDR".to_string(),
+                "127.0.0.1:7000".to_string(),
+            ),
+            ("GATEHOUSE_SERVER__REALM".to_string(), "example".to_string()),
+            ("OTHER_VAR".to_string(), "ignored".to_string()),
+        ];
+        let cfg = load(&text("server:\n  realm: file\n"), env).expect("loads");
+        assert_eq!(cfg.server.grpc_addr.to_string(), "127.0.0.1:7000");
+        assert_eq!(cfg.server.realm, "example");
+    }
+
+    #[test]
+    fn rules_and_enums_parse() {
+        let yaml = r#"
+jwt:
+  issuers:
+    - issuer: https://issuer.example
+      audiences: [api]
+      algorithms: [RS256, ES256]
+      keys:
+        jwks_uri: https://issuer.example/jwks
+  sources: [bearer, {cookie: session}, {query: token}, basic]
+policy:
+  default: authenticated
+  rules:
+    - name: api
+      match: {hosts: ["*.example.com"], path: {prefix: /api/}, methods: [GET]}
+      scopes: [read]
+      satisfy: any
+      auth_type: basic
+      headers: [user, token]
+"#;
+        let cfg = load(&text(yaml), []).expect("loads");
+        assert_eq!(
+            cfg.jwt.sources[1],
+            TokenSourceConfig::Cookie("session".into())
+        );
+        let rule = &cfg.policy.rules[0];
+        assert_eq!(
+            rule.matcher.path,
+            Some(PathMatchConfig::Prefix("/api/".into()))
+        );
+        assert_eq!(rule.satisfy, Satisfy::Any);
+        assert_eq!(
+            rule.headers,
+            vec![IdentityHeader::User, IdentityHeader::Token]
+        );
+        assert!(matches!(
+            cfg.jwt.issuers[0].keys,
+            KeySourceConfig::JwksUri(_)
+        ));
+    }
+
+    #[test]
+    fn none_algorithm_is_rejected() {
+        let yaml = r#"
+jwt:
+  issuers:
+    - issuer: x
+      audiences: [a]
+      algorithms: [none]
+      keys: {jwks_uri: http://x}
+"#;
+        let err = load(&text(yaml), []).unwrap_err();
+        assert!(err.to_string().contains("algorithms"), "{err}");
+    }
+}

@@ -1,0 +1,111 @@
+//! Why a request is refused, with the HTTP status, gRPC code and challenge
+//! declared beside each reason (one place maps failures to responses).
+
+use crate::config::{AuthType, Satisfy};
+
+/// gRPC status codes used in `CheckResponse.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcCode {
+    /// 0: the request is allowed.
+    Ok = 0,
+    /// 3: the request itself is malformed.
+    InvalidArgument = 3,
+    /// 7: authenticated, but not allowed.
+    PermissionDenied = 7,
+    /// 13: gatehouse or the route is misconfigured.
+    Internal = 13,
+    /// 14: a dependency (an issuer's keys) is not available.
+    Unavailable = 14,
+    /// 16: no valid credential.
+    Unauthenticated = 16,
+}
+
+/// A refusal. Rendering lives in [`crate::response`]; this type only says
+/// what went wrong and which status, code and challenge that means.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Deny {
+    /// The request is malformed (bad path, bad header).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No credential was presented where one is needed.
+    #[error("authentication required")]
+    NoCredential {
+        /// The challenge scheme to answer with.
+        auth_type: AuthType,
+    },
+    /// A credential was presented but is not valid.
+    #[error("invalid token: {reason}")]
+    InvalidToken {
+        /// Why (safe to show the client: never contains the token).
+        reason: String,
+        /// The challenge scheme to answer with.
+        auth_type: AuthType,
+    },
+    /// The caller lacks the scopes the route demands.
+    #[error("insufficient scope: requires {} of {}", satisfy.as_str(), scopes.join(" "))]
+    InsufficientScope {
+        /// The scopes demanded.
+        scopes: Vec<String>,
+        /// Whether all or any were needed.
+        satisfy: Satisfy,
+    },
+    /// No rule covers this request and the default is to deny.
+    #[error("no rule allows this request")]
+    NoRule,
+    /// The issuer's keys could not be loaded, so the token cannot be checked.
+    #[error("signing keys for the token's issuer are not available")]
+    KeysUnavailable,
+    /// The route's configuration (e.g. a context extension) is invalid.
+    #[error("route misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+impl Deny {
+    /// HTTP status sent to the client.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Deny::BadRequest(_) => 400,
+            Deny::NoCredential { .. } | Deny::InvalidToken { .. } => 401,
+            Deny::InsufficientScope { .. } | Deny::NoRule => 403,
+            Deny::Misconfigured(_) => 500,
+            Deny::KeysUnavailable => 503,
+        }
+    }
+
+    /// gRPC code placed in `CheckResponse.status`.
+    pub fn grpc_code(&self) -> GrpcCode {
+        match self {
+            Deny::BadRequest(_) => GrpcCode::InvalidArgument,
+            Deny::NoCredential { .. } | Deny::InvalidToken { .. } => GrpcCode::Unauthenticated,
+            Deny::InsufficientScope { .. } | Deny::NoRule => GrpcCode::PermissionDenied,
+            Deny::Misconfigured(_) => GrpcCode::Internal,
+            Deny::KeysUnavailable => GrpcCode::Unavailable,
+        }
+    }
+
+    /// The OAuth 2.0 / RFC 6750 error string for the JSON body and challenge.
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            Deny::BadRequest(_) => "invalid_request",
+            Deny::NoCredential { .. } => "unauthorized",
+            Deny::InvalidToken { .. } => "invalid_token",
+            Deny::InsufficientScope { .. } => "insufficient_scope",
+            Deny::NoRule => "access_denied",
+            Deny::KeysUnavailable => "temporarily_unavailable",
+            Deny::Misconfigured(_) => "server_error",
+        }
+    }
+
+    /// A short machine-friendly reason label for logs and metrics.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            Deny::BadRequest(_) => "bad_request",
+            Deny::NoCredential { .. } => "no_credential",
+            Deny::InvalidToken { .. } => "invalid_token",
+            Deny::InsufficientScope { .. } => "insufficient_scope",
+            Deny::NoRule => "no_rule",
+            Deny::KeysUnavailable => "keys_unavailable",
+            Deny::Misconfigured(_) => "misconfigured",
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Who the caller is, as established by one authenticator.
+
+use std::collections::BTreeSet;
+
+use crate::secret::Secret;
+
+/// Which kind of credential established an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A JWT from a configured issuer.
+    Jwt,
+}
+
+impl CredentialKind {
+    /// Lower-case label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Jwt => "jwt",
+        }
+    }
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The `sub` claim (or equivalent stable subject).
+    pub subject: String,
+    /// The user name shown upstream.
+    pub username: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// Numeric user id, as text.
+    pub uid: Option<String>,
+    /// Group names.
+    pub groups: Vec<String>,
+    /// Scopes held: from the token plus those mapped from groups.
+    pub scopes: BTreeSet<String>,
+    /// The kind of credential.
+    pub kind: CredentialKind,
+    /// Which issuer (or authenticator instance) vouched for it.
+    pub issuer: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: Option<u64>,
+    /// The credential itself, for `X-Auth-Request-Token` when a rule opts in.
+    pub token: Secret,
+}

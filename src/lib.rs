@@ -1,0 +1,15 @@
+//! Gatehouse: an Envoy external authorization service.
+//!
+//! One `Check` walks the pipeline visible in the module tree:
+//! [`request`] (our view of Envoy's `CheckRequest`) → [`policy`] (which rule,
+//! what it demands) → [`authn`] (who the caller is) → [`authz`] (may they) →
+//! [`response`] (header mutations or a denial). [`app`] wires it together.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod deny;
+pub mod identity;
+pub mod policy;
+pub mod proto;
+pub mod request;
+pub mod secret;
