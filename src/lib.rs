@@ -6,10 +6,18 @@
 //! [`response`] (header mutations or a denial). [`app`] wires it together.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod authn;
+pub mod authz;
 pub mod config;
 pub mod deny;
 pub mod identity;
+pub mod pipeline;
 pub mod policy;
 pub mod proto;
 pub mod request;
+pub mod response;
 pub mod secret;
+pub mod server;
+#[doc(hidden)]
+pub mod testkit;

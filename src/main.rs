@@ -1,1 +1,139 @@
-fn main() {}
+//! The `gatehouse` command: `serve`, `check-config`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use gatehouse::app;
+use gatehouse::config::{self, Config, ConfigSource, LogFormat};
+use gatehouse::server::Listener;
+
+/// An Envoy external authorization service.
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve `Authorization/Check` (without --config: the embedded demo config).
+    Serve {
+        /// Configuration file (YAML); `GATEHOUSE_*` variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file without serving.
+    CheckConfig {
+        /// Configuration file (YAML).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (source, serve) = match cli.command {
+        Command::Serve { config } => (
+            config.map_or_else(
+                || ConfigSource::Text(config::DEMO_CONFIG.into()),
+                ConfigSource::File,
+            ),
+            true,
+        ),
+        Command::CheckConfig { file } => (ConfigSource::File(file), false),
+    };
+    let config = match config::load(&source, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("configuration error: {e}")),
+    };
+    if !serve {
+        return match app::build_engine(&config, &source) {
+            Ok(_) => {
+                println!(
+                    "configuration ok: {} issuer(s), {} rule(s)",
+                    config.jwt.issuers.len(),
+                    config.policy.rules.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("configuration error: {e}")),
+        };
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(config, source)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+async fn run(config: Config, source: ConfigSource) -> Result<(), String> {
+    let engine = Arc::new(
+        app::build_engine(&config, &source).map_err(|e| format!("configuration error: {e}"))?,
+    );
+    if matches!(source, ConfigSource::Text(_)) {
+        tracing::warn!(
+            "no --config given: running the embedded DEMO configuration (not for production)"
+        );
+    }
+    let _refreshers = app::spawn_key_refresh(&engine);
+    let listener = Listener::bind(config.server.grpc_addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        addr = %listener.local_addr().map_or_else(|| config.server.grpc_addr.to_string(), |a| a.to_string()),
+        version = env!("CARGO_PKG_VERSION"),
+        "gatehouse listening (gRPC: ext_authz v3, health, reflection)"
+    );
+    listener
+        .serve(engine, config.server.drain_timeout, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    () = ctrl_c => {}
+                }
+            }
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("gatehouse: {message}");
+    ExitCode::from(2)
+}

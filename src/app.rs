@@ -1,0 +1,235 @@
+//! The one wiring point: validated configuration → engine, key sets and
+//! servers. Nothing else reads configuration or the environment.
+
+use std::sync::Arc;
+
+use crate::authn::Authenticators;
+use crate::authn::jwt::{self, Issuer, JwtVerifier};
+use crate::authn::keys::{IssuerKeys, KeyOrigin, KeySet};
+use crate::authn::sources::TokenSource;
+use crate::config::{
+    Config, ConfigError, ConfigSource, IssuerConfig, KeySourceConfig, TokenSourceConfig,
+    resolve_path,
+};
+use crate::pipeline::Engine;
+use crate::policy::Policy;
+
+/// Shortest accepted HMAC shared secret (RFC 7518 §3.2: at least the hash size).
+const MIN_SHARED_SECRET_BYTES: usize = 32;
+
+/// Builds the engine from configuration. Static keys are loaded here;
+/// remote key sets start empty and are filled by [`spawn_key_refresh`].
+pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, ConfigError> {
+    let policy = Policy::compile(&config.policy)?;
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConfigError::invalid("jwt.issuers", format!("HTTP client: {e}")))?;
+
+    let mut issuers = Vec::with_capacity(config.jwt.issuers.len());
+    for (i, issuer) in config.jwt.issuers.iter().enumerate() {
+        let key = format!("jwt.issuers[{i}]");
+        if config.jwt.issuers[..i]
+            .iter()
+            .any(|other| other.issuer == issuer.issuer)
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.issuer"),
+                "duplicate issuer",
+            ));
+        }
+        issuers.push(build_issuer(issuer, &key, source, &http)?);
+    }
+
+    if config.jwt.sources.is_empty() {
+        return Err(ConfigError::invalid(
+            "jwt.sources",
+            "at least one token source is needed",
+        ));
+    }
+    for (i, s) in config.jwt.sources.iter().enumerate() {
+        if let TokenSourceConfig::Header(n)
+        | TokenSourceConfig::Cookie(n)
+        | TokenSourceConfig::Query(n) = s
+        {
+            if n.is_empty()
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(ConfigError::invalid(
+                    format!("jwt.sources[{i}]"),
+                    format!("invalid name {n:?}"),
+                ));
+            }
+        }
+    }
+    if config.jwt.leeway.as_secs() > 600 {
+        return Err(ConfigError::invalid("jwt.leeway", "at most 10 minutes"));
+    }
+    for (scope, groups) in &config.scopes.group_mapping {
+        if scope.is_empty()
+            || scope.contains(char::is_whitespace)
+            || groups.iter().any(String::is_empty)
+        {
+            return Err(ConfigError::invalid(
+                format!("scopes.group_mapping.{scope}"),
+                "scopes and groups must be non-empty, scopes without spaces",
+            ));
+        }
+    }
+
+    let verifier = JwtVerifier::new(
+        issuers,
+        config.jwt.leeway.as_secs(),
+        &config.scopes.group_mapping,
+    );
+    Ok(Engine {
+        policy,
+        authn: Authenticators {
+            sources: config.jwt.sources.iter().map(TokenSource::from).collect(),
+            jwt: verifier,
+        },
+        trusted_proxies: config.network.trusted_proxies.clone(),
+        realm: config.server.realm.clone(),
+    })
+}
+
+/// Validates one issuer and loads or prepares its keys.
+fn build_issuer(
+    cfg: &IssuerConfig,
+    key: &str,
+    source: &ConfigSource,
+    http: &reqwest::Client,
+) -> Result<Issuer, ConfigError> {
+    if cfg.issuer.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.issuer"),
+            "must not be empty",
+        ));
+    }
+    if cfg.audiences.is_empty() || cfg.audiences.iter().any(String::is_empty) {
+        return Err(ConfigError::invalid(
+            format!("{key}.audiences"),
+            "list at least one non-empty audience",
+        ));
+    }
+    if cfg.algorithms.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.algorithms"),
+            "list at least one algorithm",
+        ));
+    }
+    let algorithms: Vec<_> = cfg.algorithms.iter().map(|a| jwt::algorithm(*a)).collect();
+    let hmac = algorithms
+        .iter()
+        .filter(|a| a.family() == jsonwebtoken::AlgorithmFamily::Hmac)
+        .count();
+    let is_secret = matches!(cfg.keys, KeySourceConfig::SharedSecretFile(_));
+    if is_secret && hmac != algorithms.len() {
+        return Err(ConfigError::invalid(
+            format!("{key}.algorithms"),
+            "a shared secret verifies only HS256/HS384/HS512",
+        ));
+    }
+    if !is_secret && hmac > 0 {
+        return Err(ConfigError::invalid(
+            format!("{key}.algorithms"),
+            "HS256/HS384/HS512 need `keys: {shared_secret_file: ...}`",
+        ));
+    }
+    let r = &cfg.refresh;
+    if r.min_interval > r.max_interval || r.timeout.is_zero() || r.retry_interval.is_zero() {
+        return Err(ConfigError::invalid(
+            format!("{key}.refresh"),
+            "need min_interval <= max_interval and non-zero timeout and retry_interval",
+        ));
+    }
+
+    let name = cfg.name.clone().unwrap_or_else(|| cfg.issuer.clone());
+    let keys_key = format!("{key}.keys");
+    let fixed = |set: Result<KeySet, String>| {
+        set.map(|s| IssuerKeys::fixed(name.clone(), s))
+            .map_err(|reason| ConfigError::invalid(&keys_key, reason))
+    };
+    let keys = match &cfg.keys {
+        KeySourceConfig::Jwks(doc) => fixed(KeySet::from_jwks(doc).map_err(|e| e.to_string()))?,
+        KeySourceConfig::JwksFile(path) => {
+            let path = resolve_path(source, path);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("reading {}: {e}", path.display()));
+            fixed(text.and_then(|t| {
+                let doc =
+                    serde_json::from_str(&t).map_err(|e| format!("{}: {e}", path.display()))?;
+                KeySet::from_jwks(&doc).map_err(|e| format!("{}: {e}", path.display()))
+            }))?
+        }
+        KeySourceConfig::SharedSecretFile(path) => {
+            let path = resolve_path(source, path);
+            let secret =
+                std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()));
+            fixed(secret.and_then(|mut s| {
+                while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    s.pop();
+                }
+                if s.len() < MIN_SHARED_SECRET_BYTES {
+                    return Err(format!(
+                        "shared secret must be at least {MIN_SHARED_SECRET_BYTES} bytes"
+                    ));
+                }
+                Ok(KeySet::from_shared_secret(&s))
+            }))?
+        }
+        KeySourceConfig::JwksUri(url) => {
+            check_url(url, &format!("{keys_key}.jwks_uri"))?;
+            IssuerKeys::remote(
+                name.clone(),
+                KeyOrigin::JwksUri(url.clone()),
+                cfg.refresh.clone(),
+                http.clone(),
+            )
+        }
+        KeySourceConfig::Discovery(d) => {
+            let url = d.url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/.well-known/openid-configuration",
+                    cfg.issuer.trim_end_matches('/')
+                )
+            });
+            check_url(&url, &format!("{keys_key}.discovery"))?;
+            let origin = KeyOrigin::Discovery {
+                url,
+                issuer: cfg.issuer.clone(),
+            };
+            IssuerKeys::remote(name.clone(), origin, cfg.refresh.clone(), http.clone())
+        }
+    };
+    Ok(Issuer {
+        name,
+        issuer: cfg.issuer.clone(),
+        audiences: cfg.audiences.clone(),
+        algorithms,
+        keys: Arc::new(keys),
+        claims: cfg.claims.clone(),
+    })
+}
+
+fn check_url(url: &str, key: &str) -> Result<(), ConfigError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| ConfigError::invalid(key, format!("{url:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError::invalid(key, "must be an http(s) URL"));
+    }
+    Ok(())
+}
+
+/// Starts the background refresh of every remote key set.
+pub fn spawn_key_refresh(engine: &Engine) -> Vec<tokio::task::JoinHandle<()>> {
+    engine
+        .authn
+        .key_sets()
+        .into_iter()
+        .filter(|k| k.is_remote())
+        .map(|k| tokio::spawn(k.refresh_forever()))
+        .collect()
+}

@@ -1,0 +1,416 @@
+//! JWT bearer authentication against configured issuers.
+//!
+//! The token is parsed once by hand (header and claims as JSON), the issuer
+//! is chosen by `iss`, the signature is checked with `jsonwebtoken`'s
+//! crypto against a key whose type serves the header's algorithm, and the
+//! registered claims are validated here, so every refusal has a precise,
+//! client-safe reason.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::keys::{IssuerKeys, KeySet};
+use crate::config::{AlgorithmName, ClaimsConfig};
+use crate::identity::{CredentialKind, Identity};
+use crate::secret::Secret;
+
+/// Why a token was refused. The messages go to the client, so they never
+/// contain the token or claim values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    /// Not three base64url parts of JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// `alg: none` or an algorithm we do not implement.
+    #[error("unsupported algorithm")]
+    UnsupportedAlgorithm,
+    /// The header carries `crit` extensions we do not understand.
+    #[error("unsupported critical header")]
+    CriticalHeader,
+    /// No `iss`, or an issuer we do not trust.
+    #[error("untrusted issuer")]
+    UnknownIssuer,
+    /// The algorithm is not allowed for this issuer.
+    #[error("algorithm not allowed for this issuer")]
+    AlgorithmNotAllowed,
+    /// No key with the token's `kid`, even after a refetch.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The issuer's keys are not loaded yet (fail closed).
+    #[error("signing keys not available")]
+    KeysUnavailable,
+    /// The signature does not verify.
+    #[error("invalid signature")]
+    BadSignature,
+    /// `exp` missing or not a number.
+    #[error("missing or invalid exp claim")]
+    MissingExpiry,
+    /// `exp` passed.
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` in the future.
+    #[error("token is not yet valid")]
+    NotYetValid,
+    /// `iat` in the future.
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `aud` missing or none accepted.
+    #[error("token audience not accepted")]
+    BadAudience,
+    /// `sub` missing or not a string.
+    #[error("missing sub claim")]
+    MissingSubject,
+}
+
+/// One trusted issuer, compiled from configuration.
+pub struct Issuer {
+    /// Name for logs and metrics.
+    pub name: String,
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// Live key set.
+    pub keys: Arc<IssuerKeys>,
+    /// Claim names for identity fields.
+    pub claims: ClaimsConfig,
+}
+
+/// Verifies JWTs from any configured issuer.
+pub struct JwtVerifier {
+    issuers: HashMap<String, Issuer>,
+    leeway_secs: u64,
+    group_scopes: HashMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+impl JwtVerifier {
+    /// Builds a verifier; `group_mapping` is scope → groups, as configured.
+    pub fn new(
+        issuers: Vec<Issuer>,
+        leeway_secs: u64,
+        group_mapping: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> JwtVerifier {
+        let mut group_scopes: HashMap<String, Vec<String>> = HashMap::new();
+        for (scope, groups) in group_mapping {
+            for group in groups {
+                group_scopes
+                    .entry(group.clone())
+                    .or_default()
+                    .push(scope.clone());
+            }
+        }
+        JwtVerifier {
+            issuers: issuers.into_iter().map(|i| (i.issuer.clone(), i)).collect(),
+            leeway_secs,
+            group_scopes,
+        }
+    }
+
+    /// All issuers' key sets (for readiness and refresh tasks).
+    pub fn key_sets(&self) -> impl Iterator<Item = &Arc<IssuerKeys>> {
+        self.issuers.values().map(|i| &i.keys)
+    }
+
+    /// Verifies `token` and returns the identity it carries.
+    pub async fn verify(&self, token: &Secret) -> Result<Identity, JwtError> {
+        self.verify_at(token, now_secs()).await
+    }
+
+    /// [`Self::verify`] at a given time (seconds since the epoch).
+    pub async fn verify_at(&self, token: &Secret, now: u64) -> Result<Identity, JwtError> {
+        let raw = token.expose();
+        let parts = split_token(raw)?;
+        let header: JoseHeader = decode_json(parts.header)?;
+        if header.crit.is_some() {
+            return Err(JwtError::CriticalHeader);
+        }
+        let alg = parse_algorithm(&header.alg)?;
+        let claims: Map<String, Value> = decode_json(parts.claims)?;
+
+        let iss = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(JwtError::UnknownIssuer)?;
+        let issuer = self.issuers.get(iss).ok_or(JwtError::UnknownIssuer)?;
+        if !issuer.algorithms.contains(&alg) {
+            return Err(JwtError::AlgorithmNotAllowed);
+        }
+
+        let mut set = issuer.keys.current().ok_or(JwtError::KeysUnavailable)?;
+        if let Some(kid) = header.kid.as_deref() {
+            if !set.has_kid(kid) {
+                set = issuer
+                    .keys
+                    .refetch_for_unknown_kid()
+                    .await
+                    .ok_or(JwtError::KeysUnavailable)?;
+            }
+        }
+        verify_signature(&set, header.kid.as_deref(), alg, &parts)?;
+
+        self.validate_claims(issuer, &claims, now)?;
+        self.identity(issuer, &claims, token)
+    }
+
+    /// Checks `exp`, `nbf`, `iat` (with leeway) and `aud`.
+    fn validate_claims(
+        &self,
+        issuer: &Issuer,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(), JwtError> {
+        let leeway = self.leeway_secs;
+        let exp = numeric_date(claims.get("exp")).ok_or(JwtError::MissingExpiry)?;
+        if now > exp.saturating_add(leeway) {
+            return Err(JwtError::Expired);
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = numeric_date(Some(nbf)).ok_or(JwtError::Malformed)?;
+            if now.saturating_add(leeway) < nbf {
+                return Err(JwtError::NotYetValid);
+            }
+        }
+        if let Some(iat) = claims.get("iat") {
+            let iat = numeric_date(Some(iat)).ok_or(JwtError::Malformed)?;
+            if iat > now.saturating_add(leeway) {
+                return Err(JwtError::IssuedInFuture);
+            }
+        }
+        let accepted = |aud: &str| issuer.audiences.iter().any(|a| a == aud);
+        let ok = match claims.get("aud") {
+            Some(Value::String(aud)) => accepted(aud),
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(accepted),
+            _ => false,
+        };
+        if !ok {
+            return Err(JwtError::BadAudience);
+        }
+        Ok(())
+    }
+
+    /// Builds the identity from verified claims.
+    fn identity(
+        &self,
+        issuer: &Issuer,
+        claims: &Map<String, Value>,
+        token: &Secret,
+    ) -> Result<Identity, JwtError> {
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or(JwtError::MissingSubject)?
+            .to_string();
+        let names = &issuer.claims;
+        let groups = claim_groups(claims.get(&names.groups));
+        let mut scopes: BTreeSet<String> = claim_scopes(claims);
+        for group in &groups {
+            if let Some(mapped) = self.group_scopes.get(group) {
+                scopes.extend(mapped.iter().cloned());
+            }
+        }
+        Ok(Identity {
+            subject,
+            username: claim_text(claims.get(&names.username)),
+            email: claim_text(claims.get(&names.email)),
+            uid: claim_text(claims.get(&names.uid)),
+            groups,
+            scopes,
+            kind: CredentialKind::Jwt,
+            issuer: issuer.name.clone(),
+            expires_at: numeric_date(claims.get("exp")),
+            token: token.clone(),
+        })
+    }
+}
+
+/// The three dot-separated parts of a compact JWS.
+struct TokenParts<'a> {
+    header: &'a str,
+    claims: &'a str,
+    signature: &'a str,
+    /// `header.claims`, the signed message.
+    signed: &'a str,
+}
+
+fn split_token(raw: &str) -> Result<TokenParts<'_>, JwtError> {
+    let mut it = raw.split('.');
+    let (Some(header), Some(claims), Some(signature), None) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(JwtError::Malformed);
+    };
+    let b64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if header.is_empty()
+        || claims.is_empty()
+        || !b64url(header)
+        || !b64url(claims)
+        || !b64url(signature)
+    {
+        return Err(JwtError::Malformed);
+    }
+    let signed = &raw[..header.len() + 1 + claims.len()];
+    Ok(TokenParts {
+        header,
+        claims,
+        signature,
+        signed,
+    })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| JwtError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
+}
+
+/// The header's `alg`; `none` and anything unknown are refused.
+fn parse_algorithm(alg: &str) -> Result<Algorithm, JwtError> {
+    Ok(match alg {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        _ => return Err(JwtError::UnsupportedAlgorithm),
+    })
+}
+
+/// Maps a configured algorithm name to `jsonwebtoken`'s.
+pub fn algorithm(name: AlgorithmName) -> Algorithm {
+    match name {
+        AlgorithmName::RS256 => Algorithm::RS256,
+        AlgorithmName::RS384 => Algorithm::RS384,
+        AlgorithmName::RS512 => Algorithm::RS512,
+        AlgorithmName::PS256 => Algorithm::PS256,
+        AlgorithmName::PS384 => Algorithm::PS384,
+        AlgorithmName::PS512 => Algorithm::PS512,
+        AlgorithmName::ES256 => Algorithm::ES256,
+        AlgorithmName::ES384 => Algorithm::ES384,
+        AlgorithmName::EdDSA => Algorithm::EdDSA,
+        AlgorithmName::HS256 => Algorithm::HS256,
+        AlgorithmName::HS384 => Algorithm::HS384,
+        AlgorithmName::HS512 => Algorithm::HS512,
+    }
+}
+
+/// Tries the candidate keys; with a `kid` there is normally exactly one.
+fn verify_signature(
+    set: &KeySet,
+    kid: Option<&str>,
+    alg: Algorithm,
+    parts: &TokenParts<'_>,
+) -> Result<(), JwtError> {
+    let mut tried = false;
+    for key in set.candidates(kid, alg).take(8) {
+        tried = true;
+        if jsonwebtoken::crypto::verify(parts.signature, parts.signed.as_bytes(), &key.key, alg)
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+    }
+    if tried {
+        Err(JwtError::BadSignature)
+    } else if kid.is_some() && set.keys.iter().all(|k| k.kid.as_deref() != kid) {
+        Err(JwtError::UnknownKey)
+    } else {
+        // A key with this kid exists but is of another type than the
+        // header's algorithm: the signature cannot be valid.
+        Err(JwtError::BadSignature)
+    }
+}
+
+/// A NumericDate claim as whole seconds (fractions truncated).
+fn numeric_date(value: Option<&Value>) -> Option<u64> {
+    match value? {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.is_finite())
+                .map(|f| f as u64)
+        }),
+        _ => None,
+    }
+}
+
+/// A claim as text: strings as they are, numbers printed.
+fn claim_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Groups: an array of strings, or of objects with a `name` (Gafaelfawr's
+/// `isMemberOf`).
+fn claim_groups(value: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(items)) = value else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(obj) => obj.get("name").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        })
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// Scopes from `scope` (space-separated) and `scp` (array or string).
+fn claim_scopes(claims: &Map<String, Value>) -> BTreeSet<String> {
+    let mut scopes = BTreeSet::new();
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_string)),
+            Some(Value::Array(items)) => scopes.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+                    .map(str::to_string),
+            ),
+            _ => {}
+        }
+    }
+    scopes
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

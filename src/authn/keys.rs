@@ -1,0 +1,525 @@
+//! Verification keys of one issuer: parsed once from a JWKS (inline, file,
+//! URL or OIDC discovery) or a shared secret, refreshed in the background,
+//! refetched (rate-limited) on an unknown `kid`, and kept when the issuer
+//! is down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tokio::sync::Mutex;
+
+use crate::config::RefreshConfig;
+
+/// Largest JWKS or discovery document accepted from the network.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+/// Why a key set could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyError {
+    /// The HTTP request failed or returned a non-success status.
+    #[error("fetching {url}: {reason}")]
+    Fetch {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The document is not a valid JWKS / discovery document.
+    #[error("{0}")]
+    Document(String),
+}
+
+/// The kind of a verification key, which decides the algorithms it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA: RS256/384/512, PS256/384/512.
+    Rsa,
+    /// EC P-256: ES256.
+    P256,
+    /// EC P-384: ES384.
+    P384,
+    /// Ed25519: EdDSA.
+    Ed25519,
+    /// HMAC shared secret: HS256/384/512 (never from a JWKS).
+    Hmac,
+}
+
+impl KeyKind {
+    /// Whether a key of this kind may verify `alg`. This is the guard
+    /// against algorithm confusion: an RSA key never verifies an HMAC.
+    pub fn serves(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        matches!(
+            (self, alg),
+            (KeyKind::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+                | (KeyKind::P256, ES256)
+                | (KeyKind::P384, ES384)
+                | (KeyKind::Ed25519, EdDSA)
+                | (KeyKind::Hmac, HS256 | HS384 | HS512)
+        )
+    }
+}
+
+/// One parsed verification key.
+#[derive(Clone)]
+pub struct VerifyKey {
+    /// The JWK `kid`, if any.
+    pub kid: Option<String>,
+    /// The JWK `alg` pin, if any: then only that algorithm is accepted.
+    pub alg: Option<Algorithm>,
+    /// What kind of key it is.
+    pub kind: KeyKind,
+    /// The key, ready for `jsonwebtoken::crypto::verify`.
+    pub key: DecodingKey,
+}
+
+impl VerifyKey {
+    /// Whether this key may verify a token signed with `alg`.
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.kind.serves(alg) && self.alg.is_none_or(|pinned| pinned == alg)
+    }
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A loaded set of keys.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    /// The usable keys.
+    pub keys: Vec<VerifyKey>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document. Keys that cannot verify signatures for us
+    /// (encryption keys, symmetric keys, unknown types or curves) are
+    /// skipped; a document with no usable key is an error.
+    pub fn from_jwks(doc: &serde_json::Value) -> Result<KeySet, KeyError> {
+        let entries = doc
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .ok_or_else(|| KeyError::Document("JWKS has no \"keys\" array".into()))?;
+        let keys: Vec<VerifyKey> = entries.iter().filter_map(parse_jwk).collect();
+        if keys.is_empty() {
+            return Err(KeyError::Document(
+                "JWKS has no usable signature verification key".into(),
+            ));
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// A key set holding one HMAC shared secret.
+    pub fn from_shared_secret(secret: &[u8]) -> KeySet {
+        KeySet {
+            keys: vec![VerifyKey {
+                kid: None,
+                alg: None,
+                kind: KeyKind::Hmac,
+                key: DecodingKey::from_secret(secret),
+            }],
+        }
+    }
+
+    /// Keys that may verify a token with this `kid` and `alg`. With a
+    /// `kid`, only keys carrying that id; without, every key that accepts
+    /// the algorithm.
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'a VerifyKey> + 'a {
+        self.keys.iter().filter(move |k| {
+            k.accepts(alg)
+                && match kid {
+                    Some(kid) => k.kid.as_deref() == Some(kid),
+                    None => true,
+                }
+        })
+    }
+
+    /// Whether any key has this `kid`.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+/// Parses one JWK into a verification key, or `None` when it is not one
+/// we can or may use.
+fn parse_jwk(value: &serde_json::Value) -> Option<VerifyKey> {
+    let jwk: Jwk = serde_json::from_value(value.clone()).ok()?;
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let kind = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => KeyKind::Rsa,
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => KeyKind::P256,
+            EllipticCurve::P384 => KeyKind::P384,
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(p) => match p.curve {
+            EllipticCurve::Ed25519 => KeyKind::Ed25519,
+            _ => return None,
+        },
+        // Symmetric keys are only ever configured as shared secrets: a JWKS
+        // (often public) must not be able to introduce an HMAC key.
+        _ => return None,
+    };
+    let alg = match jwk.common.key_algorithm {
+        None => None,
+        Some(a) => Some(jwk_algorithm(a)?),
+    };
+    if alg.is_some_and(|a| !kind.serves(a)) {
+        return None;
+    }
+    let key = DecodingKey::from_jwk(&jwk).ok()?;
+    Some(VerifyKey {
+        kid: jwk.common.key_id,
+        alg,
+        kind,
+        key,
+    })
+}
+
+/// Maps a JWK `alg` to a signature algorithm; encryption algorithms → None.
+fn jwk_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// Where an issuer's keys come from at run time.
+#[derive(Debug, Clone)]
+pub enum KeyOrigin {
+    /// Loaded once at start-up (inline JWKS, file, shared secret).
+    Static,
+    /// A JWKS URL.
+    JwksUri(String),
+    /// An OIDC discovery document naming the JWKS URL.
+    Discovery {
+        /// The discovery document URL.
+        url: String,
+        /// The issuer the document must name.
+        issuer: String,
+    },
+}
+
+/// The live key set of one issuer.
+pub struct IssuerKeys {
+    /// Issuer name, for logs.
+    pub name: String,
+    origin: KeyOrigin,
+    refresh: RefreshConfig,
+    http: reqwest::Client,
+    current: ArcSwapOption<KeySet>,
+    /// Time of the last unknown-`kid` refetch; the mutex also makes
+    /// concurrent refetches single-flight.
+    last_refetch: Mutex<Option<Instant>>,
+}
+
+impl IssuerKeys {
+    /// Keys loaded once, never refreshed.
+    pub fn fixed(name: String, set: KeySet) -> IssuerKeys {
+        IssuerKeys {
+            name,
+            origin: KeyOrigin::Static,
+            refresh: RefreshConfig::default(),
+            http: reqwest::Client::new(),
+            current: ArcSwapOption::from_pointee(set),
+            last_refetch: Mutex::new(None),
+        }
+    }
+
+    /// Keys fetched from the network; empty until the first fetch.
+    pub fn remote(
+        name: String,
+        origin: KeyOrigin,
+        refresh: RefreshConfig,
+        http: reqwest::Client,
+    ) -> IssuerKeys {
+        IssuerKeys {
+            name,
+            origin,
+            refresh,
+            http,
+            current: ArcSwapOption::empty(),
+            last_refetch: Mutex::new(None),
+        }
+    }
+
+    /// The current key set, if one has been loaded.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    /// Whether a key set is loaded (readiness).
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// Whether the keys are fetched from the network (and so refreshed).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self.origin, KeyOrigin::Static)
+    }
+
+    /// Refetches because a token named a `kid` we do not know, at most
+    /// once per `unknown_kid_interval`; returns the key set to use.
+    pub async fn refetch_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
+        if !self.is_remote() {
+            return self.current();
+        }
+        let mut last = self.last_refetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < self.refresh.unknown_kid_interval) {
+            return self.current();
+        }
+        *last = Some(Instant::now());
+        match self.fetch().await {
+            Ok((set, _)) => {
+                tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set refetched for an unknown kid");
+                self.current.store(Some(Arc::new(set)));
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.name, error = %e, "key refetch failed; keeping the last good key set")
+            }
+        }
+        self.current()
+    }
+
+    /// Fetches and replaces the key set forever: at the `max-age` the
+    /// server gives (within bounds), or the configured interval; after a
+    /// failure, at the retry interval, keeping the last good set.
+    pub async fn refresh_forever(self: Arc<Self>) {
+        if !self.is_remote() {
+            return;
+        }
+        loop {
+            let wait = match self.fetch().await {
+                Ok((set, max_age)) => {
+                    tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set loaded");
+                    self.current.store(Some(Arc::new(set)));
+                    self.next_refresh(max_age)
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %self.name, error = %e, "key set fetch failed; keeping the last good key set");
+                    self.refresh.retry_interval
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The delay before the next scheduled refresh.
+    fn next_refresh(&self, max_age: Option<Duration>) -> Duration {
+        match max_age {
+            Some(age) => age.clamp(self.refresh.min_interval, self.refresh.max_interval),
+            None => self.refresh.interval,
+        }
+    }
+
+    /// One fetch: discovery (if configured) then the JWKS.
+    async fn fetch(&self) -> Result<(KeySet, Option<Duration>), KeyError> {
+        let jwks_uri = match &self.origin {
+            KeyOrigin::Static => {
+                return Ok((
+                    self.current().map(|s| (*s).clone()).unwrap_or_default(),
+                    None,
+                ));
+            }
+            KeyOrigin::JwksUri(uri) => uri.clone(),
+            KeyOrigin::Discovery { url, issuer } => {
+                let (doc, _) = self.get_json(url).await?;
+                discovered_jwks_uri(&doc, issuer)?
+            }
+        };
+        let (doc, max_age) = self.get_json(&jwks_uri).await?;
+        Ok((KeySet::from_jwks(&doc)?, max_age))
+    }
+
+    /// GETs a JSON document, bounded in time and size; returns it with the
+    /// `Cache-Control: max-age` the server sent.
+    async fn get_json(&self, url: &str) -> Result<(serde_json::Value, Option<Duration>), KeyError> {
+        let fail = |reason: String| KeyError::Fetch {
+            url: url.to_string(),
+            reason,
+        };
+        let mut response = self
+            .http
+            .get(url)
+            .timeout(self.refresh.timeout)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("HTTP status {}", response.status())));
+        }
+        let max_age = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(cache_max_age);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(fail("document larger than 1 MiB".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let doc = serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))?;
+        Ok((doc, max_age))
+    }
+}
+
+/// Reads `jwks_uri` from an OIDC discovery document after checking that it
+/// names the expected issuer (OpenID Connect Discovery §4.3).
+fn discovered_jwks_uri(doc: &serde_json::Value, issuer: &str) -> Result<String, KeyError> {
+    let metadata: openidconnect::core::CoreProviderMetadata =
+        serde_json::from_value(doc.clone())
+            .map_err(|e| KeyError::Document(format!("invalid discovery document: {e}")))?;
+    if metadata.issuer().as_str() != issuer {
+        return Err(KeyError::Document(format!(
+            "discovery document names issuer {:?}, expected {issuer:?}",
+            metadata.issuer().as_str()
+        )));
+    }
+    Ok(metadata.jwks_uri().url().to_string())
+}
+
+/// `max-age` from a `Cache-Control` value; `no-store`/`no-cache` count as 0.
+fn cache_max_age(value: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for directive in value.split(',') {
+        let directive = directive.trim().to_ascii_lowercase();
+        if directive == "no-store" || directive == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(secs) = directive.strip_prefix("max-age=") {
+            max_age = secs
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ec_jwk(kid: &str) -> serde_json::Value {
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+               "x": "mA0RsYrR4cj_cChPDWB6UCuAU0KnGYQ9TkBJMDD3DKs",
+               "y": "YMB7-1a-VcO9PXYtDT67WCbhF9wL8Wrgh9vtYsgH1Xk"})
+    }
+
+    #[test]
+    fn parses_and_skips_unusable_keys() {
+        let doc = json!({"keys": [
+            ec_jwk("a"),
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+            {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB", "kid": "enc"},
+            {"kty": "weird", "kid": "w"},
+        ]});
+        let set = KeySet::from_jwks(&doc).unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert!(set.has_kid("a"));
+        assert!(!set.has_kid("hmac"));
+    }
+
+    #[test]
+    fn empty_or_malformed_documents_are_errors() {
+        assert!(KeySet::from_jwks(&json!({})).is_err());
+        assert!(KeySet::from_jwks(&json!({"keys": []})).is_err());
+        assert!(KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "k": "AA"}]})).is_err());
+        assert!(KeySet::from_jwks(&json!({"keys": "nope"})).is_err());
+    }
+
+    #[test]
+    fn key_kind_guards_algorithm_confusion() {
+        assert!(KeyKind::Rsa.serves(Algorithm::RS256));
+        assert!(!KeyKind::Rsa.serves(Algorithm::HS256));
+        assert!(!KeyKind::P256.serves(Algorithm::ES384));
+        assert!(!KeyKind::Hmac.serves(Algorithm::RS256));
+        let set = KeySet::from_jwks(&json!({"keys": [ec_jwk("a")]})).unwrap();
+        assert_eq!(set.candidates(Some("a"), Algorithm::ES256).count(), 1);
+        assert_eq!(set.candidates(Some("a"), Algorithm::HS256).count(), 0);
+        assert_eq!(set.candidates(Some("b"), Algorithm::ES256).count(), 0);
+        assert_eq!(set.candidates(None, Algorithm::ES256).count(), 1);
+    }
+
+    #[test]
+    fn pinned_alg_must_match_key_type() {
+        let mut jwk = ec_jwk("a");
+        jwk["alg"] = json!("RS256");
+        assert!(KeySet::from_jwks(&json!({"keys": [jwk]})).is_err());
+    }
+
+    #[test]
+    fn cache_control_parsing() {
+        assert_eq!(
+            cache_max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(cache_max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(cache_max_age("public"), None);
+        assert_eq!(cache_max_age("max-age=abc"), None);
+    }
+
+    #[test]
+    fn refresh_interval_is_clamped() {
+        let keys = IssuerKeys::remote(
+            "t".into(),
+            KeyOrigin::JwksUri("http://127.0.0.1:1/".into()),
+            RefreshConfig::default(),
+            reqwest::Client::new(),
+        );
+        let r = RefreshConfig::default();
+        assert_eq!(keys.next_refresh(Some(Duration::ZERO)), r.min_interval);
+        assert_eq!(
+            keys.next_refresh(Some(Duration::from_secs(10_000_000))),
+            r.max_interval
+        );
+        assert_eq!(keys.next_refresh(None), r.interval);
+        assert!(!keys.is_ready());
+    }
+
+    #[test]
+    fn discovery_checks_the_issuer() {
+        let doc = json!({
+            "issuer": "https://idp.example",
+            "authorization_endpoint": "https://idp.example/auth",
+            "jwks_uri": "https://idp.example/jwks",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        assert_eq!(
+            discovered_jwks_uri(&doc, "https://idp.example").unwrap(),
+            "https://idp.example/jwks"
+        );
+        assert!(discovered_jwks_uri(&doc, "https://other.example").is_err());
+        assert!(discovered_jwks_uri(&json!({"issuer": 1}), "x").is_err());
+    }
+}

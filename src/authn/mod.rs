@@ -1,0 +1,56 @@
+//! Authentication: which credential the request carries and who it names.
+//!
+//! The accepted authenticators look for their credential in order; the
+//! first credential present decides. An invalid credential is a 401, never
+//! a fall-through to the next authenticator.
+
+pub mod jwt;
+pub mod keys;
+pub mod sources;
+
+use std::sync::Arc;
+
+use crate::config::AuthType;
+use crate::deny::Deny;
+use crate::identity::Identity;
+use crate::request::Request;
+use jwt::{JwtError, JwtVerifier};
+use keys::IssuerKeys;
+use sources::TokenSource;
+
+/// All configured authenticators.
+pub struct Authenticators {
+    /// Where bearer tokens are looked for.
+    pub sources: Vec<TokenSource>,
+    /// JWT verification against the configured issuers.
+    pub jwt: JwtVerifier,
+}
+
+impl Authenticators {
+    /// Authenticates the request: `Ok(None)` when it carries no credential.
+    pub async fn authenticate(
+        &self,
+        request: &Request,
+        auth_type: AuthType,
+    ) -> Result<Option<Identity>, Deny> {
+        let invalid = |reason: String| Deny::InvalidToken { reason, auth_type };
+        let token = match sources::find_token(&self.sources, request) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(invalid(e.to_string())),
+        };
+        match self.jwt.verify(&token).await {
+            Ok(identity) => Ok(Some(identity)),
+            Err(JwtError::KeysUnavailable) => Err(Deny::KeysUnavailable),
+            Err(e) => {
+                tracing::debug!(token_fingerprint = %token.fingerprint(), reason = %e, "token refused");
+                Err(invalid(e.to_string()))
+            }
+        }
+    }
+
+    /// Every issuer's key set.
+    pub fn key_sets(&self) -> Vec<Arc<IssuerKeys>> {
+        self.jwt.key_sets().cloned().collect()
+    }
+}

@@ -1,0 +1,112 @@
+//! One `Check`, phase by phase: request → policy → authn → authz →
+//! response. The engine is immutable; a reload builds a new one.
+
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::authn::Authenticators;
+use crate::authz;
+use crate::deny::Deny;
+use crate::policy::{Access, Policy};
+use crate::proto::auth::{CheckRequest, CheckResponse};
+use crate::request::Request;
+use crate::response;
+
+/// Everything a check needs, built once from validated configuration.
+pub struct Engine {
+    /// Compiled route rules.
+    pub policy: Policy,
+    /// Credential verification.
+    pub authn: Authenticators,
+    /// Proxies whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Realm for challenges.
+    pub realm: String,
+}
+
+/// The outcome of a check, for logs and metrics.
+#[derive(Debug)]
+pub struct Decision {
+    /// Name of the rule that applied, if one did.
+    pub rule: Option<Arc<str>>,
+    /// `Ok` for allow, the reason for deny.
+    pub result: Result<(), Deny>,
+}
+
+impl Engine {
+    /// Decides on one request and renders the response.
+    pub async fn check(&self, check: &CheckRequest) -> (CheckResponse, Decision) {
+        let request = match Request::from_check(check, &self.trusted_proxies) {
+            Ok(r) => r,
+            Err(deny) => return self.refuse(None, None, deny),
+        };
+        let requirement = match self.policy.requirement(&request) {
+            Ok(r) => r,
+            Err(deny) => return self.refuse(Some(&request), None, deny),
+        };
+        let rule = Some(requirement.rule.clone());
+        let identity = match requirement.access {
+            Access::Anonymous => None,
+            Access::Authenticated { .. } => {
+                match self
+                    .authn
+                    .authenticate(&request, requirement.auth_type)
+                    .await
+                {
+                    Ok(identity) => identity,
+                    Err(deny) => return self.refuse(Some(&request), rule, deny),
+                }
+            }
+        };
+        if let Err(deny) = authz::authorize(&requirement, identity.as_ref()) {
+            return self.refuse(Some(&request), rule, deny);
+        }
+        tracing::debug!(
+            rule = requirement.rule.as_ref(),
+            subject = identity.as_ref().map(|i| i.subject.as_str()),
+            method = %request.method,
+            path = %request.path,
+            "allow"
+        );
+        let response = response::allow(&request, &requirement, identity.as_ref());
+        (
+            response,
+            Decision {
+                rule,
+                result: Ok(()),
+            },
+        )
+    }
+
+    fn refuse(
+        &self,
+        request: Option<&Request>,
+        rule: Option<Arc<str>>,
+        deny: Deny,
+    ) -> (CheckResponse, Decision) {
+        tracing::info!(
+            rule = rule.as_deref(),
+            reason = deny.reason_label(),
+            detail = %deny,
+            status = deny.http_status(),
+            method = request.map(|r| r.method.as_str()),
+            host = request.map(|r| r.host.as_str()),
+            path = request.map(|r| r.path.as_str()),
+            client_ip = request.and_then(|r| r.client_ip).map(tracing::field::display),
+            "deny"
+        );
+        (
+            response::deny(&deny, &self.realm),
+            Decision {
+                rule,
+                result: Err(deny),
+            },
+        )
+    }
+
+    /// Whether every issuer has a key set loaded.
+    pub fn ready(&self) -> bool {
+        self.authn.key_sets().iter().all(|k| k.is_ready())
+    }
+}

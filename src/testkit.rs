@@ -1,0 +1,87 @@
+//! Signing keys and token minting for tests (unit, integration, benches).
+//! Not used by the service itself.
+#![doc(hidden)]
+// Test-only helper: a failure here is a broken test setup, so panicking is right.
+#![allow(clippy::expect_used)]
+
+use base64::Engine as _;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// A signing key with its public JWK.
+pub struct TestKey {
+    /// Algorithm the key signs with.
+    pub alg: Algorithm,
+    /// Key id placed in tokens and the JWK.
+    pub kid: String,
+    /// Private key.
+    pub encoding: EncodingKey,
+    /// Public JWK (with `kid`, `alg`, `use`).
+    pub jwk: Value,
+}
+
+impl TestKey {
+    /// Generates a new key for `alg` (RS256, ES256 or EdDSA).
+    pub fn generate(alg: Algorithm, kid: &str) -> TestKey {
+        let sig = match alg {
+            Algorithm::ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Algorithm::EdDSA => &rcgen::PKCS_ED25519,
+            _ => &rcgen::PKCS_RSA_SHA256,
+        };
+        let pair = rcgen::KeyPair::generate_for(sig).expect("key generation");
+        let pem = pair.serialize_pem();
+        let encoding = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
+            _ => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        }
+        .expect("PEM from rcgen parses");
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let raw = pair.public_key_raw();
+        let mut jwk = match alg {
+            // Uncompressed point: 0x04 || x || y.
+            Algorithm::ES256 => json!({"kty": "EC", "crv": "P-256", "alg": "ES256",
+                                       "x": b64(&raw[1..33]), "y": b64(&raw[33..65])}),
+            Algorithm::EdDSA => {
+                json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": b64(raw)})
+            }
+            _ => serde_json::to_value(Jwk::from_encoding_key(&encoding, alg).expect("public JWK"))
+                .expect("JWK serializes"),
+        };
+        jwk["kid"] = json!(kid);
+        jwk["use"] = json!("sig");
+        TestKey {
+            alg,
+            kid: kid.to_string(),
+            encoding,
+            jwk,
+        }
+    }
+
+    /// Signs `claims` with this key, `kid` in the header.
+    pub fn mint(&self, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("signing")
+    }
+}
+
+/// A JWKS document holding these keys.
+pub fn jwks(keys: &[&TestKey]) -> Value {
+    json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Typical valid claims for `iss`/`aud`, expiring in an hour.
+pub fn claims(iss: &str, aud: &str, sub: &str) -> Value {
+    let now = now();
+    json!({"iss": iss, "aud": aud, "sub": sub, "iat": now, "exp": now + 3600})
+}

@@ -1,0 +1,106 @@
+"""Turns the shipped example `envoy/envoy.yaml` into a config for one test
+run by rewriting only addresses and ports: the listener, the admin
+interface, and the `gatehouse` and `upstream` clusters. Everything else
+(filters, routes, per-route settings) is the example itself, so the tests
+exercise what we ship.
+
+    python tests/e2e/envoy_config.py OUT.yaml --listener 10001 --admin 9902 \
+        --gatehouse 9192 --upstream 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "envoy" / "envoy.yaml"
+
+LISTENER_NAME = "main"
+GATEHOUSE_CLUSTER = "gatehouse"
+UPSTREAM_CLUSTER = "upstream"
+
+
+@dataclass(frozen=True)
+class Ports:
+    listener: int
+    admin: int
+    gatehouse: int
+    upstream: int
+    host: str = "127.0.0.1"
+
+
+class ExampleChanged(RuntimeError):
+    """The example no longer has the shape this rewrite relies on."""
+
+
+def _socket_address(node: dict, where: str) -> dict:
+    try:
+        return node["address"]["socket_address"]
+    except (KeyError, TypeError) as e:
+        raise ExampleChanged(f"{where}: no address.socket_address") from e
+
+
+def _one(items: list[dict], name: str, kind: str) -> dict:
+    found = [i for i in items if i.get("name") == name]
+    if len(found) != 1:
+        raise ExampleChanged(f"expected exactly one {kind} named {name!r}, found {len(found)}")
+    return found[0]
+
+
+def _cluster_endpoint(cluster: dict) -> dict:
+    endpoints = [
+        lb["endpoint"]
+        for group in cluster["load_assignment"]["endpoints"]
+        for lb in group["lb_endpoints"]
+    ]
+    if len(endpoints) != 1:
+        raise ExampleChanged(f"cluster {cluster['name']!r} should have one endpoint")
+    return endpoints[0]
+
+
+def rewrite(config: dict, ports: Ports) -> dict:
+    """Returns `config` with its addresses and ports replaced (in place)."""
+    admin = _socket_address(config["admin"], "admin")
+    admin.update(address=ports.host, port_value=ports.admin)
+
+    static = config["static_resources"]
+    listener = _one(static["listeners"], LISTENER_NAME, "listener")
+    _socket_address(listener, "listener").update(address=ports.host, port_value=ports.listener)
+
+    for name, port in ((GATEHOUSE_CLUSTER, ports.gatehouse), (UPSTREAM_CLUSTER, ports.upstream)):
+        cluster = _one(static["clusters"], name, "cluster")
+        _socket_address(_cluster_endpoint(cluster), f"cluster {name}").update(
+            address=ports.host, port_value=port
+        )
+    return config
+
+
+def write_test_config(dest: Path, ports: Ports, source: Path = EXAMPLE) -> Path:
+    config = yaml.safe_load(source.read_text())
+    rewrite(config, ports)
+    dest = Path(dest)
+    dest.write_text(
+        f"# Generated from {source} for a test run: only addresses and ports differ.\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    return dest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    for name in ("listener", "admin", "gatehouse", "upstream"):
+        parser.add_argument(f"--{name}", type=int, required=True)
+    args = parser.parse_args()
+    write_test_config(
+        args.out, Ports(args.listener, args.admin, args.gatehouse, args.upstream)
+    )
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Gatehouse configurations used by the tests, as YAML-ready dicts.
+
+The shared instance (`shared_config`) has four issuers and the rules the
+tests in test_*.py rely on; dedicated instances (health, outage, SIGTERM)
+use `single_issuer_config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.tokens import AUDIENCE
+
+REALM = "gatehouse-e2e"
+COOKIE = "gh_token"
+QUERY = "access_token"
+HMAC_ISSUER = "https://hmac.e2e.invalid"
+HMAC_SECRET_FILE = "secrets/hmac.secret"  # relative: resolved against the config's directory
+
+CLAIMS = {
+    "username": "preferred_username",
+    "email": "email",
+    "uid": "uidNumber",
+    "groups": "groups",
+}
+
+# Background refresh effectively off (the JWKS servers say max-age=3600), so
+# fetch counters only move when a test makes them move.
+QUIET_REFRESH = {
+    "interval": "1h",
+    "min_interval": "1s",
+    "max_interval": "1h",
+    "retry_interval": "1s",
+    "unknown_kid_interval": "30s",
+    "timeout": "2s",
+}
+
+# The rotating issuer: unknown kids may trigger one refetch per 2 s.
+UNKNOWN_KID_INTERVAL = 2.0
+ROTATING_REFRESH = dict(QUIET_REFRESH, unknown_kid_interval=f"{UNKNOWN_KID_INTERVAL:g}s")
+
+GROUP_MAPPING = {
+    "read:data": ["readers", "admins"],
+    "write:data": ["writers", "admins"],
+    "admin:all": ["superusers"],
+}
+
+ALL_HEADERS = ["user", "email", "uid", "groups", "scopes", "client_ip", "token"]
+
+# Envoy routes /public/ (check disabled), /admin/ (scope admin:all via
+# context_extensions), /basic/ (auth_type basic) and everything else (no
+# extensions). No rule below matches /admin/ or /basic/: there the context
+# extensions alone define the requirement.
+RULES: list[dict[str, Any]] = [
+    {"name": "anonymous", "match": {"path": {"prefix": "/anon/"}}, "auth": "anonymous"},
+    {"name": "all-scopes", "match": {"path": {"prefix": "/all/"}},
+     "scopes": ["read:data", "write:data"], "satisfy": "all"},
+    {"name": "any-scope", "match": {"path": {"prefix": "/any/"}},
+     "scopes": ["read:data", "write:data"], "satisfy": "any"},
+    {"name": "data", "match": {"path": {"prefix": "/data/"}}, "scopes": ["read:data"]},
+    {"name": "whoami", "match": {"path": {"prefix": "/whoami/"}}, "headers": ALL_HEADERS},
+    {"name": "api", "match": {"path": {"prefix": "/api/"}}},  # default headers: no token
+]
+
+
+def issuer(name: str, iss: str, algorithms: list[str], keys: dict, refresh: dict | None = None) -> dict:
+    out = {
+        "name": name,
+        "issuer": iss,
+        "audiences": [AUDIENCE],
+        "algorithms": algorithms,
+        "keys": keys,
+        "claims": dict(CLAIMS),
+    }
+    if refresh:
+        out["refresh"] = dict(refresh)
+    return out
+
+
+def shared_config(primary_idp, discovery_idp, rotating_idp) -> dict[str, Any]:
+    return {
+        "server": {"drain_timeout": "2s", "realm": REALM},
+        "network": {"trusted_proxies": ["127.0.0.0/8"]},
+        "jwt": {
+            "leeway": "5s",
+            "sources": ["bearer", "basic", {"cookie": COOKIE}, {"query": QUERY}],
+            "issuers": [
+                issuer("primary", primary_idp.issuer, ["RS256", "ES256", "EdDSA"],
+                       {"jwks_uri": primary_idp.jwks_uri}, QUIET_REFRESH),
+                issuer("discovered", discovery_idp.issuer, ["ES256"], {"discovery": {}},
+                       QUIET_REFRESH),
+                issuer("hmac", HMAC_ISSUER, ["HS256"], {"shared_secret_file": HMAC_SECRET_FILE}),
+                issuer("rotating", rotating_idp.issuer, ["RS256"],
+                       {"jwks_uri": rotating_idp.jwks_uri}, ROTATING_REFRESH),
+            ],
+        },
+        "scopes": {"group_mapping": GROUP_MAPPING},
+        "policy": {"default": "deny", "rules": RULES},
+        "log": {"level": "info,gatehouse=debug"},
+    }
+
+
+def single_issuer_config(idp, refresh: dict | None = None, drain_timeout: str = "2s") -> dict[str, Any]:
+    """One `jwks_uri` issuer and one authenticated rule for everything."""
+    return {
+        "server": {"drain_timeout": drain_timeout, "realm": REALM},
+        "network": {"trusted_proxies": ["127.0.0.0/8"]},
+        "jwt": {
+            "issuers": [issuer("only", idp.issuer, ["RS256", "ES256", "EdDSA"],
+                               {"jwks_uri": idp.jwks_uri}, refresh or QUIET_REFRESH)],
+        },
+        "policy": {"default": "authenticated", "rules": []},
+        "log": {"level": "info,gatehouse=debug"},
+    }

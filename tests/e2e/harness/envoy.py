@@ -1,0 +1,72 @@
+"""Runs Envoy on the example config (ports rewritten) and waits until its
+admin interface reports ready and its listener accepts connections."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import requests
+
+from envoy_bin import envoy_binary
+from envoy_config import Ports, write_test_config
+from harness.procs import ManagedProcess, free_port, wait_until
+
+START_TIMEOUT = 20.0
+
+
+class EnvoyInstance:
+    def __init__(self, workdir: Path, gatehouse_port: int, upstream_port: int, name: str = "envoy"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = Ports(
+            listener=free_port(), admin=free_port(), gatehouse=gatehouse_port, upstream=upstream_port
+        )
+        self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports)
+        self.port = self.ports.listener
+        self.admin_url = f"http://127.0.0.1:{self.ports.admin}"
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.process = ManagedProcess(
+            name,
+            [
+                envoy_binary(),
+                "-c", self.config_path,
+                "--concurrency", "1",
+                # Several Envoys may run at once: no shared-memory hot restart.
+                "--disable-hot-restart",
+                "--log-level", "info",
+                "--component-log-level", "ext_authz:debug",
+                "--drain-time-s", "1",
+            ],
+            self.workdir / f"{name}.log",
+        )
+        self._admin = requests.Session()
+        self._admin.trust_env = False  # never send loopback traffic to a proxy
+        try:
+            wait_until(f"{name} ready", self._ready, START_TIMEOUT, interval=0.05,
+                       on_timeout=self.process.log_tail)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        self.process.check_alive()
+        r = self._admin.get(self.admin_url + "/ready", timeout=1)
+        if r.status_code != 200 or r.text.strip() != "LIVE":
+            return False
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+    def stats(self, prefix: str) -> dict[str, int]:
+        """Counters and gauges whose names start with `prefix`."""
+        r = self._admin.get(self.admin_url + "/stats", params={"filter": f"^{prefix}"}, timeout=2)
+        out = {}
+        for line in r.text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def stop(self) -> int | None:
+        self._admin.close()
+        return self.process.stop()

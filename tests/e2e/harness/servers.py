@@ -1,0 +1,197 @@
+"""In-process HTTP servers on 127.0.0.1, each on its own thread:
+
+- `EchoServer`: the protected upstream; answers 200 with a JSON report of the
+  request it received (so tests see exactly what Envoy forwarded).
+- `IdentityProvider`: a JWKS / OIDC discovery server whose key set tests
+  change at run time, with fetch counters and an outage switch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+# Header the echo server adds to its responses, so a test can tell that a
+# response came from the upstream rather than from Envoy or gatehouse.
+ECHO_MARKER = "x-e2e-echo"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "e2e"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log = getattr(self.server, "log_file", None)
+        if log is not None:
+            with self.server.log_lock:  # type: ignore[attr-defined]
+                log.write(f"{self.address_string()} {format % args}\n")
+                log.flush()
+
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, sort_keys=True).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+class _BackgroundServer:
+    def __init__(self, handler: type[BaseHTTPRequestHandler], log_path: Path | None):
+        self.httpd = _Server(("127.0.0.1", 0), handler)
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        self.httpd.log_lock = threading.Lock()  # type: ignore[attr-defined]
+        self.httpd.log_file = open(log_path, "a") if log_path else None  # type: ignore[attr-defined]
+        self.port: int = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self.httpd.log_file:  # type: ignore[attr-defined]
+            self.httpd.log_file.close()  # type: ignore[attr-defined]
+
+
+# --- upstream echo ------------------------------------------------------------
+
+
+class _EchoHandler(_QuietHandler):
+    def _echo(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path, _, query = self.path.partition("?")
+        pairs = [[k.lower(), v] for k, v in self.headers.items()]
+        merged: dict[str, str] = {}
+        for k, v in pairs:
+            merged[k] = f"{merged[k]},{v}" if k in merged else v
+        report = {
+            "method": self.command,
+            "path": self.path,  # the raw request target, query included
+            "path_only": path,
+            "query": query,
+            "headers": merged,
+            "header_list": pairs,  # to spot duplicated headers
+            "body_length": len(body),
+        }
+        self.server.owner.requests.append(report)  # type: ignore[attr-defined]
+        self._send_json(200, report, {ECHO_MARKER: "1"})
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _echo
+
+
+class EchoServer(_BackgroundServer):
+    """Answers every request with 200 and a JSON report of what it received:
+    `{"method", "path", "query", "headers": {lower-case name: value}, ...}`."""
+
+    def __init__(self, log_path: Path | None = None):
+        self.requests: list[dict] = []
+        super().__init__(_EchoHandler, log_path)
+
+
+# --- JWKS / OIDC discovery ------------------------------------------------------
+
+
+class _IdpHandler(_QuietHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        idp: IdentityProvider = self.server.owner  # type: ignore[attr-defined]
+        path = self.path.partition("?")[0]
+        status, body, headers = idp._respond(path)
+        self._send_json(status, body, headers)
+
+
+class IdentityProvider(_BackgroundServer):
+    """JWKS at `/jwks.json` and OIDC discovery at
+    `/.well-known/openid-configuration` (issuer = `base_url`).
+
+    Tests mutate it while gatehouse runs: `add_key`/`remove_key`,
+    `max_age` (the `Cache-Control: max-age` of the JWKS), `outage` (every
+    request answers 500). `fetches(path)` counts requests per path, whether
+    they succeeded or not; `failures(path)` counts the 500s.
+    """
+
+    JWKS_PATH = "/jwks.json"
+    DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+    def __init__(self, log_path: Path | None = None, max_age: int | None = 3600):
+        self._lock = threading.Lock()
+        self._keys: dict[str, dict] = {}
+        self._fetches: Counter[str] = Counter()
+        self._failures: Counter[str] = Counter()
+        self.max_age = max_age
+        self.outage = False
+        super().__init__(_IdpHandler, log_path)
+        self.issuer = self.base_url
+        self.jwks_uri = self.base_url + self.JWKS_PATH
+        self.discovery_url = self.base_url + self.DISCOVERY_PATH
+
+    # key set -------------------------------------------------------------
+    def add_key(self, key: Any) -> None:
+        """Publishes the public half of a `harness.keys.SigningKey` (or a
+        public JWK dict with a `kid`)."""
+        jwk = key if isinstance(key, dict) else key.public_jwk
+        with self._lock:
+            self._keys[jwk["kid"]] = dict(jwk)
+
+    def remove_key(self, kid: str) -> None:
+        with self._lock:
+            self._keys.pop(kid, None)
+
+    def kids(self) -> list[str]:
+        with self._lock:
+            return list(self._keys)
+
+    # counters --------------------------------------------------------------
+    def fetches(self, path: str = JWKS_PATH) -> int:
+        with self._lock:
+            return self._fetches[path]
+
+    def failures(self, path: str = JWKS_PATH) -> int:
+        with self._lock:
+            return self._failures[path]
+
+    # responses -------------------------------------------------------------
+    def _respond(self, path: str) -> tuple[int, Any, dict[str, str]]:
+        with self._lock:
+            self._fetches[path] += 1
+            if self.outage:
+                self._failures[path] += 1
+                return 500, {"error": "simulated outage"}, {"Cache-Control": "no-store"}
+            if path == self.JWKS_PATH:
+                headers = {}
+                if self.max_age is not None:
+                    headers["Cache-Control"] = f"public, max-age={self.max_age}"
+                return 200, {"keys": list(self._keys.values())}, headers
+            if path == self.DISCOVERY_PATH:
+                return 200, self._discovery_document(), {"Cache-Control": "max-age=3600"}
+            return 404, {"error": "not found"}, {}
+
+    def _discovery_document(self) -> dict:
+        # The fields OpenID Connect Discovery 1.0 marks REQUIRED, so strict
+        # parsers accept it; only issuer and jwks_uri matter to gatehouse.
+        algs = sorted({k.get("alg", "RS256") for k in self._keys.values()}) or ["RS256"]
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": self.jwks_uri,
+            "authorization_endpoint": self.base_url + "/authorize",
+            "token_endpoint": self.base_url + "/token",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": algs,
+        }
