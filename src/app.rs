@@ -48,20 +48,18 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
         ));
     }
     for (i, s) in config.jwt.sources.iter().enumerate() {
-        if let TokenSourceConfig::Header(n)
-        | TokenSourceConfig::Cookie(n)
-        | TokenSourceConfig::Query(n) = s
-        {
-            if n.is_empty()
-                || !n
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                return Err(ConfigError::invalid(
-                    format!("jwt.sources[{i}]"),
-                    format!("invalid name {n:?}"),
-                ));
-            }
+        let name = match s {
+            TokenSourceConfig::Header(n)
+            | TokenSourceConfig::Cookie(n)
+            | TokenSourceConfig::Query(n) => n,
+            TokenSourceConfig::Bearer | TokenSourceConfig::Basic => continue,
+        };
+        let valid = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+        if name.is_empty() || !name.bytes().all(valid) {
+            return Err(ConfigError::invalid(
+                format!("jwt.sources[{i}]"),
+                format!("invalid name {name:?}"),
+            ));
         }
     }
     if config.jwt.leeway.as_secs() > 600 {

@@ -63,6 +63,7 @@ mod tests {
             issuer: "i".into(),
             expires_at: None,
             token: Secret::new("t"),
+            query_parameter: None,
         }
     }
 

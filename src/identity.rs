@@ -43,4 +43,8 @@ pub struct Identity {
     pub expires_at: Option<u64>,
     /// The credential itself, for `X-Auth-Request-Token` when a rule opts in.
     pub token: Secret,
+    /// The query parameter the credential came from, if it came from one:
+    /// it is removed from the upstream request so the token does not leak
+    /// into upstream URLs and logs.
+    pub query_parameter: Option<String>,
 }

@@ -45,6 +45,10 @@ pub fn allow(
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers: headers.into_iter().map(|(k, v)| overwrite(k, v)).collect(),
             headers_to_remove,
+            query_parameters_to_remove: identity
+                .and_then(|id| id.query_parameter.clone())
+                .into_iter()
+                .collect(),
             ..Default::default()
         })),
         dynamic_metadata: None,

@@ -154,14 +154,12 @@ impl JwtVerifier {
         }
 
         let mut set = issuer.keys.current().ok_or(JwtError::KeysUnavailable)?;
-        if let Some(kid) = header.kid.as_deref() {
-            if !set.has_kid(kid) {
-                set = issuer
-                    .keys
-                    .refetch_for_unknown_kid()
-                    .await
-                    .ok_or(JwtError::KeysUnavailable)?;
-            }
+        if header.kid.as_deref().is_some_and(|kid| !set.has_kid(kid)) {
+            set = issuer
+                .keys
+                .refetch_for_unknown_kid()
+                .await
+                .ok_or(JwtError::KeysUnavailable)?;
         }
         verify_signature(&set, header.kid.as_deref(), alg, &parts)?;
 
@@ -236,6 +234,7 @@ impl JwtVerifier {
             issuer: issuer.name.clone(),
             expires_at: numeric_date(claims.get("exp")),
             token: token.clone(),
+            query_parameter: None,
         })
     }
 }

@@ -34,13 +34,18 @@ impl Authenticators {
         auth_type: AuthType,
     ) -> Result<Option<Identity>, Deny> {
         let invalid = |reason: String| Deny::InvalidToken { reason, auth_type };
-        let token = match sources::find_token(&self.sources, request) {
-            Ok(Some(token)) => token,
+        let (token, source) = match sources::find_token(&self.sources, request) {
+            Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             Err(e) => return Err(invalid(e.to_string())),
         };
         match self.jwt.verify(&token).await {
-            Ok(identity) => Ok(Some(identity)),
+            Ok(mut identity) => {
+                if let TokenSource::Query(name) = source {
+                    identity.query_parameter = Some(name.clone());
+                }
+                Ok(Some(identity))
+            }
             Err(JwtError::KeysUnavailable) => Err(Deny::KeysUnavailable),
             Err(e) => {
                 tracing::debug!(token_fingerprint = %token.fingerprint(), reason = %e, "token refused");

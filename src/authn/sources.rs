@@ -52,17 +52,18 @@ pub enum SourceError {
     TooLong,
 }
 
-/// Finds the token: the first source that holds one wins.
-pub fn find_token(
-    sources: &[TokenSource],
+/// Finds the token: the first source that holds one wins. Returns the
+/// token with the source it came from.
+pub fn find_token<'s>(
+    sources: &'s [TokenSource],
     request: &Request,
-) -> Result<Option<Secret>, SourceError> {
+) -> Result<Option<(Secret, &'s TokenSource)>, SourceError> {
     for source in sources {
         if let Some(token) = source.extract(request)? {
             if token.len() > MAX_TOKEN_BYTES {
                 return Err(SourceError::TooLong);
             }
-            return Ok(Some(Secret::new(token)));
+            return Ok(Some((Secret::new(token), source)));
         }
     }
     Ok(None)
@@ -211,7 +212,7 @@ mod tests {
     fn found(headers: &[(&str, &str)], query: Option<&str>) -> Option<String> {
         find_token(&all(), &request(headers, query))
             .unwrap()
-            .map(|s| s.expose().to_string())
+            .map(|(s, _)| s.expose().to_string())
     }
 
     #[test]
@@ -224,8 +225,8 @@ mod tests {
             found(&[("authorization", "bearer   abc ")], None).as_deref(),
             Some("abc")
         );
-        let err = find_token(&all(), &request(&[("authorization", "Bearer ")], None));
-        assert_eq!(err.unwrap_err(), SourceError::EmptyBearer);
+        let err = find_token(&all(), &request(&[("authorization", "Bearer ")], None)).unwrap_err();
+        assert_eq!(err, SourceError::EmptyBearer);
     }
 
     #[test]
@@ -247,8 +248,8 @@ mod tests {
             Some("tok")
         );
         for bad in ["Basic !!!", "Basic", &format!("Basic {}", enc("nocolon"))] {
-            let r = find_token(&all(), &request(&[("authorization", bad)], None));
-            assert_eq!(r.unwrap_err(), SourceError::MalformedBasic, "{bad}");
+            let r = find_token(&all(), &request(&[("authorization", bad)], None)).unwrap_err();
+            assert_eq!(r, SourceError::MalformedBasic, "{bad}");
         }
     }
 
@@ -288,8 +289,8 @@ mod tests {
     #[test]
     fn too_long_is_refused() {
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
-        let r = find_token(&all(), &request(&[("authorization", &long)], None));
-        assert_eq!(r.unwrap_err(), SourceError::TooLong);
+        let r = find_token(&all(), &request(&[("authorization", &long)], None)).unwrap_err();
+        assert_eq!(r, SourceError::TooLong);
     }
 
     #[test]

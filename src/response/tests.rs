@@ -30,6 +30,7 @@ fn identity() -> Identity {
         issuer: "i".into(),
         expires_at: None,
         token: Secret::new("the.jwt.value"),
+        query_parameter: None,
     }
 }
 
@@ -234,4 +235,28 @@ fn deny_bad_request_has_no_challenge() {
     assert_eq!(code, 3);
     assert_eq!(d.status.as_ref().unwrap().code, 400);
     assert_eq!(header(d, "www-authenticate"), None);
+}
+
+#[test]
+fn token_query_parameter_is_removed_upstream() {
+    let mut id = identity();
+    id.query_parameter = Some("access_token".into());
+    let resp = allow(
+        &request(&[]),
+        &requirement(&[IdentityHeader::User]),
+        Some(&id),
+    );
+    let Some(HttpResponse::OkResponse(ok)) = &resp.http_response else {
+        panic!("not an ok response");
+    };
+    assert_eq!(ok.query_parameters_to_remove, vec!["access_token"]);
+    let resp = allow(
+        &request(&[]),
+        &requirement(&[IdentityHeader::User]),
+        Some(&identity()),
+    );
+    let Some(HttpResponse::OkResponse(ok)) = &resp.http_response else {
+        panic!("not an ok response");
+    };
+    assert!(ok.query_parameters_to_remove.is_empty());
 }

