@@ -407,7 +407,9 @@ pub struct MatchConfig {
 pub enum PathMatchConfig {
     /// The whole path.
     Exact(String),
-    /// A prefix of the path, at a segment boundary when it ends with `/`.
+    /// A prefix of the path, always at a segment boundary: `/api` and
+    /// `/api/` both match `/api/x`, and `/api` matches `/api` itself, but
+    /// neither matches `/apix`.
     Prefix(String),
     /// A glob: `*` within a segment, `**` across segments.
     Glob(String),

@@ -49,6 +49,10 @@ pub enum PathError {
     /// A `..` segment climbs above the root.
     #[error("path escapes the root with '..'")]
     EscapesRoot,
+    /// A `.` or `..` segment carries `;` parameters (`/a/..;/b`): servlet
+    /// containers treat it as a dot segment, so its meaning is ambiguous.
+    #[error("path has a dot segment with ';' parameters")]
+    DotSegmentParameter,
 }
 
 /// Normalizes the path part of a request target (query and fragment
@@ -92,6 +96,9 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                 if last {
                     out.push('/');
                 }
+            }
+            seg if seg.starts_with(".;") || seg.starts_with("..;") => {
+                return Err(PathError::DotSegmentParameter);
             }
             _ => {}
         }
@@ -187,6 +194,15 @@ mod tests {
         ] {
             assert_eq!(ok(p), p);
         }
+    }
+
+    #[test]
+    fn dot_segments_with_parameters_are_refused() {
+        assert_eq!(err("/public/..;/admin"), PathError::DotSegmentParameter);
+        assert_eq!(err("/a/.;x=1/b"), PathError::DotSegmentParameter);
+        assert_eq!(err("/a/%2e%2e;/b"), PathError::DotSegmentParameter);
+        assert_eq!(ok("/a;v=1/b"), "/a;v=1/b");
+        assert_eq!(ok("/a/...;/b"), "/a/...;/b");
     }
 
     #[test]
