@@ -61,10 +61,8 @@ pub fn load(
     source: &ConfigSource,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let env_map: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("GATEHOUSE_"))
-        .collect();
+    let env_map: config::Map<String, String> =
+        env.into_iter().filter(|(k, _)| is_override(k)).collect();
     let builder = config::Config::builder();
     let builder = match source {
         ConfigSource::File(path) => builder.add_source(
@@ -96,6 +94,16 @@ pub fn load(
             reason: e.into_inner().to_string(),
         }
     })
+}
+
+/// Whether an environment variable is a configuration override: the
+/// `GATEHOUSE_` prefix and at least one `__`, because every key lives in a
+/// section (`GATEHOUSE_SERVER__GRPC_ADDR`). Other `GATEHOUSE_*` variables,
+/// such as the `GATEHOUSE_SERVICE_HOST` / `GATEHOUSE_PORT` links Kubernetes
+/// injects for a Service named `gatehouse`, are not ours and are ignored.
+fn is_override(name: &str) -> bool {
+    name.strip_prefix("GATEHOUSE_")
+        .is_some_and(|rest| rest.contains("__"))
 }
 
 /// The whole configuration file.
@@ -571,10 +579,22 @@ mod tests {
             ),
             ("GATEHOUSE_SERVER__REALM".to_string(), "example".to_string()),
             ("OTHER_VAR".to_string(), "ignored".to_string()),
+            (
+                "GATEHOUSE_PORT".to_string(),
+                "tcp://10.0.0.1:9191".to_string(),
+            ),
+            ("GATEHOUSE_SERVICE_HOST".to_string(), "10.0.0.1".to_string()),
         ];
         let cfg = load(&text("server:\n  realm: file\n"), env).expect("loads");
         assert_eq!(cfg.server.grpc_addr.to_string(), "127.0.0.1:7000");
         assert_eq!(cfg.server.realm, "example");
+    }
+
+    #[test]
+    fn misspelled_override_section_is_an_error() {
+        let env = [("GATEHOUSE_SERVR__REALM".to_string(), "x".to_string())];
+        let err = load(&text(""), env).unwrap_err();
+        assert!(err.to_string().contains("servr"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ import requests
 
 from envoy_bin import envoy_binary
 from envoy_config import Ports, write_test_config
+from harness.httpc import Client
 from harness.procs import ManagedProcess, free_port, wait_until
 
 START_TIMEOUT = 20.0
@@ -34,9 +35,13 @@ class EnvoyInstance:
                 "--concurrency", "1",
                 # Several Envoys may run at once: no shared-memory hot restart.
                 "--disable-hot-restart",
-                "--log-level", "info",
-                "--component-log-level", "ext_authz:debug",
+                # Warnings and errors only; the access log (stdout, format in
+                # envoy.yaml) shows each request and who answered it.
+                "--log-level", "warning",
                 "--drain-time-s", "1",
+                # Access log lines (stdout) reach the log file promptly, so
+                # a failing test's report shows its requests.
+                "--file-flush-interval-msec", "50",
             ],
             self.workdir / f"{name}.log",
         )
@@ -56,6 +61,16 @@ class EnvoyInstance:
             return False
         with socket.create_connection(("127.0.0.1", self.port), timeout=1):
             return True
+
+    def xff_appended_address(self, probe_path: str = "/public/xff-probe") -> str:
+        """The address Envoy appends to X-Forwarded-For for our (loopback)
+        connections. With `use_remote_address: true` and a loopback peer,
+        Envoy appends its own non-loopback local address rather than
+        127.0.0.1, so gatehouse must trust it as a proxy for the client-IP
+        walk to reach the entries the client sent. Probed through the
+        unchecked /public/ route, as the upstream sees it."""
+        r = Client(self.port).get(probe_path)
+        return r.upstream["headers"]["x-forwarded-for"].split(",")[-1].strip()
 
     def stats(self, prefix: str) -> dict[str, int]:
         """Counters and gauges whose names start with `prefix`."""

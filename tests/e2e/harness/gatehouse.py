@@ -45,19 +45,21 @@ def check_config(path: Path, timeout: float = 30.0) -> subprocess.CompletedProce
 
 class GatehouseInstance:
     """One `gatehouse serve` process. `config` is the YAML document as a dict;
-    its `server.grpc_addr` is set here to a free loopback port. `files` are
+    its `server.grpc_addr` is set here to `port` (default: a free loopback
+    port). `files` are
     written next to the config (relative paths in the config resolve
     against the config's directory)."""
 
     def __init__(self, workdir: Path, config: dict[str, Any], files: dict[str, bytes] | None = None,
-                 name: str = "gatehouse"):
+                 name: str = "gatehouse", port: int | None = None):
         binary = require_binary()
         self.name = name
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         for rel, content in (files or {}).items():
+            (self.workdir / rel).parent.mkdir(parents=True, exist_ok=True)
             (self.workdir / rel).write_bytes(content)
-        self.port = free_port()
+        self.port = port or free_port()
         config.setdefault("server", {})["grpc_addr"] = f"127.0.0.1:{self.port}"
         self.config = config
         self.config_path = self.workdir / "gatehouse.yaml"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -134,6 +135,7 @@ class IdentityProvider(_BackgroundServer):
         self._keys: dict[str, dict] = {}
         self._fetches: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
+        self._last_fetch: dict[str, float] = {}
         self.max_age = max_age
         self.outage = False
         super().__init__(_IdpHandler, log_path)
@@ -166,10 +168,17 @@ class IdentityProvider(_BackgroundServer):
         with self._lock:
             return self._failures[path]
 
+    def seconds_since_fetch(self, path: str = JWKS_PATH) -> float:
+        """Time since the last request for `path` (infinite if none)."""
+        with self._lock:
+            last = self._last_fetch.get(path)
+        return float("inf") if last is None else time.monotonic() - last
+
     # responses -------------------------------------------------------------
     def _respond(self, path: str) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
             self._fetches[path] += 1
+            self._last_fetch[path] = time.monotonic()
             if self.outage:
                 self._failures[path] += 1
                 return 500, {"error": "simulated outage"}, {"Cache-Control": "no-store"}

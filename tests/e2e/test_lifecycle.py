@@ -1,0 +1,106 @@
+"""Process lifecycle: gRPC health, graceful SIGTERM, `check-config`.
+
+Depends on gatehouse behaviour:
+- `grpc.health.v1.Health` overall service "" is NOT_SERVING until every
+  issuer's keys are loaded, then SERVING (the gRPC port listens before);
+- SIGTERM drains and exits 0 within `server.drain_timeout`;
+- `gatehouse check-config FILE` exits 0 for a valid file, non-zero with the
+  offending key named on stderr otherwise.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import yaml
+
+from harness import configs
+from harness.gatehouse import NOT_SERVING, SERVING, REPO, check_config
+from harness.procs import wait_until
+
+DEMO_CONFIG = REPO / "config" / "demo.yaml"
+
+
+def test_shared_instance_is_serving(gatehouse):
+    assert gatehouse.health() == SERVING
+
+
+def test_not_serving_until_keys_load(idp_factory, gatehouse_factory, keys):
+    idp = idp_factory(keys.rsa, label="idp-down-at-start")
+    idp.outage = True
+    refresh = dict(configs.QUIET_REFRESH, retry_interval="1s")
+    g = gatehouse_factory(configs.single_issuer_config(idp, refresh), name="gatehouse-health")
+    assert g.wait_listening() == NOT_SERVING
+    wait_until("a failed JWKS fetch", lambda: idp.failures() >= 1, timeout=10,
+               on_timeout=g.process.log_tail)
+    # Still NOT_SERVING for a while: no keys, no readiness.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert g.health() == NOT_SERVING
+        time.sleep(0.1)
+
+    idp.outage = False
+    # The next retry (retry_interval 1 s) loads the keys.
+    assert g.wait_serving(timeout=10) == SERVING
+    assert idp.fetches() - idp.failures() >= 1
+
+
+def test_sigterm_drains_and_exits_zero(idp_factory, gatehouse_factory, keys):
+    idp = idp_factory(keys.rsa, label="idp-sigterm")
+    g = gatehouse_factory(configs.single_issuer_config(idp, drain_timeout="2s"), name="gatehouse-sigterm")
+    g.wait_serving()
+    started = time.monotonic()
+    g.process.signal(signal.SIGTERM)
+    code = g.process.wait(timeout=2 + 3)  # drain_timeout + margin
+    assert code == 0, g.process.log_tail()
+    assert time.monotonic() - started < 5
+
+
+def test_check_config_accepts_the_demo_config():
+    r = check_config(DEMO_CONFIG)
+    assert r.returncode == 0, r.stderr
+
+
+def _demo_with(tmp_path: Path, old: str, new: str) -> Path:
+    # Text edit rather than a YAML round trip: PyYAML (YAML 1.1) cannot read
+    # the demo's `[127.0.0.0/8, ::1/128]` flow sequence.
+    text = DEMO_CONFIG.read_text()
+    assert old in text, f"config/demo.yaml changed: {old!r} not found"
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_check_config_names_an_unknown_key(tmp_path):
+    path = _demo_with(tmp_path, "server:\n", "server:\n  grpc_adress: 127.0.0.1:1\n")
+    r = check_config(path)
+    assert r.returncode != 0
+    assert "grpc_adress" in r.stderr, r.stderr
+
+
+def test_check_config_names_a_bad_value(tmp_path):
+    path = _demo_with(tmp_path, "grpc_addr: 127.0.0.1:9191", "grpc_addr: not-an-address")
+    r = check_config(path)
+    assert r.returncode != 0
+    assert "server.grpc_addr" in r.stderr, r.stderr
+
+
+def test_check_config_resolves_relative_paths_against_the_file(tmp_path, keys):
+    # `shared_secret_file: secrets/hmac.secret`, relative to the config's
+    # directory, while check-config runs from elsewhere (cwd is the repo).
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / configs.HMAC_SECRET_FILE).write_bytes(keys.hmac.secret)
+    doc = {
+        "jwt": {"issuers": [configs.issuer("hmac", configs.HMAC_ISSUER, ["HS256"],
+                                           {"shared_secret_file": configs.HMAC_SECRET_FILE})]},
+        "policy": {"default": "authenticated"},
+    }
+    path = tmp_path / "hmac.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    ok = check_config(path)
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / configs.HMAC_SECRET_FILE).unlink()
+    missing = check_config(path)
+    assert missing.returncode != 0, "a missing secret file must fail validation"
