@@ -282,3 +282,34 @@ async fn stop(mut running: Running) {
         .expect("server stops within the drain timeout");
     assert!(result.expect("join").is_ok());
 }
+
+#[tokio::test]
+async fn health_watch_sees_not_serving_while_draining() {
+    let key = TestKey::generate(Algorithm::ES256, "k1");
+    let mut running = start(&config_yaml(&key)).await;
+    let mut health = HealthClient::new(running.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .expect("watch")
+        .into_inner();
+    // The first statuses: NOT_SERVING until the (inline) keys are seen, then SERVING.
+    let mut status = ServingStatus::Unknown;
+    while status != ServingStatus::Serving {
+        let msg = tokio::time::timeout(Duration::from_secs(5), watch.message())
+            .await
+            .expect("a status within 5s")
+            .expect("stream")
+            .expect("message");
+        status = msg.status();
+    }
+    let _ = running.stop.take().expect("stop handle").send(());
+    let msg = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("a status within 5s")
+        .expect("stream")
+        .expect("message");
+    assert_eq!(msg.status(), ServingStatus::NotServing);
+    drop(watch);
+    stop(running).await;
+}
