@@ -289,7 +289,9 @@ async fn health_watch_sees_not_serving_while_draining() {
     let mut running = start(&config_yaml(&key)).await;
     let mut health = HealthClient::new(running.channel.clone());
     let mut watch = health
-        .watch(HealthCheckRequest { service: String::new() })
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("watch")
         .into_inner();

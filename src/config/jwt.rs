@@ -1,0 +1,186 @@
+//! Configuration of JWT authentication: token sources and issuers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// JWT authentication settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Accepted issuers.
+    pub issuers: Vec<IssuerConfig>,
+    /// Where a token is looked for, in order; the first one present is used.
+    pub sources: Vec<TokenSourceConfig>,
+    /// Clock skew allowed for `exp`, `nbf` and `iat`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            issuers: Vec::new(),
+            sources: vec![TokenSourceConfig::Bearer, TokenSourceConfig::Basic],
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where to look for a token in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenSourceConfig {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: Basic`, with the token as the password (or as the
+    /// user name when the password is empty or `x-oauth-basic`).
+    Basic,
+    /// A header holding the bare token (a `Bearer ` prefix is tolerated).
+    Header(String),
+    /// A cookie holding the token.
+    Cookie(String),
+    /// A query parameter holding the token.
+    Query(String),
+}
+
+/// JWT signature algorithms gatehouse accepts. `none` does not exist here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum AlgorithmName {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+    /// Ed25519.
+    EdDSA,
+    /// HMAC with SHA-256; only with a `shared_secret_file` key source.
+    HS256,
+    /// HMAC with SHA-384; only with a `shared_secret_file` key source.
+    HS384,
+    /// HMAC with SHA-512; only with a `shared_secret_file` key source.
+    HS512,
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Short name for logs and metrics; defaults to the `issuer` URL.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The exact `iss` claim value.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must carry at least one.
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms.
+    pub algorithms: Vec<AlgorithmName>,
+    /// Where the verification keys come from.
+    pub keys: KeySourceConfig,
+    /// Key refresh behaviour for fetched key sets.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
+    /// Which claims carry identity fields.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeySourceConfig {
+    /// An inline JWKS document (`{"keys": [...]}`).
+    Jwks(serde_json::Value),
+    /// A JWKS document in a file, read at start-up.
+    JwksFile(PathBuf),
+    /// A JWKS URL, fetched and refreshed in the background.
+    JwksUri(String),
+    /// OIDC discovery: `<issuer>/.well-known/openid-configuration` (or the
+    /// given URL) names the `jwks_uri`.
+    Discovery(DiscoveryConfig),
+    /// A file holding the HMAC shared secret (only for HS256/384/512).
+    SharedSecretFile(PathBuf),
+}
+
+/// OIDC discovery settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Discovery document URL; defaults to the issuer's well-known URL.
+    pub url: Option<String>,
+}
+
+/// How fetched key sets are refreshed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshConfig {
+    /// Refresh interval when the response has no `Cache-Control: max-age`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Lower bound for a `max-age`-derived interval.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Upper bound for a `max-age`-derived interval.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Retry delay after a failed fetch.
+    #[serde(with = "humantime_serde")]
+    pub retry_interval: Duration,
+    /// At most one refetch per this interval is triggered by unknown `kid`s.
+    #[serde(with = "humantime_serde")]
+    pub unknown_kid_interval: Duration,
+    /// HTTP timeout of one fetch.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            interval: Duration::from_secs(3600),
+            min_interval: Duration::from_secs(60),
+            max_interval: Duration::from_secs(24 * 3600),
+            retry_interval: Duration::from_secs(10),
+            unknown_kid_interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Which claims carry identity fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimsConfig {
+    /// Claim giving the user name (`X-Auth-Request-User`).
+    pub username: String,
+    /// Claim giving the e-mail address.
+    pub email: String,
+    /// Claim giving the numeric user id.
+    pub uid: String,
+    /// Claim listing groups: strings, or objects with a `name`.
+    pub groups: String,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            username: "sub".into(),
+            email: "email".into(),
+            uid: "uidNumber".into(),
+            groups: "isMemberOf".into(),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Configuration: one YAML file plus `GATEHOUSE_` environment overrides,
+//! deserialized into typed structs that reject unknown keys.
+//!
+//! These types describe what the operator wrote. [`crate::app`] turns a
+//! [`Config`] into the runtime engine, validating everything that serde
+//! cannot (CIDRs already parse here; algorithm/key pairings, globs and
+//! URLs are checked when the engine is built). Every error names the key.
+
+mod jwt;
+mod policy;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub use jwt::*;
+pub use policy::*;
+
+/// The demo configuration compiled into the binary: `gatehouse serve` with
+/// no `--config` runs on it, with nothing else running.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.yaml");
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment value could not be read or parsed.
+    #[error("{0}")]
+    Source(#[from] config::ConfigError),
+    /// A key has a value of the wrong shape, or is unknown.
+    #[error("key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the offending key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// An error about one key.
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where the YAML comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file on disk.
+    File(PathBuf),
+    /// YAML text (the embedded demo config, or tests).
+    Text(String),
+}
+
+/// Loads configuration from `source`, overridden by `env` entries whose
+/// names start with `GATEHOUSE_` (`__` separates nesting levels, e.g.
+/// `GATEHOUSE_SERVER__GRPC_ADDR`). `env` is passed in rather than read here
+/// so that tests never touch the process environment.
+pub fn load(
+    source: &ConfigSource,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let env_map: config::Map<String, String> =
+        env.into_iter().filter(|(k, _)| is_override(k)).collect();
+    let builder = config::Config::builder();
+    let builder = match source {
+        ConfigSource::File(path) => builder.add_source(
+            config::File::from(path.as_path())
+                .format(config::FileFormat::Yaml)
+                .required(true),
+        ),
+        ConfigSource::Text(text) => {
+            builder.add_source(config::File::from_str(text, config::FileFormat::Yaml))
+        }
+    };
+    let merged = builder
+        .add_source(
+            config::Environment::with_prefix("GATEHOUSE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        )
+        .build()?;
+    serde_path_to_error::deserialize(merged).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Invalid {
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            reason: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Whether an environment variable is a configuration override: the
+/// `GATEHOUSE_` prefix and at least one `__`, because every key lives in a
+/// section (`GATEHOUSE_SERVER__GRPC_ADDR`). Other `GATEHOUSE_*` variables,
+/// such as the `GATEHOUSE_SERVICE_HOST` / `GATEHOUSE_PORT` links Kubernetes
+/// injects for a Service named `gatehouse`, are not ours and are ignored.
+fn is_override(name: &str) -> bool {
+    name.strip_prefix("GATEHOUSE_")
+        .is_some_and(|rest| rest.contains("__"))
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listening addresses and shutdown behaviour.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Which peers are trusted proxies for `X-Forwarded-For`.
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// JWT issuers and where tokens are looked for.
+    #[serde(default)]
+    pub jwt: JwtConfig,
+    /// Group → scope mapping.
+    #[serde(default)]
+    pub scopes: ScopesConfig,
+    /// Route rules.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Listening addresses and shutdown behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC address for `Authorization/Check`, health and reflection.
+    pub grpc_addr: SocketAddr,
+    /// How long SIGTERM waits for in-flight checks before exiting.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// The realm named in `WWW-Authenticate` challenges.
+    pub realm: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 9191)),
+            drain_timeout: Duration::from_secs(15),
+            realm: "gatehouse".into(),
+        }
+    }
+}
+
+/// Network trust settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// CIDRs of proxies whose `X-Forwarded-For` entries are believed. The
+    /// client IP is the right-most address not in these ranges.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Scope settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScopesConfig {
+    /// scope → groups whose members hold it.
+    pub group_mapping: BTreeMap<String, Vec<String>>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `gatehouse=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Resolves `path` against the directory of the config file, so relative
+/// paths in a config mean the same wherever gatehouse is started.
+pub fn resolve_path(source: &ConfigSource, path: &Path) -> PathBuf {
+    match source {
+        ConfigSource::File(file) if path.is_relative() => file
+            .parent()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(yaml: &str) -> ConfigSource {
+        ConfigSource::Text(yaml.to_string())
+    }
+
+    #[test]
+    fn demo_config_loads() {
+        let cfg = load(&text(DEMO_CONFIG), []).expect("demo config must load");
+        assert!(!cfg.jwt.issuers.is_empty());
+        assert!(!cfg.policy.rules.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load(&text("server:\n  grpc_adr: 127.0.0.1:1\n"), []).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("grpc_adr"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = load(&text("server:\n  drain_timeout: soon\n"), []).unwrap_err();
+        assert!(err.to_string().contains("server.drain_timeout"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let env = [
+            (
+                "GATEHOUSE_SERVER__GRPC_ADDR".to_string(),
+                "127.0.0.1:7000".to_string(),
+            ),
+            ("GATEHOUSE_SERVER__REALM".to_string(), "example".to_string()),
+            ("OTHER_VAR".to_string(), "ignored".to_string()),
+            (
+                "GATEHOUSE_PORT".to_string(),
+                "tcp://10.0.0.1:9191".to_string(),
+            ),
+            ("GATEHOUSE_SERVICE_HOST".to_string(), "10.0.0.1".to_string()),
+        ];
+        let cfg = load(&text("server:\n  realm: file\n"), env).expect("loads");
+        assert_eq!(cfg.server.grpc_addr.to_string(), "127.0.0.1:7000");
+        assert_eq!(cfg.server.realm, "example");
+    }
+
+    #[test]
+    fn misspelled_override_section_is_an_error() {
+        let env = [("GATEHOUSE_SERVR__REALM".to_string(), "x".to_string())];
+        let err = load(&text(""), env).unwrap_err();
+        assert!(err.to_string().contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn rules_and_enums_parse() {
+        let yaml = r#"
+jwt:
+  issuers:
+    - issuer: https://issuer.example
+      audiences: [api]
+      algorithms: [RS256, ES256]
+      keys:
+        jwks_uri: https://issuer.example/jwks
+  sources: [bearer, {cookie: session}, {query: token}, basic]
+policy:
+  default: authenticated
+  rules:
+    - name: api
+      match: {hosts: ["*.example.com"], path: {prefix: /api/}, methods: [GET]}
+      scopes: [read]
+      satisfy: any
+      auth_type: basic
+      headers: [user, token]
+"#;
+        let cfg = load(&text(yaml), []).expect("loads");
+        assert_eq!(
+            cfg.jwt.sources[1],
+            TokenSourceConfig::Cookie("session".into())
+        );
+        let rule = &cfg.policy.rules[0];
+        assert_eq!(
+            rule.matcher.path,
+            Some(PathMatchConfig::Prefix("/api/".into()))
+        );
+        assert_eq!(rule.satisfy, Satisfy::Any);
+        assert_eq!(
+            rule.headers,
+            vec![IdentityHeader::User, IdentityHeader::Token]
+        );
+        assert!(matches!(
+            cfg.jwt.issuers[0].keys,
+            KeySourceConfig::JwksUri(_)
+        ));
+    }
+
+    #[test]
+    fn none_algorithm_is_rejected() {
+        let yaml = r#"
+jwt:
+  issuers:
+    - issuer: x
+      audiences: [a]
+      algorithms: [none]
+      keys: {jwks_uri: http://x}
+"#;
+        let err = load(&text(yaml), []).unwrap_err();
+        assert!(err.to_string().contains("algorithms"), "{err}");
+    }
+}

@@ -1,0 +1,153 @@
+//! Configuration of route rules.
+
+use serde::Deserialize;
+
+/// Route rules and what happens when none matches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// What a request matching no rule gets.
+    pub default: DefaultAction,
+    /// Ordered rules; the first match wins.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// What a request matching no rule gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultAction {
+    /// 403: no rule allows this request.
+    #[default]
+    Deny,
+    /// Any valid credential, no scopes.
+    Authenticated,
+}
+
+/// One route rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Name shown in logs, metrics and headers.
+    pub name: String,
+    /// Which requests this rule covers.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// Whether a credential is needed.
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Scopes demanded of the caller.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Whether all or any of `scopes` must be held.
+    #[serde(default)]
+    pub satisfy: Satisfy,
+    /// The challenge scheme of a 401.
+    #[serde(default)]
+    pub auth_type: AuthType,
+    /// Identity headers emitted upstream on allow.
+    #[serde(default = "IdentityHeader::default_set")]
+    pub headers: Vec<IdentityHeader>,
+}
+
+/// Which requests a rule covers; an absent field matches anything.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchConfig {
+    /// Hosts: exact (`api.example.com`) or wildcard (`*.example.com`).
+    pub hosts: Vec<String>,
+    /// Path matcher on the normalized path.
+    pub path: Option<PathMatchConfig>,
+    /// HTTP methods (upper case).
+    pub methods: Vec<String>,
+}
+
+/// A path matcher.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PathMatchConfig {
+    /// The whole path.
+    Exact(String),
+    /// A prefix of the path, always at a segment boundary: `/api` and
+    /// `/api/` both match `/api/x`, and `/api` matches `/api` itself, but
+    /// neither matches `/apix`.
+    Prefix(String),
+    /// A glob: `*` within a segment, `**` across segments.
+    Glob(String),
+}
+
+/// Whether a rule needs a credential.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// A valid credential is required.
+    #[default]
+    Required,
+    /// No credential is looked at; anyone passes.
+    Anonymous,
+}
+
+/// How several required scopes combine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Satisfy {
+    /// Every scope is needed.
+    #[default]
+    All,
+    /// One of them is enough.
+    Any,
+}
+
+impl Satisfy {
+    /// The lower-case name used in headers and context extensions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Satisfy::All => "all",
+            Satisfy::Any => "any",
+        }
+    }
+}
+
+/// The challenge scheme in a 401's `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    /// `Bearer realm=…`.
+    #[default]
+    Bearer,
+    /// `Basic realm=…`.
+    Basic,
+}
+
+/// An identity header gatehouse can set on an allowed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityHeader {
+    /// `X-Auth-Request-User`.
+    User,
+    /// `X-Auth-Request-Email`.
+    Email,
+    /// `X-Auth-Request-Uid`.
+    Uid,
+    /// `X-Auth-Request-Groups`.
+    Groups,
+    /// `X-Auth-Request-Token-Scopes`, `-Token-Scopes-Accepted`, `-Token-Scopes-Satisfy`.
+    Scopes,
+    /// `X-Auth-Request-Client-Ip`.
+    ClientIp,
+    /// `X-Auth-Request-Token`: the caller's token itself (opt-in).
+    Token,
+}
+
+impl IdentityHeader {
+    /// The headers a rule emits unless it lists its own: all but the token.
+    pub fn default_set() -> Vec<IdentityHeader> {
+        vec![
+            IdentityHeader::User,
+            IdentityHeader::Email,
+            IdentityHeader::Uid,
+            IdentityHeader::Groups,
+            IdentityHeader::Scopes,
+            IdentityHeader::ClientIp,
+        ]
+    }
+}
