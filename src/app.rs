@@ -81,7 +81,8 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
         issuers,
         config.jwt.leeway.as_secs(),
         &config.scopes.group_mapping,
-    );
+    )
+    .with_cache(config.jwt.cache_size);
     Ok(Engine {
         policy,
         authn: Authenticators {

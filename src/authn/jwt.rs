@@ -15,6 +15,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::cache::{self, TokenCache};
 use super::keys::{IssuerKeys, KeySet};
 use crate::config::{AlgorithmName, ClaimsConfig};
 use crate::identity::{CredentialKind, Identity};
@@ -89,6 +90,7 @@ pub struct JwtVerifier {
     issuers: HashMap<String, Issuer>,
     leeway_secs: u64,
     group_scopes: HashMap<String, Vec<String>>,
+    cache: Option<TokenCache>,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +122,19 @@ impl JwtVerifier {
             issuers: issuers.into_iter().map(|i| (i.issuer.clone(), i)).collect(),
             leeway_secs,
             group_scopes,
+            cache: None,
         }
+    }
+
+    /// Caches up to `capacity` verified tokens (0: no cache).
+    pub fn with_cache(mut self, capacity: usize) -> JwtVerifier {
+        self.cache = (capacity > 0).then(|| TokenCache::new(capacity));
+        self
+    }
+
+    /// The verified-token cache, if enabled (revocation, metrics).
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
     }
 
     /// All issuers' key sets (for readiness and refresh tasks).
@@ -133,8 +147,36 @@ impl JwtVerifier {
         self.verify_at(token, now_secs()).await
     }
 
-    /// [`Self::verify`] at a given time (seconds since the epoch).
+    /// [`Self::verify`] at a given time (seconds since the epoch): from
+    /// the cache when this token was verified before and is still valid.
     pub async fn verify_at(&self, token: &Secret, now: u64) -> Result<Identity, JwtError> {
+        let Some(cache) = &self.cache else {
+            return self.verify_uncached(token, now).await.map(|(id, _)| id);
+        };
+        let key = cache::digest(token.expose());
+        if let Some(cached) = cache.get(&key, now) {
+            let mut identity = Identity::clone(&cached);
+            identity.token = token.clone();
+            return Ok(identity);
+        }
+        let (identity, (keys, generation)) = self.verify_uncached(token, now).await?;
+        if let Some(exp) = identity.expires_at {
+            let stored = Identity {
+                token: Secret::default(),
+                ..identity.clone()
+            };
+            cache.insert(key, Arc::new(stored), exp, keys, generation);
+        }
+        Ok(identity)
+    }
+
+    /// Full verification; also returns the issuer's key set and the
+    /// generation it had before verification (for the cache).
+    async fn verify_uncached(
+        &self,
+        token: &Secret,
+        now: u64,
+    ) -> Result<(Identity, (Arc<IssuerKeys>, u64)), JwtError> {
         let raw = token.expose();
         let parts = split_token(raw)?;
         let header: JoseHeader = decode_json(parts.header)?;
@@ -153,6 +195,7 @@ impl JwtVerifier {
             return Err(JwtError::AlgorithmNotAllowed);
         }
 
+        let generation = issuer.keys.generation();
         let mut set = issuer.keys.current().ok_or(JwtError::KeysUnavailable)?;
         if header.kid.as_deref().is_some_and(|kid| !set.has_kid(kid)) {
             set = issuer
@@ -164,7 +207,8 @@ impl JwtVerifier {
         verify_signature(&set, header.kid.as_deref(), alg, &parts)?;
 
         self.validate_claims(issuer, &claims, now)?;
-        self.identity(issuer, &claims, token)
+        let identity = self.identity(issuer, &claims, token)?;
+        Ok((identity, (issuer.keys.clone(), generation)))
     }
 
     /// Checks `exp`, `nbf`, `iat` (with leeway) and `aud`.
@@ -330,8 +374,9 @@ fn verify_signature(
     let mut tried = false;
     for key in set.candidates(kid, alg).take(8) {
         tried = true;
-        if jsonwebtoken::crypto::verify(parts.signature, parts.signed.as_bytes(), &key.key, alg)
-            .unwrap_or(false)
+        if key
+            .key
+            .verify(alg, parts.signed.as_bytes(), parts.signature)
         {
             return Ok(());
         }

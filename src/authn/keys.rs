@@ -4,13 +4,17 @@
 //! is down.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Mutex;
 
+use sha2::{Digest, Sha256};
+
+use super::verify::KeyMaterial;
 use crate::config::RefreshConfig;
 
 /// Largest JWKS or discovery document accepted from the network.
@@ -72,8 +76,8 @@ pub struct VerifyKey {
     pub alg: Option<Algorithm>,
     /// What kind of key it is.
     pub kind: KeyKind,
-    /// The key, ready for `jsonwebtoken::crypto::verify`.
-    pub key: DecodingKey,
+    /// The key, parsed and ready to verify.
+    pub key: KeyMaterial,
 }
 
 impl VerifyKey {
@@ -98,6 +102,9 @@ impl std::fmt::Debug for VerifyKey {
 pub struct KeySet {
     /// The usable keys.
     pub keys: Vec<VerifyKey>,
+    /// SHA-256 over the keys' source (JWK JSON or secret), to tell a real
+    /// change from a refresh that returned the same keys.
+    pub fingerprint: [u8; 32],
 }
 
 impl KeySet {
@@ -109,13 +116,23 @@ impl KeySet {
             .get("keys")
             .and_then(|k| k.as_array())
             .ok_or_else(|| KeyError::Document("JWKS has no \"keys\" array".into()))?;
-        let keys: Vec<VerifyKey> = entries.iter().filter_map(parse_jwk).collect();
+        let mut hasher = Sha256::new();
+        let mut keys = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if let Some(key) = parse_jwk(entry) {
+                hasher.update(entry.to_string().as_bytes());
+                keys.push(key);
+            }
+        }
         if keys.is_empty() {
             return Err(KeyError::Document(
                 "JWKS has no usable signature verification key".into(),
             ));
         }
-        Ok(KeySet { keys })
+        Ok(KeySet {
+            keys,
+            fingerprint: hasher.finalize().into(),
+        })
     }
 
     /// A key set holding one HMAC shared secret.
@@ -125,8 +142,9 @@ impl KeySet {
                 kid: None,
                 alg: None,
                 kind: KeyKind::Hmac,
-                key: DecodingKey::from_secret(secret),
+                key: KeyMaterial::secret(secret),
             }],
+            fingerprint: Sha256::digest(secret).into(),
         }
     }
 
@@ -182,7 +200,7 @@ fn parse_jwk(value: &serde_json::Value) -> Option<VerifyKey> {
     if alg.is_some_and(|a| !kind.serves(a)) {
         return None;
     }
-    let key = DecodingKey::from_jwk(&jwk).ok()?;
+    let key = KeyMaterial::from_jwk(&jwk, kind)?;
     Some(VerifyKey {
         kid: jwk.common.key_id,
         alg,
@@ -231,6 +249,8 @@ pub struct IssuerKeys {
     refresh: RefreshConfig,
     http: reqwest::Client,
     current: ArcSwapOption<KeySet>,
+    /// Bumped whenever the key set's content changes (cache invalidation).
+    generation: AtomicU64,
     /// Time of the last unknown-`kid` refetch; the mutex also makes
     /// concurrent refetches single-flight.
     last_refetch: Mutex<Option<Instant>>,
@@ -245,6 +265,7 @@ impl IssuerKeys {
             refresh: RefreshConfig::default(),
             http: reqwest::Client::new(),
             current: ArcSwapOption::from_pointee(set),
+            generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
         }
     }
@@ -262,6 +283,7 @@ impl IssuerKeys {
             refresh,
             http,
             current: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
         }
     }
@@ -269,6 +291,26 @@ impl IssuerKeys {
     /// The current key set, if one has been loaded.
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.current.load_full()
+    }
+
+    /// The key set's generation: it changes whenever keys are added,
+    /// removed or replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Installs a newly fetched key set, bumping the generation when its
+    /// content differs from the current one.
+    pub fn install(&self, set: KeySet) {
+        let changed = self
+            .current
+            .load()
+            .as_ref()
+            .is_none_or(|old| old.fingerprint != set.fingerprint);
+        self.current.store(Some(Arc::new(set)));
+        if changed {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Whether a key set is loaded (readiness).
@@ -295,7 +337,7 @@ impl IssuerKeys {
         match self.fetch().await {
             Ok((set, _)) => {
                 tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set refetched for an unknown kid");
-                self.current.store(Some(Arc::new(set)));
+                self.install(set);
             }
             Err(e) => {
                 tracing::warn!(issuer = %self.name, error = %e, "key refetch failed; keeping the last good key set")
@@ -315,7 +357,7 @@ impl IssuerKeys {
             let wait = match self.fetch().await {
                 Ok((set, max_age)) => {
                     tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set loaded");
-                    self.current.store(Some(Arc::new(set)));
+                    self.install(set);
                     self.next_refresh(max_age)
                 }
                 Err(e) => {

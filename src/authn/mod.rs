@@ -4,9 +4,11 @@
 //! first credential present decides. An invalid credential is a 401, never
 //! a fall-through to the next authenticator.
 
+pub mod cache;
 pub mod jwt;
 pub mod keys;
 pub mod sources;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -16,6 +16,10 @@ pub struct JwtConfig {
     /// Clock skew allowed for `exp`, `nbf` and `iat`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// How many verified tokens to remember (0 turns the cache off). An
+    /// entry lives no longer than its token and is dropped when the
+    /// issuer's keys change.
+    pub cache_size: usize,
 }
 
 impl Default for JwtConfig {
@@ -24,6 +28,7 @@ impl Default for JwtConfig {
             issuers: Vec::new(),
             sources: vec![TokenSourceConfig::Bearer, TokenSourceConfig::Basic],
             leeway: Duration::from_secs(30),
+            cache_size: 100_000,
         }
     }
 }

@@ -277,3 +277,79 @@ async fn keys_not_loaded_fail_closed() {
         .unwrap_err();
     assert_eq!(err, JwtError::KeysUnavailable);
 }
+
+fn cached_fixture() -> (JwtVerifier, TestKey, Arc<IssuerKeys>) {
+    let ec = TestKey::generate(Algorithm::ES256, "ec1");
+    let keys = Arc::new(IssuerKeys::fixed(
+        "test".into(),
+        KeySet::from_jwks(&testkit::jwks(&[&ec])).unwrap(),
+    ));
+    let issuer = Issuer {
+        name: "test".into(),
+        issuer: ISS.into(),
+        audiences: vec![AUD.into()],
+        algorithms: vec![Algorithm::ES256],
+        keys: keys.clone(),
+        claims: ClaimsConfig::default(),
+    };
+    let verifier = JwtVerifier::new(vec![issuer], 30, &BTreeMap::new()).with_cache(100);
+    (verifier, ec, keys)
+}
+
+#[tokio::test]
+async fn cache_hit_returns_the_same_identity_with_the_presented_token() {
+    let (verifier, ec, _) = cached_fixture();
+    let mut claims = testkit::claims(ISS, AUD, "alice");
+    claims["scope"] = json!("a b");
+    let token = Secret::new(ec.mint(&claims));
+    let first = verifier.verify(&token).await.unwrap();
+    assert_eq!(verifier.cache().unwrap().len(), 1);
+    let second = verifier.verify(&token).await.unwrap();
+    assert_eq!(second.subject, first.subject);
+    assert_eq!(second.scopes, first.scopes);
+    assert_eq!(second.token.expose(), token.expose());
+    assert_eq!(verifier.cache().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn cached_token_still_fails_after_its_exp() {
+    let (verifier, ec, _) = cached_fixture();
+    let now = testkit::now();
+    let mut claims = testkit::claims(ISS, AUD, "alice");
+    claims["exp"] = json!(now + 60);
+    let token = Secret::new(ec.mint(&claims));
+    assert!(verifier.verify_at(&token, now).await.is_ok());
+    // Past exp + leeway (30 s): the cached entry must not be used.
+    let err = verifier.verify_at(&token, now + 60 + 31).await.unwrap_err();
+    assert_eq!(err, JwtError::Expired);
+}
+
+#[tokio::test]
+async fn cached_token_fails_after_its_key_is_removed() {
+    let (verifier, ec, keys) = cached_fixture();
+    let token = Secret::new(ec.mint(&testkit::claims(ISS, AUD, "alice")));
+    assert!(verifier.verify(&token).await.is_ok());
+    let other = TestKey::generate(Algorithm::ES256, "ec2");
+    keys.install(KeySet::from_jwks(&testkit::jwks(&[&other])).unwrap());
+    assert_eq!(
+        verifier.verify(&token).await.unwrap_err(),
+        JwtError::UnknownKey
+    );
+}
+
+#[tokio::test]
+async fn unchanged_key_set_keeps_the_cache_and_revocation_drops_the_entry() {
+    let (verifier, ec, keys) = cached_fixture();
+    let token = Secret::new(ec.mint(&testkit::claims(ISS, AUD, "alice")));
+    assert!(verifier.verify(&token).await.is_ok());
+    let generation = keys.generation();
+    // A refresh returning the same keys does not invalidate anything.
+    keys.install(KeySet::from_jwks(&testkit::jwks(&[&ec])).unwrap());
+    assert_eq!(keys.generation(), generation);
+    let cache = verifier.cache().unwrap();
+    let digest = crate::authn::cache::digest(token.expose());
+    assert!(cache.get(&digest, testkit::now()).is_some());
+    cache.revoke(&digest);
+    assert!(cache.get(&digest, testkit::now()).is_none());
+    assert!(cache.is_empty());
+}

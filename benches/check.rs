@@ -1,0 +1,206 @@
+//! Microbenchmarks of one Check: request conversion, policy match at
+//! 10 / 1,000 / 10,000 rules, JWT verification cached and uncached for
+//! RS256, ES256 and EdDSA, and the whole in-process pipeline from a
+//! `CheckRequest` to a `CheckResponse` (1 issuer and 10 rules against
+//! 100 issuers and 10,000 rules).
+//!
+//! Run: `cargo bench --bench check` (see BENCHMARKS.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gatehouse::app;
+use gatehouse::config::{self, ConfigSource};
+use gatehouse::pipeline::Engine;
+use gatehouse::proto::auth::attribute_context::{HttpRequest, Peer, Request as AttrRequest};
+use gatehouse::proto::auth::{AttributeContext, CheckRequest};
+use gatehouse::proto::core::address::Address as AddressKind;
+use gatehouse::proto::core::{Address, SocketAddress};
+use gatehouse::request::Request;
+use gatehouse::secret::Secret;
+use gatehouse::testkit::{self, TestKey};
+use jsonwebtoken::Algorithm;
+
+/// A CheckRequest shaped like the ones Envoy sends for a browser-ish call.
+fn check_request(host: &str, path: &str, token: &str) -> CheckRequest {
+    let mut headers: HashMap<String, String> = [
+        (":authority", host),
+        (":method", "GET"),
+        (":path", path),
+        (":scheme", "https"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) bench/1.0"),
+        ("x-forwarded-for", "203.0.113.7, 10.0.0.2"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "3c159aa1-c4fa-4a5b-9c58-49c6df50b9c0"),
+        ("x-envoy-expected-rq-timeout-ms", "15000"),
+        ("cookie", "theme=dark; lang=en"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    headers.insert("authorization".into(), format!("Bearer {token}"));
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer {
+                address: Some(Address {
+                    address: Some(AddressKind::SocketAddress(SocketAddress {
+                        address: "10.0.0.2".into(),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            }),
+            request: Some(AttrRequest {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: path.into(),
+                    host: host.into(),
+                    scheme: "https".into(),
+                    protocol: "HTTP/1.1".into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// YAML for `issuers` issuers (the first one holds `key`) and `rules`
+/// rules; the benchmarked request matches the middle rule.
+fn config_yaml(key: &TestKey, issuers: usize, rules: usize, cache: usize) -> String {
+    let mut y = String::new();
+    writeln!(y, "network: {{trusted_proxies: [10.0.0.0/8]}}").unwrap();
+    writeln!(y, "jwt:\n  cache_size: {cache}\n  issuers:").unwrap();
+    let jwks = testkit::jwks(&[key]);
+    for i in 0..issuers {
+        writeln!(
+            y,
+            "    - {{issuer: \"https://issuer{i}.test\", audiences: [api], algorithms: [RS256, ES256, EdDSA], keys: {{jwks: {jwks}}}}}"
+        )
+        .unwrap();
+    }
+    writeln!(y, "policy:\n  rules:").unwrap();
+    for r in 0..rules {
+        writeln!(
+            y,
+            "    - {{name: r{r}, match: {{hosts: [\"svc{}.example.com\"], path: {{prefix: /api{r}/}}, methods: [GET, POST]}}, scopes: [read]}}",
+            r % 50
+        )
+        .unwrap();
+    }
+    y
+}
+
+fn engine(yaml: &str) -> Engine {
+    let source = ConfigSource::Text(yaml.to_string());
+    let cfg = config::load(&source, []).unwrap();
+    app::build_engine(&cfg, &source).unwrap()
+}
+
+fn token(key: &TestKey) -> String {
+    let mut claims = testkit::claims("https://issuer0.test", "api", "alice");
+    claims["scope"] = serde_json::json!("read write");
+    claims["email"] = serde_json::json!("alice@example.com");
+    claims["isMemberOf"] = serde_json::json!([{"name": "g1"}, {"name": "g2"}]);
+    key.mint(&claims)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn request_conversion(c: &mut Criterion) {
+    let key = TestKey::generate(Algorithm::ES256, "k");
+    let req = check_request("svc5.example.com", "/api5/items/42?x=1", &token(&key));
+    c.bench_function("request/convert", |b| {
+        b.iter(|| Request::from_check(black_box(&req), &["10.0.0.0/8".parse().unwrap()]).unwrap())
+    });
+}
+
+fn policy_match(c: &mut Criterion) {
+    let key = TestKey::generate(Algorithm::ES256, "k");
+    let mut group = c.benchmark_group("policy/match");
+    for rules in [10, 1_000, 10_000] {
+        let engine = engine(&config_yaml(&key, 1, rules, 0));
+        let middle = rules / 2;
+        let req = Request::from_check(
+            &check_request(
+                &format!("svc{}.example.com", middle % 50),
+                &format!("/api{middle}/x"),
+                "t",
+            ),
+            &[],
+        )
+        .unwrap();
+        group.bench_with_input(BenchmarkId::from_parameter(rules), &req, |b, req| {
+            b.iter(|| engine.policy.requirement(black_box(req)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn jwt_verify(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("jwt/verify");
+    for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+        let key = TestKey::generate(alg, "k");
+        let token = Secret::new(token(&key));
+        for (label, cache) in [("uncached", 0), ("cached", 1000)] {
+            let engine = engine(&config_yaml(&key, 1, 1, cache));
+            let jwt = &engine.authn.jwt;
+            rt.block_on(jwt.verify(&token)).unwrap();
+            group.bench_function(BenchmarkId::new(label, format!("{alg:?}")), |b| {
+                b.to_async(&rt)
+                    .iter(|| async { jwt.verify(black_box(&token)).await.unwrap() })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn pipeline(c: &mut Criterion) {
+    let rt = runtime();
+    let key = TestKey::generate(Algorithm::RS256, "k");
+    let tok = token(&key);
+    let mut group = c.benchmark_group("pipeline/check");
+    for (label, issuers, rules, cache) in [
+        ("1-issuer-10-rules-cached", 1, 10, 1000),
+        ("100-issuers-10000-rules-cached", 100, 10_000, 1000),
+        ("1-issuer-10-rules-uncached", 1, 10, 0),
+    ] {
+        let engine = engine(&config_yaml(&key, issuers, rules, cache));
+        let middle = rules / 2;
+        let req = check_request(
+            &format!("svc{}.example.com", middle % 50),
+            &format!("/api{middle}/x"),
+            &tok,
+        );
+        let (_, decision) = rt.block_on(engine.check(&req));
+        assert!(decision.result.is_ok(), "{decision:?}");
+        group.bench_function(label, |b| {
+            b.to_async(&rt)
+                .iter(|| async { engine.check(black_box(&req)).await })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    request_conversion,
+    policy_match,
+    jwt_verify,
+    pipeline
+);
+criterion_main!(benches);
