@@ -235,6 +235,7 @@ impl JwtVerifier {
             expires_at: numeric_date(claims.get("exp")),
             token: token.clone(),
             query_parameter: None,
+            tool: None,
         })
     }
 }

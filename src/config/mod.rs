@@ -6,6 +6,7 @@
 //! cannot (CIDRs already parse here; algorithm/key pairings, globs and
 //! URLs are checked when the engine is built). Every error names the key.
 
+mod certs;
 mod jwt;
 mod policy;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use certs::*;
 pub use jwt::*;
 pub use policy::*;
 
@@ -134,6 +136,15 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Client-certificate authentication; absent: off.
+    #[serde(default)]
+    pub certificates: Option<CertificatesConfig>,
+    /// Tool ownership: superusers, acting for a tool.
+    #[serde(default)]
+    pub tools: ToolsConfig,
+    /// Extra identity headers (e.g. `X-Toolforge-User`).
+    #[serde(default)]
+    pub identity_headers: IdentityHeadersConfig,
 }
 
 /// Listening addresses and shutdown behaviour.
