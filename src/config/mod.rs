@@ -8,6 +8,7 @@
 
 mod certs;
 mod jwt;
+mod openapi;
 mod policy;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 pub use certs::*;
 pub use jwt::*;
+pub use openapi::*;
 pub use policy::*;
 
 /// The demo configuration compiled into the binary: `gatehouse serve` with
@@ -145,6 +147,9 @@ pub struct Config {
     /// Extra identity headers (e.g. `X-Toolforge-User`).
     #[serde(default)]
     pub identity_headers: IdentityHeadersConfig,
+    /// The aggregated OpenAPI document (`gatehouse openapi merge`).
+    #[serde(default)]
+    pub openapi: Option<OpenApiConfig>,
 }
 
 /// Listening addresses and shutdown behaviour.
