@@ -148,7 +148,12 @@ async fn tool_certificates_own_their_tool_paths() {
     let e = engine(TOOLFORGE);
     let alpha = cert("alpha");
     let (resp, _) = e
-        .check(&check("/jobs/v1/tool/alpha/jobs", "192.0.2.7", Some(&alpha), &[]))
+        .check(&check(
+            "/jobs/v1/tool/alpha/jobs",
+            "192.0.2.7",
+            Some(&alpha),
+            &[],
+        ))
         .await;
     let headers = set_headers(&resp);
     assert_eq!(headers["x-toolforge-user"], "alpha");
@@ -157,7 +162,12 @@ async fn tool_certificates_own_their_tool_paths() {
     assert_eq!(headers["x-auth-request-groups"], "toolforge");
 
     let (resp, decision) = e
-        .check(&check("/jobs/v1/tool/beta/jobs", "192.0.2.7", Some(&alpha), &[]))
+        .check(&check(
+            "/jobs/v1/tool/beta/jobs",
+            "192.0.2.7",
+            Some(&alpha),
+            &[],
+        ))
         .await;
     assert_eq!(status(&resp), 403);
     assert_eq!(denial_error(&resp), "access_denied");
@@ -169,7 +179,12 @@ async fn superusers_act_for_any_tool() {
     let e = engine(TOOLFORGE);
     let su = cert("components-api");
     let (resp, _) = e
-        .check(&check("/jobs/v1/tool/beta/jobs", "192.0.2.7", Some(&su), &[]))
+        .check(&check(
+            "/jobs/v1/tool/beta/jobs",
+            "192.0.2.7",
+            Some(&su),
+            &[],
+        ))
         .await;
     let headers = set_headers(&resp);
     assert_eq!(headers["x-toolforge-user"], "components-api");
@@ -187,7 +202,11 @@ async fn superusers_act_for_any_tool() {
         ))
         .await;
     assert_eq!(set_headers(&resp)["x-toolforge-tool"], "gamma");
-    assert!(ok(&resp).headers_to_remove.contains(&"x-toolforge-act-as".to_string()));
+    assert!(
+        ok(&resp)
+            .headers_to_remove
+            .contains(&"x-toolforge-act-as".to_string())
+    );
     // ... and it must agree with the path.
     let (resp, _) = e
         .check(&check(
@@ -278,7 +297,11 @@ async fn spoofed_identity_headers_and_xfcc_have_no_effect() {
         .check(&check("/public/x", "192.0.2.7", None, &spoof))
         .await;
     let removed = &ok(&resp).headers_to_remove;
-    for name in ["x-toolforge-user", "x-toolforge-tool", "x-forwarded-client-cert"] {
+    for name in [
+        "x-toolforge-user",
+        "x-toolforge-tool",
+        "x-forwarded-client-cert",
+    ] {
         assert!(removed.contains(&name.to_string()), "{name}: {removed:?}");
     }
     // From the trusted proxy the same XFCC is believed (and kept).
@@ -436,8 +459,18 @@ async fn istio_sidecar_check_over_grpc() {
         ("GET", "/v1/jobs", builds, 200),
         ("POST", "/v1/jobs", builds, 403),
         ("POST", "/v1/jobs", admin, 200),
-        ("GET", "/v1/jobs", "spiffe://other.domain/ns/builds/sa/builds-api", 401),
-        ("GET", "/v1/jobs", "spiffe://cluster.local/ns/unknown/sa/x", 403),
+        (
+            "GET",
+            "/v1/jobs",
+            "spiffe://other.domain/ns/builds/sa/builds-api",
+            401,
+        ),
+        (
+            "GET",
+            "/v1/jobs",
+            "spiffe://cluster.local/ns/unknown/sa/x",
+            403,
+        ),
         ("GET", "/v1/jobs", "", 401),
         ("GET", "/healthz", builds, 403),
     ];

@@ -13,7 +13,9 @@ use super::upgrade;
 use crate::config::SecuritySchemeConfig;
 
 /// HTTP methods of a path item.
-const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 /// One backend's document, ready to merge.
 #[derive(Debug, Clone)]
@@ -61,7 +63,8 @@ pub fn merge(backends: Vec<Backend>, settings: &Settings) -> Result<Value, OpenA
             ..Renames::default()
         };
         for section in SECTIONS {
-            let Some(Value::Object(entries)) = doc.pointer(&format!("/components/{section}")) else {
+            let Some(Value::Object(entries)) = doc.pointer(&format!("/components/{section}"))
+            else {
                 continue;
             };
             let taken = components.entry(section).or_default();
@@ -78,14 +81,18 @@ pub fn merge(backends: Vec<Backend>, settings: &Settings) -> Result<Value, OpenA
         }
         for id in operation_ids_of(&doc) {
             if operation_ids.contains(&id) {
-                let new = unique(&format!("{}_{id}", backend.name), |n| operation_ids.contains(n));
+                let new = unique(&format!("{}_{id}", backend.name), |n| {
+                    operation_ids.contains(n)
+                });
                 renames.operation_ids.insert(id, new);
             }
         }
         renames.rewrite(&mut doc).map_err(in_backend)?;
 
         let Value::Object(mut doc) = doc else {
-            return Err(in_backend(OpenApiError::Invalid("not a JSON object".into())));
+            return Err(in_backend(OpenApiError::Invalid(
+                "not a JSON object".into(),
+            )));
         };
         if let Some(Value::Object(items)) = doc.remove("paths") {
             for (path, mut item) in items {
@@ -219,7 +226,11 @@ fn operation_ids_of(doc: &Value) -> Vec<String> {
 
 fn collect_operation_ids(item: &Value, ids: &mut BTreeSet<String>) {
     for method in METHODS {
-        if let Some(id) = item.get(method).and_then(|op| op.get("operationId")).and_then(Value::as_str) {
+        if let Some(id) = item
+            .get(method)
+            .and_then(|op| op.get("operationId"))
+            .and_then(Value::as_str)
+        {
             ids.insert(id.to_string());
         }
     }

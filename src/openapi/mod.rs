@@ -104,7 +104,10 @@ fn config_error(key: impl Into<String>, reason: impl Into<String>) -> OpenApiErr
 /// Validates the `openapi` section; returns the backends' (name, mount).
 fn validate(config: &OpenApiConfig) -> Result<Vec<(String, String)>, OpenApiError> {
     if config.backends.is_empty() {
-        return Err(config_error("openapi.backends", "list at least one backend"));
+        return Err(config_error(
+            "openapi.backends",
+            "list at least one backend",
+        ));
     }
     let mut seen = Vec::with_capacity(config.backends.len());
     for (i, b) in config.backends.iter().enumerate() {
@@ -171,7 +174,10 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, OpenApiErr
     let fail = |e: String| OpenApiError::Fetch(format!("GET {url}: {e}"));
     let mut resp = client
         .get(url)
-        .header("accept", "application/json, application/yaml;q=0.9, */*;q=0.1")
+        .header(
+            "accept",
+            "application/json, application/yaml;q=0.9, */*;q=0.1",
+        )
         .send()
         .await
         .map_err(|e| fail(e.to_string()))?;
@@ -192,7 +198,10 @@ fn read(file: &Path) -> Result<String, OpenApiError> {
     let meta = std::fs::metadata(file)
         .map_err(|e| OpenApiError::Fetch(format!("reading {}: {e}", file.display())))?;
     if meta.len() > MAX_DOCUMENT_BYTES as u64 {
-        return Err(OpenApiError::Fetch(format!("{}: document too large", file.display())));
+        return Err(OpenApiError::Fetch(format!(
+            "{}: document too large",
+            file.display()
+        )));
     }
     std::fs::read_to_string(file)
         .map_err(|e| OpenApiError::Fetch(format!("reading {}: {e}", file.display())))

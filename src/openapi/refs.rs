@@ -143,7 +143,10 @@ mod tests {
         };
         r.components.insert(
             "schemas".into(),
-            HashMap::from([("Error".into(), "builds_Error".into()), ("a/b".into(), "builds_a/b".into())]),
+            HashMap::from([
+                ("Error".into(), "builds_Error".into()),
+                ("a/b".into(), "builds_a/b".into()),
+            ]),
         );
         r.operation_ids.insert("list".into(), "builds_list".into());
         r
@@ -153,11 +156,23 @@ mod tests {
     fn refs_follow_renames_and_mounts() {
         let r = renames();
         let cases = [
-            ("#/components/schemas/Error", "#/components/schemas/builds_Error"),
-            ("#/components/schemas/Error/properties/x", "#/components/schemas/builds_Error/properties/x"),
-            ("#/components/schemas/a~1b", "#/components/schemas/builds_a~1b"),
+            (
+                "#/components/schemas/Error",
+                "#/components/schemas/builds_Error",
+            ),
+            (
+                "#/components/schemas/Error/properties/x",
+                "#/components/schemas/builds_Error/properties/x",
+            ),
+            (
+                "#/components/schemas/a~1b",
+                "#/components/schemas/builds_a~1b",
+            ),
             ("#/components/schemas/Other", "#/components/schemas/Other"),
-            ("#/components/responses/Error", "#/components/responses/Error"),
+            (
+                "#/components/responses/Error",
+                "#/components/responses/Error",
+            ),
             ("#/paths/~1v1~1build/get", "#/paths/~1builds~1v1~1build/get"),
             ("#/info", "#/info"),
         ];
@@ -165,7 +180,10 @@ mod tests {
             assert_eq!(r.rewrite_ref(from).expect(from), to);
         }
         for external in ["other.yaml#/x", "https://example.org/s.json", ""] {
-            assert!(matches!(r.rewrite_ref(external), Err(OpenApiError::ExternalRef(_))));
+            assert!(matches!(
+                r.rewrite_ref(external),
+                Err(OpenApiError::ExternalRef(_))
+            ));
         }
     }
 
@@ -182,8 +200,14 @@ mod tests {
         });
         r.rewrite(&mut doc).expect("rewrites");
         let schema = &doc["get"]["responses"]["200"]["content"]["application/json"]["schema"];
-        assert_eq!(schema["oneOf"][0]["$ref"], "#/components/schemas/builds_Error");
-        assert_eq!(schema["discriminator"]["mapping"]["e"], "#/components/schemas/builds_Error");
+        assert_eq!(
+            schema["oneOf"][0]["$ref"],
+            "#/components/schemas/builds_Error"
+        );
+        assert_eq!(
+            schema["discriminator"]["mapping"]["e"],
+            "#/components/schemas/builds_Error"
+        );
         assert_eq!(schema["discriminator"]["mapping"]["f"], "builds_Error");
         assert_eq!(schema["discriminator"]["mapping"]["g"], "Other");
         assert_eq!(doc["get"]["operationId"], "builds_list");

@@ -102,12 +102,18 @@ mod tests {
         }});
         upgrade(&mut doc).expect("upgrades");
         let s = &doc["schemas"];
-        assert_eq!(s["A"], json!({"type": ["string", "null"], "enum": ["x", null]}));
+        assert_eq!(
+            s["A"],
+            json!({"type": ["string", "null"], "enum": ["x", null]})
+        );
         assert_eq!(
             s["B"],
             json!({"anyOf": [{"allOf": [{"$ref": "#/components/schemas/A"}]}, {"type": "null"}]})
         );
-        assert_eq!(s["C"], json!({"type": "integer", "exclusiveMinimum": 1, "maximum": 9}));
+        assert_eq!(
+            s["C"],
+            json!({"type": "integer", "exclusiveMinimum": 1, "maximum": 9})
+        );
         // A property named `nullable` and example data are left alone.
         assert_eq!(s["D"]["properties"]["nullable"], json!({"type": "boolean"}));
         assert_eq!(s["D"]["example"], json!({"nullable": true}));

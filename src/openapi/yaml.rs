@@ -67,7 +67,10 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(doc["openapi"], "3.0.3");
-        assert_eq!(doc["paths"]["/x"]["get"]["responses"]["200"]["description"], "ok");
+        assert_eq!(
+            doc["paths"]["/x"]["get"]["responses"]["200"]["description"],
+            "ok"
+        );
         assert_eq!(doc["n"], json!(1.5));
         assert_eq!(doc["b"], json!(true));
         assert_eq!(doc["z"], Value::Null);

@@ -69,7 +69,10 @@ fn settings() -> Settings {
         version: "1.0.0".into(),
         description: None,
         servers: vec!["https://api.svc.toolforge.org".into()],
-        security: vec![SecuritySchemeConfig::MutualTls, SecuritySchemeConfig::Bearer],
+        security: vec![
+            SecuritySchemeConfig::MutualTls,
+            SecuritySchemeConfig::Bearer,
+        ],
     }
 }
 
@@ -78,7 +81,10 @@ fn merges_paths_components_tags_and_security() {
     let doc = merge(vec![builds(), jobs()], &settings()).expect("merges");
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["info"]["title"], "Toolforge API");
-    assert_eq!(doc["servers"], json!([{"url": "https://api.svc.toolforge.org"}]));
+    assert_eq!(
+        doc["servers"],
+        json!([{"url": "https://api.svc.toolforge.org"}])
+    );
     let paths = doc["paths"].as_object().expect("paths");
     assert_eq!(
         paths.keys().collect::<Vec<_>>(),
@@ -89,19 +95,28 @@ fn merges_paths_components_tags_and_security() {
     let schemas = &doc["components"]["schemas"];
     assert_eq!(schemas["Error"]["properties"]["message"]["type"], "string");
     assert_eq!(schemas["jobs_Error"], json!({"type": "string"}));
-    assert_eq!(schemas["jobs_Error_2"]["properties"]["detail"]["type"], "string");
+    assert_eq!(
+        schemas["jobs_Error_2"]["properties"]["detail"]["type"],
+        "string"
+    );
     let jobs_get = &doc["paths"]["/jobs/v1/tool/{tool}/jobs"]["get"];
     assert_eq!(
         jobs_get["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"],
         "#/components/schemas/jobs_Error_2"
     );
-    assert_eq!(jobs_get["responses"]["default"]["$ref"], "#/components/responses/jobs_Error");
+    assert_eq!(
+        jobs_get["responses"]["default"]["$ref"],
+        "#/components/responses/jobs_Error"
+    );
     assert_eq!(
         doc["components"]["responses"]["jobs_Error"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/jobs_Error_2"
     );
     assert_eq!(jobs_get["operationId"], "jobs_list");
-    assert_eq!(doc["paths"]["/builds/v1/build"]["get"]["operationId"], "list");
+    assert_eq!(
+        doc["paths"]["/builds/v1/build"]["get"]["operationId"],
+        "list"
+    );
     // 3.0 upgraded: nullable became a null type.
     assert_eq!(
         schemas["Build"]["properties"]["id"]["type"],
@@ -114,11 +129,23 @@ fn merges_paths_components_tags_and_security() {
     );
     // Backends' servers and security are gone; gatehouse's schemes are declared.
     assert!(doc["paths"]["/builds/v1/build"].get("servers").is_none());
-    assert!(doc["paths"]["/builds/v1/build"]["get"].get("security").is_none());
-    let schemes = doc["components"]["securitySchemes"].as_object().expect("schemes");
-    assert_eq!(schemes.keys().collect::<Vec<_>>(), vec!["bearerAuth", "mutualTLS"]);
+    assert!(
+        doc["paths"]["/builds/v1/build"]["get"]
+            .get("security")
+            .is_none()
+    );
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .expect("schemes");
+    assert_eq!(
+        schemes.keys().collect::<Vec<_>>(),
+        vec!["bearerAuth", "mutualTLS"]
+    );
     assert_eq!(schemes["mutualTLS"]["type"], "mutualTLS");
-    assert_eq!(doc["security"], json!([{"mutualTLS": []}, {"bearerAuth": []}]));
+    assert_eq!(
+        doc["security"],
+        json!([{"mutualTLS": []}, {"bearerAuth": []}])
+    );
 }
 
 #[test]
@@ -128,22 +155,33 @@ fn merging_is_deterministic() {
     assert_eq!(a.to_string(), b.to_string());
     // Order decides who keeps a name.
     let c = merge(vec![jobs(), builds()], &settings()).expect("merges");
-    assert_eq!(c["components"]["schemas"]["Error"]["properties"]["detail"]["type"], "string");
-    assert_eq!(c["components"]["schemas"]["builds_Error"]["properties"]["message"]["type"], "string");
+    assert_eq!(
+        c["components"]["schemas"]["Error"]["properties"]["detail"]["type"],
+        "string"
+    );
+    assert_eq!(
+        c["components"]["schemas"]["builds_Error"]["properties"]["message"]["type"],
+        "string"
+    );
 }
 
 #[test]
 fn refusals() {
     let mut twice = jobs();
     twice.name = "jobs2".into();
-    let err = merge(vec![jobs(), twice], &settings()).unwrap_err().to_string();
+    let err = merge(vec![jobs(), twice], &settings())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("served by two backends"), "{err}");
 
     let mut external = builds();
     external.document["paths"]["/v1/build"]["get"]["responses"]["default"] =
         json!({"$ref": "common.yaml#/components/responses/Error"});
     let err = merge(vec![external], &settings()).unwrap_err().to_string();
-    assert!(err.contains("builds") && err.contains("external $ref"), "{err}");
+    assert!(
+        err.contains("builds") && err.contains("external $ref"),
+        "{err}"
+    );
 
     for version in [json!("2.0"), json!(3), Value::Null] {
         let mut old = builds();
