@@ -387,3 +387,55 @@ fn config_errors_name_their_key() {
     .to_string();
     assert!(err.contains("trusted"), "{err}");
 }
+
+mod never_panics {
+    use super::*;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    fn pem_of(der: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n")
+    }
+
+    proptest! {
+        #[test]
+        fn on_any_client_credential(
+            certificate in ".{0,200}",
+            principal in ".{0,100}",
+            xfcc in proptest::option::of(".{0,200}"),
+            trusted in any::<bool>(),
+        ) {
+            let auth = toolforge();
+            let mut req = Request {
+                certificate,
+                principal,
+                source_ip: Some(if trusted { "10.0.0.1" } else { "192.0.2.1" }.parse().expect("ip")),
+                ..Request::default()
+            };
+            if let Some(x) = xfcc {
+                req.headers.insert(XFCC_HEADER.into(), x);
+            }
+            let _ = auth.authenticate_at(&req, NOW);
+            let _ = auth.strips_xfcc(&req);
+        }
+
+        #[test]
+        fn on_any_der(der in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let req = with_cert(&pem_of(&der));
+            prop_assert!(toolforge().authenticate_at(&req, NOW).is_err());
+        }
+
+        #[test]
+        fn on_a_corrupted_certificate(flip in 0usize..2000, bit in 0u8..8) {
+            // A real certificate with one bit flipped: refused or (if the
+            // bit is in the signature or an unused field) read, never a panic.
+            let pem = leaf(vec![("O", "toolforge"), ("CN", "tool-alpha")]);
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let mut der = base64::engine::general_purpose::STANDARD.decode(body).expect("PEM body");
+            let i = flip % der.len();
+            der[i] ^= 1 << bit;
+            let _ = toolforge().authenticate_at(&with_cert(&pem_of(&der)), NOW);
+        }
+    }
+}
