@@ -4,15 +4,18 @@
 use std::sync::Arc;
 
 use crate::authn::Authenticators;
+use crate::authn::cert::CertAuthenticator;
 use crate::authn::jwt::{self, Issuer, JwtVerifier};
 use crate::authn::keys::{IssuerKeys, KeyOrigin, KeySet};
 use crate::authn::sources::TokenSource;
+use crate::authz::tool::ToolPolicy;
 use crate::config::{
     Config, ConfigError, ConfigSource, IssuerConfig, KeySourceConfig, TokenSourceConfig,
     resolve_path,
 };
 use crate::pipeline::Engine;
 use crate::policy::Policy;
+use crate::response::upstream::UpstreamHeaders;
 
 /// Shortest accepted HMAC shared secret (RFC 7518 §3.2: at least the hash size).
 const MIN_SHARED_SECRET_BYTES: usize = 32;
@@ -77,6 +80,13 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
         }
     }
 
+    let certificates = config
+        .certificates
+        .as_ref()
+        .map(|c| CertAuthenticator::compile(c, &config.scopes.group_mapping))
+        .transpose()?;
+    let tools = ToolPolicy::compile(&config.tools)?;
+    let upstream = UpstreamHeaders::compile(&config.identity_headers, &tools)?;
     let verifier = JwtVerifier::new(
         issuers,
         config.jwt.leeway.as_secs(),
@@ -88,9 +98,12 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
         authn: Authenticators {
             sources: config.jwt.sources.iter().map(TokenSource::from).collect(),
             jwt: verifier,
+            certificates,
         },
         trusted_proxies: config.network.trusted_proxies.clone(),
         realm: config.server.realm.clone(),
+        tools,
+        upstream,
     })
 }
 

@@ -1,6 +1,8 @@
 //! Authorization: a pure function of what the route demands and who the
 //! caller is. No I/O; trivially unit-tested.
 
+pub mod tool;
+
 use crate::config::Satisfy;
 use crate::deny::Deny;
 use crate::identity::Identity;
@@ -48,6 +50,8 @@ mod tests {
             },
             auth_type: AuthType::Basic,
             headers: IdentityHeader::default_set().into(),
+            credentials: crate::identity::AcceptedCredentials::ALL,
+            tool: None,
         }
     }
 
@@ -64,6 +68,7 @@ mod tests {
             expires_at: None,
             token: Secret::new("t"),
             query_parameter: None,
+            tool: None,
         }
     }
 

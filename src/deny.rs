@@ -58,6 +58,18 @@ pub enum Deny {
     /// The route's configuration (e.g. a context extension) is invalid.
     #[error("route misconfigured: {0}")]
     Misconfigured(String),
+    /// A client certificate (or a trusted proxy's account of one) was
+    /// presented but is not acceptable.
+    #[error("invalid client certificate: {reason}")]
+    InvalidCertificate {
+        /// Why (safe to show the client: never contains the certificate).
+        reason: String,
+        /// The challenge scheme to answer with.
+        auth_type: AuthType,
+    },
+    /// The route belongs to a tool the caller may not act for.
+    #[error("the caller may not act for this tool")]
+    ToolMismatch,
 }
 
 impl Deny {
@@ -69,6 +81,8 @@ impl Deny {
             Deny::InsufficientScope { .. } | Deny::NoRule => 403,
             Deny::Misconfigured(_) => 500,
             Deny::KeysUnavailable => 503,
+            Deny::InvalidCertificate { .. } => 401,
+            Deny::ToolMismatch => 403,
         }
     }
 
@@ -80,6 +94,8 @@ impl Deny {
             Deny::InsufficientScope { .. } | Deny::NoRule => GrpcCode::PermissionDenied,
             Deny::Misconfigured(_) => GrpcCode::Internal,
             Deny::KeysUnavailable => GrpcCode::Unavailable,
+            Deny::InvalidCertificate { .. } => GrpcCode::Unauthenticated,
+            Deny::ToolMismatch => GrpcCode::PermissionDenied,
         }
     }
 
@@ -93,6 +109,8 @@ impl Deny {
             Deny::NoRule => "access_denied",
             Deny::KeysUnavailable => "temporarily_unavailable",
             Deny::Misconfigured(_) => "server_error",
+            Deny::InvalidCertificate { .. } => "invalid_certificate",
+            Deny::ToolMismatch => "access_denied",
         }
     }
 
@@ -106,6 +124,8 @@ impl Deny {
             Deny::NoRule => "no_rule",
             Deny::KeysUnavailable => "keys_unavailable",
             Deny::Misconfigured(_) => "misconfigured",
+            Deny::InvalidCertificate { .. } => "invalid_certificate",
+            Deny::ToolMismatch => "tool_mismatch",
         }
     }
 }

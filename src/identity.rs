@@ -9,6 +9,10 @@ use crate::secret::Secret;
 pub enum CredentialKind {
     /// A JWT from a configured issuer.
     Jwt,
+    /// A client certificate, identified by its subject DN.
+    Certificate,
+    /// A SPIFFE ID (a certificate's URI SAN, or an mTLS principal).
+    Spiffe,
 }
 
 impl CredentialKind {
@@ -16,6 +20,8 @@ impl CredentialKind {
     pub fn as_str(self) -> &'static str {
         match self {
             CredentialKind::Jwt => "jwt",
+            CredentialKind::Certificate => "certificate",
+            CredentialKind::Spiffe => "spiffe",
         }
     }
 }
@@ -47,4 +53,42 @@ pub struct Identity {
     /// it is removed from the upstream request so the token does not leak
     /// into upstream URLs and logs.
     pub query_parameter: Option<String>,
+    /// The tool the caller acts as (from a certificate, or the tool a
+    /// superuser acts for), for tool-ownership rules and `X-…-Tool`.
+    pub tool: Option<String>,
+}
+
+/// Which kinds of credential a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AcceptedCredentials {
+    /// Tokens (JWTs) from the configured token sources.
+    pub jwt: bool,
+    /// Client certificates identified by their subject.
+    pub certificate: bool,
+    /// SPIFFE IDs.
+    pub spiffe: bool,
+}
+
+impl AcceptedCredentials {
+    /// Every kind.
+    pub const ALL: AcceptedCredentials = AcceptedCredentials {
+        jwt: true,
+        certificate: true,
+        spiffe: true,
+    };
+
+    /// Whether an identity of `kind` is accepted.
+    pub fn accepts(self, kind: CredentialKind) -> bool {
+        match kind {
+            CredentialKind::Jwt => self.jwt,
+            CredentialKind::Certificate => self.certificate,
+            CredentialKind::Spiffe => self.spiffe,
+        }
+    }
+}
+
+impl Default for AcceptedCredentials {
+    fn default() -> Self {
+        AcceptedCredentials::ALL
+    }
 }

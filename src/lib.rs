@@ -12,6 +12,7 @@ pub mod authz;
 pub mod config;
 pub mod deny;
 pub mod identity;
+pub mod openapi;
 pub mod pipeline;
 pub mod policy;
 pub mod proto;

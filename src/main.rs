@@ -1,4 +1,4 @@
-//! The `gatehouse` command: `serve`, `check-config`.
+//! The `gatehouse` command: `serve`, `check-config`, `openapi merge`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +31,25 @@ enum Command {
         /// Configuration file (YAML).
         file: PathBuf,
     },
+    /// The aggregated OpenAPI document.
+    Openapi {
+        #[command(subcommand)]
+        command: OpenapiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OpenapiCommand {
+    /// Fetch (or read) every backend's OpenAPI 3 document listed in the
+    /// configuration's `openapi` section and merge them into one.
+    Merge {
+        /// Configuration file (YAML) with an `openapi` section.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to write the merged JSON document (`-`: standard output).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +63,9 @@ fn main() -> ExitCode {
             true,
         ),
         Command::CheckConfig { file } => (ConfigSource::File(file), false),
+        Command::Openapi {
+            command: OpenapiCommand::Merge { config, out },
+        } => return openapi_merge(config, &out),
     };
     let config = match config::load(&source, std::env::vars()) {
         Ok(c) => c,
@@ -131,6 +153,50 @@ fn init_logging(config: &Config) {
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// `gatehouse openapi merge`: exit code 2 and the reason on any error.
+fn openapi_merge(config: PathBuf, out: &std::path::Path) -> ExitCode {
+    let source = ConfigSource::File(config);
+    let config = match config::load(&source, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("configuration error: {e}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let document = match runtime.block_on(gatehouse::openapi::build(&config, &source)) {
+        Ok(d) => d,
+        Err(e) => return fail(&format!("openapi merge: {e}")),
+    };
+    let mut text = match serde_json::to_string_pretty(&document) {
+        Ok(t) => t,
+        Err(e) => return fail(&format!("openapi merge: {e}")),
+    };
+    text.push('\n');
+    let written = if out.as_os_str() == "-" {
+        use std::io::Write as _;
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        // Write beside the target, then rename: a reader (Envoy) never
+        // sees half a document.
+        let tmp = out.with_extension("json.tmp");
+        std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, out))
+    };
+    match written {
+        Ok(()) => {
+            if out.as_os_str() != "-" {
+                let paths = document["paths"].as_object().map_or(0, |p| p.len());
+                println!("wrote {} ({paths} paths)", out.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("writing {}: {e}", out.display())),
     }
 }
 

@@ -7,11 +7,13 @@ use ipnet::IpNet;
 
 use crate::authn::Authenticators;
 use crate::authz;
+use crate::authz::tool::ToolPolicy;
 use crate::deny::Deny;
 use crate::policy::{Access, Policy};
 use crate::proto::auth::{CheckRequest, CheckResponse};
 use crate::request::Request;
 use crate::response;
+use crate::response::upstream::UpstreamHeaders;
 
 /// Everything a check needs, built once from validated configuration.
 pub struct Engine {
@@ -23,6 +25,10 @@ pub struct Engine {
     pub trusted_proxies: Vec<IpNet>,
     /// Realm for challenges.
     pub realm: String,
+    /// Tool ownership: superusers, the act-as header.
+    pub tools: ToolPolicy,
+    /// Extra identity headers and client headers stripped upstream.
+    pub upstream: UpstreamHeaders,
 }
 
 /// The outcome of a check, for logs and metrics.
@@ -51,7 +57,11 @@ impl Engine {
             Access::Authenticated { .. } => {
                 match self
                     .authn
-                    .authenticate(&request, requirement.auth_type)
+                    .authenticate_accepting(
+                        &request,
+                        requirement.auth_type,
+                        requirement.credentials,
+                    )
                     .await
                 {
                     Ok(identity) => identity,
@@ -62,6 +72,10 @@ impl Engine {
         if let Err(deny) = authz::authorize(&requirement, identity.as_ref()) {
             return self.refuse(Some(&request), rule, deny);
         }
+        let identity = match authz::tool::authorize(&requirement, identity, &request, &self.tools) {
+            Ok(identity) => identity,
+            Err(deny) => return self.refuse(Some(&request), rule, deny),
+        };
         tracing::debug!(
             rule = requirement.rule.as_ref(),
             subject = identity.as_ref().map(|i| i.subject.as_str()),
@@ -69,7 +83,19 @@ impl Engine {
             path = %request.path,
             "allow"
         );
-        let response = response::allow(&request, &requirement, identity.as_ref());
+        let mut response = response::allow(&request, &requirement, identity.as_ref());
+        let strip_xfcc = self
+            .authn
+            .certificates
+            .as_ref()
+            .is_some_and(|c| c.strips_xfcc(&request));
+        self.upstream.apply(
+            &mut response,
+            &request,
+            &requirement,
+            identity.as_ref(),
+            strip_xfcc,
+        );
         (
             response,
             Decision {

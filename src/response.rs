@@ -95,9 +95,11 @@ fn identity_headers(
                         "x-auth-request-groups",
                         (!id.groups.is_empty()).then(|| join(id.groups.iter(), ",")),
                     ),
-                    IdentityHeader::Token => {
-                        ("x-auth-request-token", Some(id.token.expose().to_string()))
-                    }
+                    IdentityHeader::Token => (
+                        "x-auth-request-token",
+                        Some(id.token.expose().to_string()).filter(|t| !t.is_empty()),
+                    ),
+                    IdentityHeader::Tool => ("x-auth-request-tool", id.tool.clone()),
                     IdentityHeader::ClientIp | IdentityHeader::Scopes => continue,
                 };
                 if let Some(value) = value {
@@ -124,11 +126,11 @@ fn join<'a>(items: impl Iterator<Item = &'a String>, sep: &str) -> String {
 }
 
 /// Visible characters, spaces and tabs only: no CR/LF header injection.
-fn header_value_is_safe(value: &str) -> bool {
+pub(crate) fn header_value_is_safe(value: &str) -> bool {
     value.chars().all(|c| c == '\t' || !c.is_control())
 }
 
-fn overwrite(key: &str, value: String) -> HeaderValueOption {
+pub(crate) fn overwrite(key: &str, value: String) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
             key: key.to_string(),
@@ -179,8 +181,16 @@ fn challenge(deny: &Deny, realm: &str, description: &str) -> Option<String> {
         Deny::NoCredential {
             auth_type: AuthType::Bearer,
         } => Some(format!("Bearer realm={realm}")),
+        Deny::InvalidCertificate {
+            auth_type: AuthType::Bearer,
+            ..
+        } => Some(format!("Bearer realm={realm}")),
         Deny::NoCredential {
             auth_type: AuthType::Basic,
+        }
+        | Deny::InvalidCertificate {
+            auth_type: AuthType::Basic,
+            ..
         }
         | Deny::InvalidToken {
             auth_type: AuthType::Basic,
@@ -215,6 +225,8 @@ fn quote(value: &str) -> String {
     out.push('"');
     out
 }
+
+pub mod upstream;
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,8 @@
 // Test-only helper: a failure here is a broken test setup, so panicking is right.
 #![allow(clippy::expect_used)]
 
+pub mod certs;
+
 use base64::Engine as _;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

@@ -279,6 +279,7 @@ impl JwtVerifier {
             expires_at: numeric_date(claims.get("exp")),
             token: token.clone(),
             query_parameter: None,
+            tool: None,
         })
     }
 }

@@ -5,16 +5,19 @@
 //! a fall-through to the next authenticator.
 
 pub mod cache;
+pub mod cert;
+pub mod dn;
 pub mod jwt;
 pub mod keys;
 pub mod sources;
 pub mod verify;
+pub mod xfcc;
 
 use std::sync::Arc;
 
 use crate::config::AuthType;
 use crate::deny::Deny;
-use crate::identity::Identity;
+use crate::identity::{AcceptedCredentials, Identity};
 use crate::request::Request;
 use jwt::{JwtError, JwtVerifier};
 use keys::IssuerKeys;
@@ -26,6 +29,8 @@ pub struct Authenticators {
     pub sources: Vec<TokenSource>,
     /// JWT verification against the configured issuers.
     pub jwt: JwtVerifier,
+    /// Client-certificate authentication, when configured.
+    pub certificates: Option<cert::CertAuthenticator>,
 }
 
 impl Authenticators {
@@ -53,6 +58,38 @@ impl Authenticators {
                 tracing::debug!(token_fingerprint = %token.fingerprint(), reason = %e, "token refused");
                 Err(invalid(e.to_string()))
             }
+        }
+    }
+
+    /// Authenticates with the credential kinds a route accepts: tokens
+    /// first (an explicit, per-request credential), then the client
+    /// certificate (a property of the connection). The first credential
+    /// present decides; an invalid one is a 401, never a fall-through. A
+    /// credential of a kind the route does not accept counts as absent.
+    pub async fn authenticate_accepting(
+        &self,
+        request: &Request,
+        auth_type: AuthType,
+        accepted: AcceptedCredentials,
+    ) -> Result<Option<Identity>, Deny> {
+        if accepted.jwt
+            && let Some(identity) = self.authenticate(request, auth_type).await?
+        {
+            return Ok(Some(identity));
+        }
+        let Some(certificates) = &self.certificates else {
+            return Ok(None);
+        };
+        if !(accepted.certificate || accepted.spiffe) {
+            return Ok(None);
+        }
+        match certificates.authenticate(request) {
+            Ok(Some(identity)) if accepted.accepts(identity.kind) => Ok(Some(identity)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(Deny::InvalidCertificate {
+                reason: e.to_string(),
+                auth_type,
+            }),
         }
     }
 

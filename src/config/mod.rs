@@ -6,7 +6,9 @@
 //! cannot (CIDRs already parse here; algorithm/key pairings, globs and
 //! URLs are checked when the engine is built). Every error names the key.
 
+mod certs;
 mod jwt;
+mod openapi;
 mod policy;
 
 use std::collections::BTreeMap;
@@ -17,7 +19,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use certs::*;
 pub use jwt::*;
+pub use openapi::*;
 pub use policy::*;
 
 /// The demo configuration compiled into the binary: `gatehouse serve` with
@@ -134,6 +138,18 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Client-certificate authentication; absent: off.
+    #[serde(default)]
+    pub certificates: Option<CertificatesConfig>,
+    /// Tool ownership: superusers, acting for a tool.
+    #[serde(default)]
+    pub tools: ToolsConfig,
+    /// Extra identity headers (e.g. `X-Toolforge-User`).
+    #[serde(default)]
+    pub identity_headers: IdentityHeadersConfig,
+    /// The aggregated OpenAPI document (`gatehouse openapi merge`).
+    #[serde(default)]
+    pub openapi: Option<OpenApiConfig>,
 }
 
 /// Listening addresses and shutdown behaviour.

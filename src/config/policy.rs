@@ -47,6 +47,13 @@ pub struct RuleConfig {
     /// Identity headers emitted upstream on allow.
     #[serde(default = "IdentityHeader::default_set")]
     pub headers: Vec<IdentityHeader>,
+    /// Credential kinds accepted; empty: every configured kind.
+    #[serde(default)]
+    pub credentials: Vec<super::CredentialKindConfig>,
+    /// The name of a `{segment}` of a `template` path whose value must be
+    /// the caller's tool (superusers excepted).
+    #[serde(default)]
+    pub tool_from_path: Option<String>,
 }
 
 /// Which requests a rule covers; an absent field matches anything.
@@ -73,6 +80,10 @@ pub enum PathMatchConfig {
     Prefix(String),
     /// A glob: `*` within a segment, `**` across segments.
     Glob(String),
+    /// A template: literal segments, `{name}` (one named segment), `*`
+    /// (one segment) and a final `**` (any rest, also none), e.g.
+    /// `/jobs/v1/tool/{tool}/**`.
+    Template(String),
 }
 
 /// Whether a rule needs a credential.
@@ -136,6 +147,8 @@ pub enum IdentityHeader {
     ClientIp,
     /// `X-Auth-Request-Token`: the caller's token itself (opt-in).
     Token,
+    /// `X-Auth-Request-Tool`: the tool the caller acts for.
+    Tool,
 }
 
 impl IdentityHeader {
@@ -148,6 +161,7 @@ impl IdentityHeader {
             IdentityHeader::Groups,
             IdentityHeader::Scopes,
             IdentityHeader::ClientIp,
+            IdentityHeader::Tool,
         ]
     }
 }

@@ -4,6 +4,7 @@
 use globset::{GlobBuilder, GlobMatcher};
 
 use super::host::HostPattern;
+use super::template::PathTemplate;
 use crate::config::{ConfigError, MatchConfig, PathMatchConfig};
 use crate::request::{Request, path};
 
@@ -77,6 +78,8 @@ pub(crate) enum PathMatcher {
         /// Every path the glob matches starts with `/` + this + (`/` or end).
         first_segment: Option<Box<str>>,
     },
+    /// A template with named segments (`/jobs/v1/tool/{tool}/**`).
+    Template(PathTemplate),
 }
 
 impl PathMatcher {
@@ -104,6 +107,9 @@ impl PathMatcher {
                     first_segment: literal.then(|| first.into()),
                 })
             }
+            PathMatchConfig::Template(t) => {
+                Ok(PathMatcher::Template(PathTemplate::compile(t, key)?))
+            }
         }
     }
 
@@ -120,6 +126,7 @@ impl PathMatcher {
                 Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
             },
             PathMatcher::Glob { matcher, .. } => matcher.is_match(path),
+            PathMatcher::Template(t) => t.matches(path),
         }
     }
 
@@ -133,6 +140,7 @@ impl PathMatcher {
             PathMatcher::Prefix(p) if &**p == "/" => None,
             PathMatcher::Prefix(p) => Some(first_segment(p)),
             PathMatcher::Glob { first_segment, .. } => first_segment.as_deref(),
+            PathMatcher::Template(t) => t.first_segment(),
         }
     }
 }

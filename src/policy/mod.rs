@@ -12,15 +12,17 @@ mod host;
 mod index;
 mod matcher;
 mod overrides;
+mod template;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::config::{
-    AuthMode, AuthType, ConfigError, DefaultAction, IdentityHeader, PolicyConfig, RuleConfig,
-    Satisfy,
+    AuthMode, AuthType, ConfigError, CredentialKindConfig, DefaultAction, IdentityHeader,
+    PolicyConfig, RuleConfig, Satisfy,
 };
 use crate::deny::Deny;
+use crate::identity::AcceptedCredentials;
 use crate::request::Request;
 
 use self::index::RuleIndex;
@@ -45,6 +47,11 @@ pub struct Requirement {
     pub auth_type: AuthType,
     /// Identity headers to set upstream.
     pub headers: Arc<[IdentityHeader]>,
+    /// Credential kinds accepted.
+    pub credentials: AcceptedCredentials,
+    /// The tool this request's path names (a rule's `tool_from_path`):
+    /// the caller must own it, or be a superuser.
+    pub tool: Option<String>,
 }
 
 /// Whether and how the caller must be authenticated.
@@ -81,6 +88,8 @@ pub struct Policy {
 struct Rule {
     matcher: RuleMatcher,
     requirement: Requirement,
+    /// The `{name}` path segment holding the tool, if the rule checks one.
+    tool_segment: Option<Box<str>>,
 }
 
 impl Policy {
@@ -93,9 +102,13 @@ impl Policy {
         for (i, rule) in config.rules.iter().enumerate() {
             let key = format!("policy.rules[{i}]");
             check_name(&rule.name, &key, &mut names)?;
+            let matcher = RuleMatcher::compile(&rule.matcher, &format!("{key}.match"))?;
+            let requirement = compile_requirement(rule, &key, &default_headers)?;
+            let tool_segment = tool_segment(rule, &matcher, &requirement, &key)?;
             rules.push(Rule {
-                matcher: RuleMatcher::compile(&rule.matcher, &format!("{key}.match"))?,
-                requirement: compile_requirement(rule, &key, &default_headers)?,
+                matcher,
+                requirement,
+                tool_segment,
             });
         }
         let default = match config.default {
@@ -108,6 +121,8 @@ impl Policy {
                 },
                 auth_type: AuthType::Bearer,
                 headers: default_headers.clone(),
+                credentials: AcceptedCredentials::ALL,
+                tool: None,
             }),
         };
         Ok(Policy {
@@ -135,14 +150,66 @@ impl Policy {
             .and_then(|i| self.rules.get(i));
         let overrides = Overrides::from_extensions(&request.context_extensions)?;
         match (matched, overrides) {
-            (Some(rule), None) => Ok(rule.requirement.clone()),
-            (Some(rule), Some(o)) => Ok(o.apply(rule.requirement.clone())),
+            (Some(rule), None) => rule.for_request(request, rule.requirement.clone()),
+            (Some(rule), Some(o)) => rule.for_request(request, o.apply(rule.requirement.clone())),
             (None, Some(o)) => {
                 Ok(o.into_requirement(self.extensions_rule.clone(), self.default_headers.clone()))
             }
             (None, None) => self.default.clone().ok_or(Deny::NoRule),
         }
     }
+}
+
+impl Rule {
+    /// Fills in what depends on the request: the tool its path names.
+    fn for_request(
+        &self,
+        request: &Request,
+        mut requirement: Requirement,
+    ) -> Result<Requirement, Deny> {
+        if let Some(name) = &self.tool_segment {
+            let tool = match &self.matcher.path {
+                Some(matcher::PathMatcher::Template(t)) => t.capture(&request.path, name),
+                _ => None,
+            };
+            // The template matched, so the segment is there; if it were
+            // not, refuse rather than skip the ownership check.
+            let tool = tool.ok_or_else(|| {
+                Deny::Misconfigured(format!("no `{{{name}}}` segment in the path"))
+            })?;
+            requirement.tool = Some(tool.to_string());
+        }
+        Ok(requirement)
+    }
+}
+
+/// The `tool_from_path` segment, checked against the rule's path template.
+fn tool_segment(
+    rule: &RuleConfig,
+    matcher: &RuleMatcher,
+    requirement: &Requirement,
+    key: &str,
+) -> Result<Option<Box<str>>, ConfigError> {
+    let Some(name) = &rule.tool_from_path else {
+        return Ok(None);
+    };
+    let key = format!("{key}.tool_from_path");
+    match &matcher.path {
+        Some(matcher::PathMatcher::Template(t)) if t.has_name(name) => {}
+        _ => {
+            return Err(ConfigError::invalid(
+                key,
+                format!("the rule's path must be a template with a `{{{name}}}` segment"),
+            ));
+        }
+    }
+    if requirement.access == Access::Anonymous {
+        return Err(ConfigError::invalid(
+            key,
+            "`auth: anonymous` examines no credential, so it cannot check a tool",
+        ));
+    }
+    Ok(Some(name.as_str().into()))
 }
 
 /// Non-blank, unique, and not one of the names gatehouse gives itself.
@@ -208,11 +275,23 @@ fn compile_requirement(
         }
         unique.into()
     };
+    let credentials = if rule.credentials.is_empty() {
+        AcceptedCredentials::ALL
+    } else {
+        let has = |k| rule.credentials.contains(&k);
+        AcceptedCredentials {
+            jwt: has(CredentialKindConfig::Jwt),
+            certificate: has(CredentialKindConfig::Certificate),
+            spiffe: has(CredentialKindConfig::Spiffe),
+        }
+    };
     Ok(Requirement {
         rule: rule.name.as_str().into(),
         access,
         auth_type: rule.auth_type,
         headers,
+        credentials,
+        tool: None,
     })
 }
 

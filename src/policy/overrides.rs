@@ -96,6 +96,8 @@ impl Overrides {
             },
             auth_type: self.auth_type.unwrap_or_default(),
             headers,
+            credentials: crate::identity::AcceptedCredentials::ALL,
+            tool: None,
         }
     }
 }
@@ -165,6 +167,8 @@ mod tests {
             access,
             auth_type: AuthType::Bearer,
             headers: Arc::from([IdentityHeader::User]),
+            credentials: crate::identity::AcceptedCredentials::ALL,
+            tool: None,
         }
     }
 
@@ -306,6 +310,8 @@ mod tests {
                 },
                 auth_type: AuthType::Basic,
                 headers,
+                credentials: crate::identity::AcceptedCredentials::ALL,
+                tool: None,
             }
         );
     }

@@ -254,6 +254,8 @@ fn default_deny_and_default_authenticated() {
             access: authenticated(&[], Satisfy::All),
             auth_type: AuthType::Bearer,
             headers: IdentityHeader::default_set().into(),
+            credentials: crate::identity::AcceptedCredentials::ALL,
+            tool: None,
         }
     );
 }
@@ -318,6 +320,8 @@ fn without_a_rule_the_extensions_are_the_matcher() {
             access: authenticated(&["a", "b"], Satisfy::Any),
             auth_type: AuthType::Bearer,
             headers: IdentityHeader::default_set().into(),
+            credentials: crate::identity::AcceptedCredentials::ALL,
+            tool: None,
         }
     );
     let r = with_ext(req("GET", "h", "/elsewhere"), &[("auth_type", "basic")]);

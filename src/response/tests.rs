@@ -15,6 +15,8 @@ fn requirement(headers: &[IdentityHeader]) -> Requirement {
         },
         auth_type: AuthType::Bearer,
         headers: headers.into(),
+        credentials: crate::identity::AcceptedCredentials::ALL,
+        tool: None,
     }
 }
 
@@ -31,6 +33,7 @@ fn identity() -> Identity {
         expires_at: None,
         token: Secret::new("the.jwt.value"),
         query_parameter: None,
+        tool: None,
     }
 }
 

@@ -8,6 +8,7 @@ import base64
 import http.client
 import json
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -69,10 +70,15 @@ class Response:
 
 
 class Client:
-    """Talks HTTP/1.1 to one host:port; one connection per request."""
+    """Talks HTTP/1.1 to one host:port; one connection per request. With
+    `ssl_context`, over TLS (e.g. presenting a client certificate); with
+    `source_address`, from that local address (e.g. 127.0.0.2, to be
+    another loopback peer)."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0):
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0,
+                 ssl_context: ssl.SSLContext | None = None, source_address: str | None = None):
         self.host, self.port, self.timeout = host, port, timeout
+        self.ssl_context, self.source_address = ssl_context, source_address
 
     def request(
         self,
@@ -86,7 +92,14 @@ class Client:
         pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
         if token is not None:
             pairs.append(("Authorization", f"Bearer {token}"))
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        source = (self.source_address, 0) if self.source_address else None
+        if self.ssl_context is not None:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=self.ssl_context,
+                source_address=source)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
+                                              source_address=source)
         try:
             conn.putrequest(method, target, skip_accept_encoding=True)
             for name, value in pairs:
