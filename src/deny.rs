@@ -58,6 +58,12 @@ pub enum Deny {
     /// The route's configuration (e.g. a context extension) is invalid.
     #[error("route misconfigured: {0}")]
     Misconfigured(String),
+    /// A signed link is valid but does not cover this path or method.
+    #[error("{0}")]
+    LinkNotGranted(crate::authn::link::NotGranted),
+    /// The store (one-time link uses) cannot be reached or is full.
+    #[error("state store unavailable")]
+    StoreUnavailable,
 }
 
 impl Deny {
@@ -69,6 +75,8 @@ impl Deny {
             Deny::InsufficientScope { .. } | Deny::NoRule => 403,
             Deny::Misconfigured(_) => 500,
             Deny::KeysUnavailable => 503,
+            Deny::LinkNotGranted(_) => 403,
+            Deny::StoreUnavailable => 503,
         }
     }
 
@@ -80,6 +88,8 @@ impl Deny {
             Deny::InsufficientScope { .. } | Deny::NoRule => GrpcCode::PermissionDenied,
             Deny::Misconfigured(_) => GrpcCode::Internal,
             Deny::KeysUnavailable => GrpcCode::Unavailable,
+            Deny::LinkNotGranted(_) => GrpcCode::PermissionDenied,
+            Deny::StoreUnavailable => GrpcCode::Unavailable,
         }
     }
 
@@ -93,6 +103,8 @@ impl Deny {
             Deny::NoRule => "access_denied",
             Deny::KeysUnavailable => "temporarily_unavailable",
             Deny::Misconfigured(_) => "server_error",
+            Deny::LinkNotGranted(_) => "access_denied",
+            Deny::StoreUnavailable => "temporarily_unavailable",
         }
     }
 
@@ -106,6 +118,8 @@ impl Deny {
             Deny::NoRule => "no_rule",
             Deny::KeysUnavailable => "keys_unavailable",
             Deny::Misconfigured(_) => "misconfigured",
+            Deny::LinkNotGranted(_) => "link_not_granted",
+            Deny::StoreUnavailable => "store_unavailable",
         }
     }
 }

@@ -9,6 +9,8 @@ use crate::secret::Secret;
 pub enum CredentialKind {
     /// A JWT from a configured issuer.
     Jwt,
+    /// A signed link from gatehouse's own issuer.
+    Link,
 }
 
 impl CredentialKind {
@@ -16,6 +18,7 @@ impl CredentialKind {
     pub fn as_str(self) -> &'static str {
         match self {
             CredentialKind::Jwt => "jwt",
+            CredentialKind::Link => "link",
         }
     }
 }
@@ -47,4 +50,7 @@ pub struct Identity {
     /// it is removed from the upstream request so the token does not leak
     /// into upstream URLs and logs.
     pub query_parameter: Option<String>,
+    /// What a signed link grants (paths, verbs): set only for links, and
+    /// checked by [`crate::authz`].
+    pub grant: Option<std::sync::Arc<crate::authn::link::LinkGrant>>,
 }

@@ -6,12 +6,16 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::authn::Authenticators;
+use crate::authn::link;
 use crate::authz;
 use crate::deny::Deny;
+use crate::issuer::InternalIssuer;
 use crate::policy::{Access, Policy};
 use crate::proto::auth::{CheckRequest, CheckResponse};
 use crate::request::Request;
 use crate::response;
+use crate::store::Store;
+use crate::upstream::UpstreamActions;
 
 /// Everything a check needs, built once from validated configuration.
 pub struct Engine {
@@ -23,6 +27,12 @@ pub struct Engine {
     pub trusted_proxies: Vec<IpNet>,
     /// Realm for challenges.
     pub realm: String,
+    /// Gatehouse's own issuer (JWKS, signed links, reissue), if configured.
+    pub issuer: Option<Arc<InternalIssuer>>,
+    /// Shared state: one-time link uses.
+    pub store: Arc<dyn Store>,
+    /// Per-rule upstream credential swap and audience reissue.
+    pub upstream: UpstreamActions,
 }
 
 /// The outcome of a check, for logs and metrics.
@@ -59,7 +69,20 @@ impl Engine {
                 }
             }
         };
-        if let Err(deny) = authz::authorize(&requirement, identity.as_ref()) {
+        if let Err(deny) = authz::authorize_request(&requirement, identity.as_ref(), &request) {
+            return self.refuse(Some(&request), rule, deny);
+        }
+        let upstream = match self
+            .upstream
+            .prepare(&request, &requirement, identity.as_ref())
+        {
+            Ok(prepared) => prepared,
+            Err(deny) => return self.refuse(Some(&request), rule, deny),
+        };
+        if let Some(grant) = identity.as_ref().and_then(|id| id.grant.as_deref())
+            && let Err(deny) =
+                link::consume(self.store.as_ref(), grant, requirement.auth_type).await
+        {
             return self.refuse(Some(&request), rule, deny);
         }
         tracing::debug!(
@@ -69,7 +92,8 @@ impl Engine {
             path = %request.path,
             "allow"
         );
-        let response = response::allow(&request, &requirement, identity.as_ref());
+        let mut response = response::allow(&request, &requirement, identity.as_ref());
+        self.upstream.finish(upstream, &request, &mut response);
         (
             response,
             Decision {

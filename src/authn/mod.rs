@@ -6,6 +6,7 @@
 
 pub mod jwt;
 pub mod keys;
+pub mod link;
 pub mod sources;
 
 use std::sync::Arc;

@@ -6,8 +6,11 @@
 //! cannot (CIDRs already parse here; algorithm/key pairings, globs and
 //! URLs are checked when the engine is built). Every error names the key.
 
+mod issuer;
 mod jwt;
 mod policy;
+mod store;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,8 +20,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use issuer::*;
 pub use jwt::*;
 pub use policy::*;
+pub use store::*;
+pub use upstream::*;
 
 /// The demo configuration compiled into the binary: `gatehouse serve` with
 /// no `--config` runs on it, with nothing else running.
@@ -134,6 +140,12 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Gatehouse as a token issuer (links, reissued tokens); absent: off.
+    #[serde(default)]
+    pub issuer: Option<InternalIssuerConfig>,
+    /// Where shared state lives.
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 /// Listening addresses and shutdown behaviour.
@@ -147,6 +159,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// The realm named in `WWW-Authenticate` challenges.
     pub realm: String,
+    /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
+    /// `/auth/jwt/request`, `/auth/jwt/set`, `/healthz`.
+    pub http_addr: SocketAddr,
 }
 
 impl Default for ServerConfig {
@@ -155,6 +170,7 @@ impl Default for ServerConfig {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 9191)),
             drain_timeout: Duration::from_secs(15),
             realm: "gatehouse".into(),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
         }
     }
 }

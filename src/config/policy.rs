@@ -47,6 +47,15 @@ pub struct RuleConfig {
     /// Identity headers emitted upstream on allow.
     #[serde(default = "IdentityHeader::default_set")]
     pub headers: Vec<IdentityHeader>,
+    /// Replaces the caller's credential upstream (`Authorization: Bearer`
+    /// from a file); gatehouse's token cookies are removed.
+    #[serde(default)]
+    pub upstream_credential: Option<super::UpstreamCredentialConfig>,
+    /// Reissues the caller's identity as a token for this internal
+    /// audience (one of `issuer.reissue.audiences`), sent upstream in
+    /// `X-Auth-Request-Token`.
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 /// Which requests a rule covers; an absent field matches anything.

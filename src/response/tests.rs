@@ -31,6 +31,7 @@ fn identity() -> Identity {
         expires_at: None,
         token: Secret::new("the.jwt.value"),
         query_parameter: None,
+        grant: None,
     }
 }
 
