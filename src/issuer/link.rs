@@ -257,7 +257,7 @@ impl LinkPolicy {
         };
         if from > now.saturating_add(self.max_start_delay) {
             return Err(invalid(format!(
-                "from lies more than {} in the future",
+                "from lies more than {} in the future (issuer.links.max_start_delay)",
                 humantime::format_duration(Duration::from_secs(self.max_start_delay))
             )));
         }
