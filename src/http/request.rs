@@ -49,10 +49,11 @@ pub fn from_http(
     );
     Ok(Request {
         method: method.as_str().to_ascii_uppercase(),
+        // Envoy's X-Forwarded-Proto is believed from a trusted proxy only.
         scheme: map
             .get("x-forwarded-proto")
-            .filter(|_| client_ip != source_ip)
-            .cloned()
+            .filter(|_| trusted_proxies.iter().any(|net| net.contains(&peer.ip())))
+            .map(|p| p.to_ascii_lowercase())
             .unwrap_or_else(|| "http".into()),
         host,
         path,
@@ -141,6 +142,7 @@ mod tests {
         headers.append("cookie", "a=1".parse().unwrap());
         headers.append("cookie", "b=2".parse().unwrap());
         headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        headers.insert("x-forwarded-proto", "HTTPS".parse().unwrap());
         let uri: Uri = "/auth//jwt/./request?x=1".parse().unwrap();
         let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
         let trusted = ["10.0.0.0/8".parse().unwrap()];
@@ -151,6 +153,7 @@ mod tests {
         assert_eq!(r.query.as_deref(), Some("x=1"));
         assert_eq!(r.header("cookie"), Some("a=1; b=2"));
         assert_eq!(r.client_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(r.scheme, "https");
         // An untrusted peer is the client, whatever it forwards.
         let r = from_http(
             &Method::GET,

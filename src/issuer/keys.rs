@@ -341,6 +341,30 @@ mod tests {
     }
 
     #[test]
+    fn loads_a_sec1_key_with_an_independently_computed_kid() {
+        // Written by Python `cryptography` (TraditionalOpenSSL); the kid
+        // was computed by jwcrypto's `thumbprint()`. Test-only key.
+        let sec1 = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEICuPNSYyJ1h+oV9YhkrTP43pvqZVLzGR6K/qUm2FVCkpoAoGCCqGSM49
+AwEHoUQDQgAE2F83mCdAv+QlfEV3uX2ULAFhpVXynWKJWm1gb7F2Do1B053PSjb+
+FKfAXwlpPR+0IT9IB2+RpcQ7LgrDR54GHQ==
+-----END EC PRIVATE KEY-----
+";
+        let key = SigningKey::from_pem(sec1).expect("SEC1 loads");
+        assert_eq!(key.alg(), SigningAlgorithm::ES256);
+        assert_eq!(key.kid(), "eM03jMnLqUsUAzK417Unw7PIwVzlgztuXEqOTGp2Ej8");
+        verifies(&key, Algorithm::ES256);
+        // `openssl ecparam -genkey` puts an EC PARAMETERS block first.
+        let with_params = format!(
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{sec1}"
+        );
+        assert_eq!(
+            SigningKey::from_pem(&with_params).expect("loads").kid(),
+            key.kid()
+        );
+    }
+
+    #[test]
     fn debug_hides_private_material() {
         let (key, pem) = SigningKey::generate(SigningAlgorithm::ES256).expect("generates");
         let shown = format!("{key:?} {pem:?}");
