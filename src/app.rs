@@ -13,9 +13,11 @@ use crate::config::{
     Config, ConfigError, ConfigSource, IssuerConfig, KeySourceConfig, TokenSourceConfig,
     resolve_path,
 };
+use crate::issuer::InternalIssuer;
 use crate::pipeline::Engine;
 use crate::policy::Policy;
 use crate::response::upstream::UpstreamHeaders;
+use crate::upstream::UpstreamActions;
 
 /// Shortest accepted HMAC shared secret (RFC 7518 §3.2: at least the hash size).
 const MIN_SHARED_SECRET_BYTES: usize = 32;
@@ -86,13 +88,19 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
         .map(|c| CertAuthenticator::compile(c, &config.scopes.group_mapping))
         .transpose()?;
     let tools = ToolPolicy::compile(&config.tools)?;
-    let upstream = UpstreamHeaders::compile(&config.identity_headers, &tools)?;
-    let verifier = JwtVerifier::new(
+    let upstream_headers = UpstreamHeaders::compile(&config.identity_headers, &tools)?;
+    let internal = build_internal_issuer(config, source)?;
+    let mut verifier = JwtVerifier::new(
         issuers,
         config.jwt.leeway.as_secs(),
         &config.scopes.group_mapping,
     )
     .with_cache(config.jwt.cache_size);
+    if let Some(internal) = &internal {
+        verifier.add_internal_issuer(internal.verification_issuer()?);
+    }
+    let upstream = UpstreamActions::build(config, source, internal.clone())?;
+    let store = crate::store::build(&config.store)?;
     Ok(Engine {
         policy,
         authn: Authenticators {
@@ -103,8 +111,52 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
         trusted_proxies: config.network.trusted_proxies.clone(),
         realm: config.server.realm.clone(),
         tools,
+        upstream_headers,
+        issuer: internal,
+        store,
         upstream,
     })
+}
+
+/// Gatehouse's own issuer (`issuer:`), if configured: its `iss` must be
+/// its own, and the side port must not share the gRPC address.
+pub fn build_internal_issuer(
+    config: &Config,
+    source: &ConfigSource,
+) -> Result<Option<Arc<InternalIssuer>>, ConfigError> {
+    let server = &config.server;
+    if server.http_addr == server.grpc_addr && server.http_addr.port() != 0 {
+        return Err(ConfigError::invalid(
+            "server.http_addr",
+            "must differ from server.grpc_addr",
+        ));
+    }
+    let Some(cfg) = &config.issuer else {
+        return Ok(None);
+    };
+    if config.jwt.issuers.iter().any(|i| i.issuer == cfg.issuer) {
+        return Err(ConfigError::invalid(
+            "issuer.issuer",
+            "also listed under jwt.issuers; gatehouse trusts its own keys by itself",
+        ));
+    }
+    let cookies: Vec<String> = config
+        .jwt
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            TokenSourceConfig::Cookie(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(Some(Arc::new(InternalIssuer::build(
+        cfg, source, &cookies,
+    )?)))
+}
+
+/// Drops expired store entries in the background.
+pub fn spawn_store_purge(engine: &Engine) -> tokio::task::JoinHandle<()> {
+    crate::store::spawn_purge(engine.store.clone())
 }
 
 /// Validates one issuer and loads or prepares its keys.

@@ -7,6 +7,7 @@ use crate::config::Satisfy;
 use crate::deny::Deny;
 use crate::identity::Identity;
 use crate::policy::{Access, Requirement};
+use crate::request::Request;
 
 /// Decides whether `identity` meets `requirement`.
 pub fn authorize(requirement: &Requirement, identity: Option<&Identity>) -> Result<(), Deny> {
@@ -32,6 +33,24 @@ pub fn authorize(requirement: &Requirement, identity: Option<&Identity>) -> Resu
             }
         }
     }
+}
+
+/// [`authorize`], then, for a signed link, whether it covers the request's
+/// normalized path and method (a link is checked first: a path it does not
+/// grant is refused whatever the scopes).
+pub fn authorize_request(
+    requirement: &Requirement,
+    identity: Option<&Identity>,
+    request: &Request,
+) -> Result<(), Deny> {
+    if let Some(grant) = identity.and_then(|id| id.grant.as_deref())
+        && matches!(requirement.access, Access::Authenticated { .. })
+    {
+        grant
+            .check(&request.method, &request.path)
+            .map_err(Deny::LinkNotGranted)?;
+    }
+    authorize(requirement, identity)
 }
 
 #[cfg(test)]
@@ -69,6 +88,7 @@ mod tests {
             token: Secret::new("t"),
             query_parameter: None,
             tool: None,
+            grant: None,
         }
     }
 
@@ -102,5 +122,52 @@ mod tests {
         let err = authorize(&any, Some(&identity(&["c"]))).unwrap_err();
         assert_eq!(err.http_status(), 403);
         assert!(authorize(&requirement(&[], Satisfy::All), Some(&identity(&[]))).is_ok());
+    }
+
+    #[test]
+    fn a_link_is_held_to_its_grant() {
+        use crate::authn::link::{LinkGrant, NotGranted, UrlPattern};
+        let mut id = identity(&["a"]);
+        id.grant = Some(std::sync::Arc::new(LinkGrant {
+            urls: vec![UrlPattern::Prefix("/k8s/".into())],
+            verbs: vec!["get".into()],
+            once: false,
+            jti: None,
+            not_before: None,
+            expires_at: 0,
+        }));
+        let req = |method: &str, path: &str| Request {
+            method: method.into(),
+            path: path.into(),
+            ..Request::default()
+        };
+        let r = requirement(&["a"], Satisfy::All);
+        assert_eq!(
+            authorize_request(&r, Some(&id), &req("GET", "/k8s/pods")),
+            Ok(())
+        );
+        assert_eq!(
+            authorize_request(&r, Some(&id), &req("HEAD", "/k8s/pods")),
+            Ok(())
+        );
+        assert_eq!(
+            authorize_request(&r, Some(&id), &req("GET", "/other")),
+            Err(Deny::LinkNotGranted(NotGranted::Path))
+        );
+        let err = authorize_request(&r, Some(&id), &req("DELETE", "/k8s/pods")).unwrap_err();
+        assert_eq!(err, Deny::LinkNotGranted(NotGranted::Verb));
+        assert_eq!(err.http_status(), 403);
+        // The grant does not replace the route's scopes.
+        let scoped = requirement(&["b"], Satisfy::All);
+        assert!(matches!(
+            authorize_request(&scoped, Some(&id), &req("GET", "/k8s/pods")),
+            Err(Deny::InsufficientScope { .. })
+        ));
+        // Without a grant, authorize_request is authorize.
+        let plain = identity(&["a"]);
+        assert_eq!(
+            authorize_request(&r, Some(&plain), &req("DELETE", "/other")),
+            Ok(())
+        );
     }
 }

@@ -70,6 +70,12 @@ pub enum Deny {
     /// The route belongs to a tool the caller may not act for.
     #[error("the caller may not act for this tool")]
     ToolMismatch,
+    /// A signed link is valid but does not cover this path or method.
+    #[error("{0}")]
+    LinkNotGranted(crate::authn::link::NotGranted),
+    /// The store (one-time link uses) cannot be reached or is full.
+    #[error("state store unavailable")]
+    StoreUnavailable,
 }
 
 impl Deny {
@@ -83,6 +89,8 @@ impl Deny {
             Deny::KeysUnavailable => 503,
             Deny::InvalidCertificate { .. } => 401,
             Deny::ToolMismatch => 403,
+            Deny::LinkNotGranted(_) => 403,
+            Deny::StoreUnavailable => 503,
         }
     }
 
@@ -96,6 +104,8 @@ impl Deny {
             Deny::KeysUnavailable => GrpcCode::Unavailable,
             Deny::InvalidCertificate { .. } => GrpcCode::Unauthenticated,
             Deny::ToolMismatch => GrpcCode::PermissionDenied,
+            Deny::LinkNotGranted(_) => GrpcCode::PermissionDenied,
+            Deny::StoreUnavailable => GrpcCode::Unavailable,
         }
     }
 
@@ -111,6 +121,8 @@ impl Deny {
             Deny::Misconfigured(_) => "server_error",
             Deny::InvalidCertificate { .. } => "invalid_certificate",
             Deny::ToolMismatch => "access_denied",
+            Deny::LinkNotGranted(_) => "access_denied",
+            Deny::StoreUnavailable => "temporarily_unavailable",
         }
     }
 
@@ -126,6 +138,8 @@ impl Deny {
             Deny::Misconfigured(_) => "misconfigured",
             Deny::InvalidCertificate { .. } => "invalid_certificate",
             Deny::ToolMismatch => "tool_mismatch",
+            Deny::LinkNotGranted(_) => "link_not_granted",
+            Deny::StoreUnavailable => "store_unavailable",
         }
     }
 }

@@ -13,6 +13,8 @@ pub enum CredentialKind {
     Certificate,
     /// A SPIFFE ID (a certificate's URI SAN, or an mTLS principal).
     Spiffe,
+    /// A signed link from gatehouse's own issuer.
+    Link,
 }
 
 impl CredentialKind {
@@ -22,6 +24,7 @@ impl CredentialKind {
             CredentialKind::Jwt => "jwt",
             CredentialKind::Certificate => "certificate",
             CredentialKind::Spiffe => "spiffe",
+            CredentialKind::Link => "link",
         }
     }
 }
@@ -56,6 +59,9 @@ pub struct Identity {
     /// The tool the caller acts as (from a certificate, or the tool a
     /// superuser acts for), for tool-ownership rules and `X-…-Tool`.
     pub tool: Option<String>,
+    /// What a signed link grants (paths, verbs): set only for links, and
+    /// checked by [`crate::authz`].
+    pub grant: Option<std::sync::Arc<crate::authn::link::LinkGrant>>,
 }
 
 /// Which kinds of credential a route accepts.
@@ -83,6 +89,8 @@ impl AcceptedCredentials {
             CredentialKind::Jwt => self.jwt,
             CredentialKind::Certificate => self.certificate,
             CredentialKind::Spiffe => self.spiffe,
+            // Links are JWTs from gatehouse's own issuer.
+            CredentialKind::Link => self.jwt,
         }
     }
 }

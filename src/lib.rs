@@ -9,9 +9,12 @@
 pub mod app;
 pub mod authn;
 pub mod authz;
+pub mod cli;
 pub mod config;
 pub mod deny;
+pub mod http;
 pub mod identity;
+pub mod issuer;
 pub mod openapi;
 pub mod pipeline;
 pub mod policy;
@@ -20,5 +23,7 @@ pub mod request;
 pub mod response;
 pub mod secret;
 pub mod server;
+pub mod store;
 #[doc(hidden)]
 pub mod testkit;
+pub mod upstream;

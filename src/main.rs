@@ -1,4 +1,5 @@
-//! The `gatehouse` command: `serve`, `check-config`, `openapi merge`.
+//! The `gatehouse` command: `serve`, `check-config`, `keys`, `token`,
+//! `openapi merge`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use gatehouse::app;
 use gatehouse::config::{self, Config, ConfigSource, LogFormat};
+use gatehouse::http::HttpListener;
 use gatehouse::server::Listener;
 
 /// An Envoy external authorization service.
@@ -30,6 +32,16 @@ enum Command {
     CheckConfig {
         /// Configuration file (YAML).
         file: PathBuf,
+    },
+    /// Signing keys of the internal issuer.
+    Keys {
+        #[command(subcommand)]
+        command: gatehouse::cli::KeysCommand,
+    },
+    /// Tokens of the internal issuer (signed links).
+    Token {
+        #[command(subcommand)]
+        command: gatehouse::cli::TokenCommand,
     },
     /// The aggregated OpenAPI document.
     Openapi {
@@ -66,6 +78,8 @@ fn main() -> ExitCode {
         Command::Openapi {
             command: OpenapiCommand::Merge { config, out },
         } => return openapi_merge(config, &out),
+        Command::Keys { command } => return gatehouse::cli::keys(command),
+        Command::Token { command } => return gatehouse::cli::token(command),
     };
     let config = match config::load(&source, std::env::vars()) {
         Ok(c) => c,
@@ -108,18 +122,56 @@ async fn run(config: Config, source: ConfigSource) -> Result<(), String> {
         );
     }
     let _refreshers = app::spawn_key_refresh(&engine);
+    let _purge = app::spawn_store_purge(&engine);
     let listener = Listener::bind(config.server.grpc_addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let http = HttpListener::bind(config.server.http_addr)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|| config.server.grpc_addr.to_string(), |a| a.to_string()),
+        http_addr = %http.local_addr().map_or_else(|| config.server.http_addr.to_string(), |a| a.to_string()),
         version = env!("CARGO_PKG_VERSION"),
-        "gatehouse listening (gRPC: ext_authz v3, health, reflection)"
+        "gatehouse listening (gRPC: ext_authz v3, health, reflection; HTTP side port)"
     );
-    listener
-        .serve(engine, config.server.drain_timeout, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    // One signal stops both servers; either one ending stops the other.
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let stopped = |stop: &Arc<tokio::sync::watch::Sender<bool>>| {
+        let mut rx = stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopping| *stopping).await;
+        }
+    };
+    let signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop.send_replace(true);
+        })
+    };
+    let drain = config.server.drain_timeout;
+    let grpc = {
+        let (stop, stopped) = (stop.clone(), stopped(&stop));
+        let engine = engine.clone();
+        async move {
+            let result = listener.serve(engine, drain, stopped).await;
+            stop.send_replace(true);
+            result.map_err(|e| e.to_string())
+        }
+    };
+    let side = {
+        let (stop, stopped) = (stop.clone(), stopped(&stop));
+        async move {
+            let result = http.serve(engine, drain, stopped).await;
+            stop.send_replace(true);
+            result.map_err(|e| format!("HTTP side port: {e}"))
+        }
+    };
+    let (grpc, side) = tokio::join!(grpc, side);
+    signal.abort();
+    grpc.and(side)
 }
 
 /// Resolves on SIGTERM or SIGINT.

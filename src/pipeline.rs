@@ -6,14 +6,18 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::authn::Authenticators;
+use crate::authn::link;
 use crate::authz;
 use crate::authz::tool::ToolPolicy;
 use crate::deny::Deny;
+use crate::issuer::InternalIssuer;
 use crate::policy::{Access, Policy};
 use crate::proto::auth::{CheckRequest, CheckResponse};
 use crate::request::Request;
 use crate::response;
 use crate::response::upstream::UpstreamHeaders;
+use crate::store::Store;
+use crate::upstream::UpstreamActions;
 
 /// Everything a check needs, built once from validated configuration.
 pub struct Engine {
@@ -28,7 +32,13 @@ pub struct Engine {
     /// Tool ownership: superusers, the act-as header.
     pub tools: ToolPolicy,
     /// Extra identity headers and client headers stripped upstream.
-    pub upstream: UpstreamHeaders,
+    pub upstream_headers: UpstreamHeaders,
+    /// Gatehouse's own issuer (JWKS, signed links, reissue), if configured.
+    pub issuer: Option<Arc<InternalIssuer>>,
+    /// Shared state: one-time link uses.
+    pub store: Arc<dyn Store>,
+    /// Per-rule upstream credential swap and audience reissue.
+    pub upstream: UpstreamActions,
 }
 
 /// The outcome of a check, for logs and metrics.
@@ -69,13 +79,28 @@ impl Engine {
                 }
             }
         };
-        if let Err(deny) = authz::authorize(&requirement, identity.as_ref()) {
+        if let Err(deny) = authz::authorize_request(&requirement, identity.as_ref(), &request) {
             return self.refuse(Some(&request), rule, deny);
         }
+        // Tool ownership before anything with side effects (a one-time
+        // link is used up only by a request that is let through).
         let identity = match authz::tool::authorize(&requirement, identity, &request, &self.tools) {
             Ok(identity) => identity,
             Err(deny) => return self.refuse(Some(&request), rule, deny),
         };
+        let upstream = match self
+            .upstream
+            .prepare(&request, &requirement, identity.as_ref())
+        {
+            Ok(prepared) => prepared,
+            Err(deny) => return self.refuse(Some(&request), rule, deny),
+        };
+        if let Some(grant) = identity.as_ref().and_then(|id| id.grant.as_deref())
+            && let Err(deny) =
+                link::consume(self.store.as_ref(), grant, requirement.auth_type).await
+        {
+            return self.refuse(Some(&request), rule, deny);
+        }
         tracing::debug!(
             rule = requirement.rule.as_ref(),
             subject = identity.as_ref().map(|i| i.subject.as_str()),
@@ -89,13 +114,14 @@ impl Engine {
             .certificates
             .as_ref()
             .is_some_and(|c| c.strips_xfcc(&request));
-        self.upstream.apply(
+        self.upstream_headers.apply(
             &mut response,
             &request,
             &requirement,
             identity.as_ref(),
             strip_xfcc,
         );
+        self.upstream.finish(upstream, &request, &mut response);
         (
             response,
             Decision {

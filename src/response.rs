@@ -130,6 +130,7 @@ pub(crate) fn header_value_is_safe(value: &str) -> bool {
     value.chars().all(|c| c == '\t' || !c.is_control())
 }
 
+/// A header set on the request, replacing any value it had.
 pub(crate) fn overwrite(key: &str, value: String) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
@@ -175,7 +176,7 @@ pub fn deny(deny: &Deny, realm: &str) -> CheckResponse {
 }
 
 /// The `WWW-Authenticate` challenge (RFC 6750 §3), if the denial has one.
-fn challenge(deny: &Deny, realm: &str, description: &str) -> Option<String> {
+pub(crate) fn challenge(deny: &Deny, realm: &str, description: &str) -> Option<String> {
     let realm = quote(realm);
     match deny {
         Deny::NoCredential {

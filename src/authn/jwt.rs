@@ -67,6 +67,9 @@ pub enum JwtError {
     /// `sub` missing or not a string.
     #[error("missing sub claim")]
     MissingSubject,
+    /// A token of gatehouse's own issuer that is not a well-formed link.
+    #[error("invalid link: {0}")]
+    InvalidLink(String),
 }
 
 /// One trusted issuer, compiled from configuration.
@@ -91,6 +94,8 @@ pub struct JwtVerifier {
     leeway_secs: u64,
     group_scopes: HashMap<String, Vec<String>>,
     cache: Option<TokenCache>,
+    /// The `iss` of gatehouse's own issuer: its tokens must be links.
+    internal_issuer: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +128,7 @@ impl JwtVerifier {
             leeway_secs,
             group_scopes,
             cache: None,
+            internal_issuer: None,
         }
     }
 
@@ -135,6 +141,13 @@ impl JwtVerifier {
     /// The verified-token cache, if enabled (revocation, metrics).
     pub fn cache(&self) -> Option<&TokenCache> {
         self.cache.as_ref()
+    }
+
+    /// Trusts gatehouse's own issuer. Its tokens are accepted only as
+    /// signed links: every one must carry a well-formed grant (`URLs`).
+    pub fn add_internal_issuer(&mut self, issuer: Issuer) {
+        self.internal_issuer = Some(issuer.issuer.clone());
+        self.issuers.insert(issuer.issuer.clone(), issuer);
     }
 
     /// All issuers' key sets (for readiness and refresh tasks).
@@ -259,6 +272,15 @@ impl JwtVerifier {
             .and_then(Value::as_str)
             .ok_or(JwtError::MissingSubject)?
             .to_string();
+        let grant = if self.internal_issuer.as_deref() == Some(issuer.issuer.as_str()) {
+            match super::link::LinkGrant::from_claims(claims) {
+                Ok(Some(grant)) => Some(Arc::new(grant)),
+                Ok(None) => return Err(JwtError::InvalidLink("no URLs claim".into())),
+                Err(reason) => return Err(JwtError::InvalidLink(reason)),
+            }
+        } else {
+            None
+        };
         let names = &issuer.claims;
         let groups = claim_groups(claims.get(&names.groups));
         let mut scopes: BTreeSet<String> = claim_scopes(claims);
@@ -274,12 +296,17 @@ impl JwtVerifier {
             uid: claim_text(claims.get(&names.uid)),
             groups,
             scopes,
-            kind: CredentialKind::Jwt,
+            kind: if grant.is_some() {
+                CredentialKind::Link
+            } else {
+                CredentialKind::Jwt
+            },
             issuer: issuer.name.clone(),
             expires_at: numeric_date(claims.get("exp")),
             token: token.clone(),
             query_parameter: None,
             tool: None,
+            grant,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod cert;
 pub mod dn;
 pub mod jwt;
 pub mod keys;
+pub mod link;
 pub mod sources;
 pub mod verify;
 pub mod xfcc;

@@ -151,6 +151,7 @@ mod tests {
             token: Secret::default(),
             query_parameter: None,
             tool: tool.map(Into::into),
+            grant: None,
         }
     }
 

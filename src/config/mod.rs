@@ -7,9 +7,12 @@
 //! URLs are checked when the engine is built). Every error names the key.
 
 mod certs;
+mod issuer;
 mod jwt;
 mod openapi;
 mod policy;
+mod store;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,9 +23,12 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use certs::*;
+pub use issuer::*;
 pub use jwt::*;
 pub use openapi::*;
 pub use policy::*;
+pub use store::*;
+pub use upstream::*;
 
 /// The demo configuration compiled into the binary: `gatehouse serve` with
 /// no `--config` runs on it, with nothing else running.
@@ -150,6 +156,12 @@ pub struct Config {
     /// The aggregated OpenAPI document (`gatehouse openapi merge`).
     #[serde(default)]
     pub openapi: Option<OpenApiConfig>,
+    /// Gatehouse as a token issuer (links, reissued tokens); absent: off.
+    #[serde(default)]
+    pub issuer: Option<InternalIssuerConfig>,
+    /// Where shared state lives.
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 /// Listening addresses and shutdown behaviour.
@@ -163,6 +175,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// The realm named in `WWW-Authenticate` challenges.
     pub realm: String,
+    /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
+    /// `/auth/jwt/request`, `/auth/jwt/set`, `/healthz`.
+    pub http_addr: SocketAddr,
 }
 
 impl Default for ServerConfig {
@@ -171,6 +186,7 @@ impl Default for ServerConfig {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 9191)),
             drain_timeout: Duration::from_secs(15),
             realm: "gatehouse".into(),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
         }
     }
 }

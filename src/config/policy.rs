@@ -54,6 +54,15 @@ pub struct RuleConfig {
     /// the caller's tool (superusers excepted).
     #[serde(default)]
     pub tool_from_path: Option<String>,
+    /// Replaces the caller's credential upstream (`Authorization: Bearer`
+    /// from a file); gatehouse's token cookies are removed.
+    #[serde(default)]
+    pub upstream_credential: Option<super::UpstreamCredentialConfig>,
+    /// Reissues the caller's identity as a token for this internal
+    /// audience (one of `issuer.reissue.audiences`), sent upstream in
+    /// `X-Auth-Request-Token`.
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 /// Which requests a rule covers; an absent field matches anything.

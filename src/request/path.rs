@@ -468,6 +468,7 @@ mod tests {
                 ".." => {
                     stack.pop()?;
                 }
+                s if s.starts_with(".;") || s.starts_with("..;") => return None,
                 _ => {
                     stack.push(d);
                     continue;

@@ -34,6 +34,7 @@ fn identity() -> Identity {
         token: Secret::new("the.jwt.value"),
         query_parameter: None,
         tool: None,
+        grant: None,
     }
 }
 

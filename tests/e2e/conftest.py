@@ -99,7 +99,7 @@ def keys() -> SimpleNamespace:
     """Keys generated for this run. `rsa`, `ec`, `ed` are the primary
     issuer's; `discovered` the discovery issuer's; `rotating` the rotating
     issuer's initial key; `hmac` the shared secret; `stranger` is published
-    nowhere."""
+    nowhere; `internal` is gatehouse's own signing key."""
     return SimpleNamespace(
         rsa=tokens.generate("RS256"),
         ec=tokens.generate("ES256"),
@@ -108,6 +108,9 @@ def keys() -> SimpleNamespace:
         rotating=tokens.generate("RS256"),
         stranger=tokens.generate("RS256"),
         hmac=tokens.generate_secret("HS256"),
+        # The internal issuer's signing key, written by `cryptography` (not
+        # by gatehouse) as PKCS#8 PEM; its kid is the RFC 7638 thumbprint.
+        internal=tokens.generate("ES256"),
     )
 
 
@@ -160,10 +163,19 @@ def gatehouse_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def envoy(workdir: Path, gatehouse_port: int, echo: EchoServer) -> Iterator[EnvoyInstance]:
-    """Envoy on the shipped example, its `gatehouse` cluster pointing at
-    the shared gatehouse's port (which may not be listening yet)."""
-    instance = EnvoyInstance(workdir / "envoy", gatehouse_port=gatehouse_port, upstream_port=echo.port)
+def gatehouse_http_port() -> int:
+    """The shared gatehouse's HTTP side port, reserved before Envoy starts."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def envoy(workdir: Path, gatehouse_port: int, gatehouse_http_port: int,
+          echo: EchoServer) -> Iterator[EnvoyInstance]:
+    """Envoy on the shipped example, its `gatehouse` and `gatehouse_http`
+    clusters pointing at the shared gatehouse's ports (which may not be
+    listening yet)."""
+    instance = EnvoyInstance(workdir / "envoy", gatehouse_port=gatehouse_port, upstream_port=echo.port,
+                             gatehouse_http_port=gatehouse_http_port)
     yield instance
     instance.stop()
 
@@ -187,14 +199,21 @@ def trusted_proxies(envoy_xff_address: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def gatehouse(workdir, keys, idp, discovery_idp, rotating_idp, gatehouse_port,
-              trusted_proxies) -> Iterator[GatehouseInstance]:
-    """The shared gatehouse, SERVING (all four issuers' keys loaded)."""
+def gatehouse(workdir, keys, idp, discovery_idp, rotating_idp, gatehouse_port, gatehouse_http_port,
+              envoy, trusted_proxies) -> Iterator[GatehouseInstance]:
+    """The shared gatehouse, SERVING (all four issuers' keys loaded). Its
+    internal issuer is Envoy's listener URL (Envoy routes the side port)."""
     config = configs.shared_config(idp, discovery_idp, rotating_idp)
     config["network"]["trusted_proxies"] = trusted_proxies
+    config["issuer"] = configs.internal_issuer(envoy.base_url)
     instance = GatehouseInstance(
         workdir / "gatehouse", config,
-        files={configs.HMAC_SECRET_FILE: keys.hmac.secret}, port=gatehouse_port,
+        files={
+            configs.HMAC_SECRET_FILE: keys.hmac.secret,
+            configs.ISSUER_KEY_FILE: keys.internal.private_pem(),
+            configs.UPSTREAM_TOKEN_FILE: configs.UPSTREAM_TOKEN.encode(),
+        },
+        port=gatehouse_port, http_port=gatehouse_http_port,
     )
     try:
         instance.wait_serving()
@@ -284,8 +303,10 @@ def gatehouse_factory(tmp_path: Path) -> Iterator[Callable[..., GatehouseInstanc
     `wait_serving()` or `wait_listening()` as the test needs)."""
     started: list[GatehouseInstance] = []
 
-    def start(config: dict, files: dict[str, bytes] | None = None, name: str = "gatehouse-extra"):
-        instance = GatehouseInstance(tmp_path / f"{name}-{len(started)}", config, files, name=name)
+    def start(config: dict, files: dict[str, bytes] | None = None, name: str = "gatehouse-extra",
+              port: int | None = None, http_port: int | None = None):
+        instance = GatehouseInstance(tmp_path / f"{name}-{len(started)}", config, files, name=name,
+                                     port=port, http_port=http_port)
         started.append(instance)
         return instance
 
@@ -298,9 +319,10 @@ def gatehouse_factory(tmp_path: Path) -> Iterator[Callable[..., GatehouseInstanc
 def envoy_factory(tmp_path: Path) -> Iterator[Callable[..., EnvoyInstance]]:
     started: list[EnvoyInstance] = []
 
-    def start(gatehouse_port: int, upstream_port: int, name: str = "envoy-extra") -> EnvoyInstance:
+    def start(gatehouse_port: int, upstream_port: int, name: str = "envoy-extra",
+              gatehouse_http_port: int | None = None) -> EnvoyInstance:
         instance = EnvoyInstance(tmp_path / f"{name}-{len(started)}", gatehouse_port,
-                                 upstream_port, name=name)
+                                 upstream_port, name=name, gatehouse_http_port=gatehouse_http_port)
         started.append(instance)
         return instance
 

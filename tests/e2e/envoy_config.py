@@ -1,11 +1,12 @@
 """Turns the shipped example `envoy/envoy.yaml` into a config for one test
 run by rewriting only addresses and ports: the listener, the admin
-interface, and the `gatehouse` and `upstream` clusters. Everything else
+interface, and the `gatehouse` (gRPC), `gatehouse_http` (side port) and
+`upstream` clusters. Everything else
 (filters, routes, per-route settings) is the example itself, so the tests
 exercise what we ship.
 
     python tests/e2e/envoy_config.py OUT.yaml --listener 10001 --admin 9902 \
-        --gatehouse 9192 --upstream 8001
+        --gatehouse 9192 --gatehouse-http 8081 --upstream 8001
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EXAMPLE = REPO / "envoy" / "envoy.yaml"
 
 LISTENER_NAME = "main"
 GATEHOUSE_CLUSTER = "gatehouse"
+GATEHOUSE_HTTP_CLUSTER = "gatehouse_http"
 UPSTREAM_CLUSTER = "upstream"
 
 
@@ -30,6 +32,7 @@ class Ports:
     admin: int
     gatehouse: int
     upstream: int
+    gatehouse_http: int
     host: str = "127.0.0.1"
 
 
@@ -71,7 +74,11 @@ def rewrite(config: dict, ports: Ports) -> dict:
     listener = _one(static["listeners"], LISTENER_NAME, "listener")
     _socket_address(listener, "listener").update(address=ports.host, port_value=ports.listener)
 
-    for name, port in ((GATEHOUSE_CLUSTER, ports.gatehouse), (UPSTREAM_CLUSTER, ports.upstream)):
+    for name, port in (
+        (GATEHOUSE_CLUSTER, ports.gatehouse),
+        (GATEHOUSE_HTTP_CLUSTER, ports.gatehouse_http),
+        (UPSTREAM_CLUSTER, ports.upstream),
+    ):
         cluster = _one(static["clusters"], name, "cluster")
         _socket_address(_cluster_endpoint(cluster), f"cluster {name}").update(
             address=ports.host, port_value=port
@@ -93,11 +100,12 @@ def write_test_config(dest: Path, ports: Ports, source: Path = EXAMPLE) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    for name in ("listener", "admin", "gatehouse", "upstream"):
+    for name in ("listener", "admin", "gatehouse", "gatehouse-http", "upstream"):
         parser.add_argument(f"--{name}", type=int, required=True)
     args = parser.parse_args()
     write_test_config(
-        args.out, Ports(args.listener, args.admin, args.gatehouse, args.upstream)
+        args.out,
+        Ports(args.listener, args.admin, args.gatehouse, args.upstream, args.gatehouse_http),
     )
     print(args.out)
 

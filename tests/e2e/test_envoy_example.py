@@ -35,7 +35,7 @@ def test_example_validates():
 
 def test_rewrite_changes_only_addresses_and_ports(tmp_path):
     original = yaml.safe_load(envoy_config.EXAMPLE.read_text())
-    ports = envoy_config.Ports(listener=1, admin=2, gatehouse=3, upstream=4)
+    ports = envoy_config.Ports(listener=1, admin=2, gatehouse=3, upstream=4, gatehouse_http=5)
     out = envoy_config.write_test_config(tmp_path / "e.yaml", ports)
     rewritten = yaml.safe_load(out.read_text())
 
@@ -49,7 +49,7 @@ def test_rewrite_changes_only_addresses_and_ports(tmp_path):
         return found
 
     assert [(a["address"], a["port_value"]) for a in addresses(rewritten)] == [
-        ("127.0.0.1", 2), ("127.0.0.1", 1), ("127.0.0.1", 3), ("127.0.0.1", 4)
+        ("127.0.0.1", 2), ("127.0.0.1", 1), ("127.0.0.1", 3), ("127.0.0.1", 5), ("127.0.0.1", 4)
     ]
     blank = copy.deepcopy(rewritten)
     for a in addresses(blank) + addresses(original):

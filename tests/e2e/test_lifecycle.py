@@ -3,7 +3,8 @@
 Depends on gatehouse behaviour:
 - `grpc.health.v1.Health` overall service "" is NOT_SERVING until every
   issuer's keys are loaded, then SERVING (the gRPC port listens before);
-- SIGTERM drains and exits 0 within `server.drain_timeout`;
+- the HTTP side port's `/healthz` follows the same readiness (503, 200);
+- SIGTERM drains both servers and exits 0 within `server.drain_timeout`;
 - `gatehouse check-config FILE` exits 0 for a valid file, non-zero with the
   offending key named on stderr otherwise.
 """
@@ -35,15 +36,18 @@ def test_not_serving_until_keys_load(idp_factory, gatehouse_factory, keys):
     assert g.wait_listening() == NOT_SERVING
     wait_until("a failed JWKS fetch", lambda: idp.failures() >= 1, timeout=10,
                on_timeout=g.process.log_tail)
-    # Still NOT_SERVING for a while: no keys, no readiness.
+    # Still NOT_SERVING for a while: no keys, no readiness (the side
+    # port's /healthz says the same: 503).
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         assert g.health() == NOT_SERVING
+        assert g.healthz() == 503
         time.sleep(0.1)
 
     idp.outage = False
     # The next retry (retry_interval 1 s) loads the keys.
     assert g.wait_serving(timeout=10) == SERVING
+    assert g.healthz() == 200
     assert idp.fetches() - idp.failures() >= 1
 
 
@@ -52,9 +56,11 @@ def test_sigterm_drains_and_exits_zero(idp_factory, gatehouse_factory, keys):
     g = gatehouse_factory(configs.single_issuer_config(idp, drain_timeout="2s"), name="gatehouse-sigterm")
     g.wait_serving()
     started = time.monotonic()
+    assert g.healthz() == 200
     g.process.signal(signal.SIGTERM)
     code = g.process.wait(timeout=2 + 3)  # drain_timeout + margin
     assert code == 0, g.process.log_tail()
+    assert g.healthz() is None  # the side port stopped with the gRPC server
     assert time.monotonic() - started < 5
 
 

@@ -224,6 +224,7 @@ impl IdentityMap {
             token: Secret::default(),
             query_parameter: None,
             tool: None,
+            grant: None,
         })
     }
 
@@ -275,6 +276,7 @@ impl IdentityMap {
             token: Secret::default(),
             query_parameter: None,
             tool: self.tool.as_ref().and_then(|t| t.tool(cred)),
+            grant: None,
         })
     }
 

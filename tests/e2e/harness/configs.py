@@ -16,6 +16,12 @@ COOKIE = "gh_token"
 QUERY = "access_token"
 HMAC_ISSUER = "https://hmac.e2e.invalid"
 HMAC_SECRET_FILE = "secrets/hmac.secret"  # relative: resolved against the config's directory
+ISSUER_KEY_FILE = "secrets/issuer.pem"  # the internal issuer's signing key
+UPSTREAM_TOKEN_FILE = "secrets/upstream.token"  # the credential rule `k8s` sends upstream
+UPSTREAM_TOKEN = "upstream-service-account-token-1"
+MINT_SCOPE = "links:mint"
+INTERNAL_AUDIENCE = "internal"  # envoy.yaml's /internal/ route asks for it
+LINK_MAX_DURATION = "2h"
 
 CLAIMS = {
     "username": "preferred_username",
@@ -43,6 +49,7 @@ GROUP_MAPPING = {
     "read:data": ["readers", "admins"],
     "write:data": ["writers", "admins"],
     "admin:all": ["superusers"],
+    MINT_SCOPE: ["minters"],
 }
 
 ALL_HEADERS = ["user", "email", "uid", "groups", "scopes", "client_ip", "token"]
@@ -60,6 +67,16 @@ RULES: list[dict[str, Any]] = [
     {"name": "data", "match": {"path": {"prefix": "/data/"}}, "scopes": ["read:data"]},
     {"name": "whoami", "match": {"path": {"prefix": "/whoami/"}}, "headers": ALL_HEADERS},
     {"name": "api", "match": {"path": {"prefix": "/api/"}}},  # default headers: no token
+    # Signed links (test_links.py): /links/ is any valid credential; /k8s/
+    # swaps the caller's credential for UPSTREAM_TOKEN; /internal/ (audience
+    # from Envoy's context extension) and /reissue/ (audience from the rule)
+    # get a reissued token in X-Auth-Request-Token.
+    {"name": "links", "match": {"path": {"prefix": "/links/"}}, "headers": ALL_HEADERS},
+    {"name": "k8s", "match": {"path": {"prefix": "/k8s/"}},
+     "upstream_credential": {"bearer_file": UPSTREAM_TOKEN_FILE}},
+    {"name": "internal", "match": {"path": {"prefix": "/internal/"}}, "headers": ALL_HEADERS},
+    {"name": "reissue", "match": {"path": {"prefix": "/reissue/"}}, "audience": INTERNAL_AUDIENCE,
+     "headers": ALL_HEADERS},
 ]
 
 
@@ -97,6 +114,22 @@ def shared_config(primary_idp, discovery_idp, rotating_idp) -> dict[str, Any]:
         "scopes": {"group_mapping": GROUP_MAPPING},
         "policy": {"default": "deny", "rules": RULES},
         "log": {"level": "info,gatehouse=debug"},
+    }
+
+
+def internal_issuer(issuer_url: str, key_files: list[str] | None = None) -> dict[str, Any]:
+    """The `issuer:` section: gatehouse signs with `key_files` (the first
+    signs), links below /links/ and /k8s/ for holders of MINT_SCOPE, cookie
+    COOKIE, reissue for INTERNAL_AUDIENCE."""
+    return {
+        "issuer": issuer_url,
+        "signing_keys": [{"file": f} for f in (key_files or [ISSUER_KEY_FILE])],
+        "links": {
+            "max_duration": LINK_MAX_DURATION,
+            "cookie": COOKIE,
+            "mint": [{"scope": MINT_SCOPE, "prefixes": ["/links/", "/k8s/"]}],
+        },
+        "reissue": {"audiences": [INTERNAL_AUDIENCE], "lifetime": "5m"},
     }
 
 

@@ -17,11 +17,15 @@ START_TIMEOUT = 20.0
 
 
 class EnvoyInstance:
-    def __init__(self, workdir: Path, gatehouse_port: int, upstream_port: int, name: str = "envoy"):
+    def __init__(self, workdir: Path, gatehouse_port: int, upstream_port: int, name: str = "envoy",
+                 gatehouse_http_port: int | None = None):
+        """`gatehouse_http_port`: gatehouse's side port (default: a free,
+        closed port, for tests that never reach it)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = Ports(
-            listener=free_port(), admin=free_port(), gatehouse=gatehouse_port, upstream=upstream_port
+            listener=free_port(), admin=free_port(), gatehouse=gatehouse_port, upstream=upstream_port,
+            gatehouse_http=gatehouse_http_port or free_port(),
         )
         self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports)
         self.port = self.ports.listener

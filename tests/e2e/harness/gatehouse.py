@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import requests
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -45,13 +46,13 @@ def check_config(path: Path, timeout: float = 30.0) -> subprocess.CompletedProce
 
 class GatehouseInstance:
     """One `gatehouse serve` process. `config` is the YAML document as a dict;
-    its `server.grpc_addr` is set here to `port` (default: a free loopback
-    port). `files` are
+    its `server.grpc_addr` is set here to `port` and `server.http_addr` (the
+    side port) to `http_port` (defaults: free loopback ports). `files` are
     written next to the config (relative paths in the config resolve
     against the config's directory)."""
 
     def __init__(self, workdir: Path, config: dict[str, Any], files: dict[str, bytes] | None = None,
-                 name: str = "gatehouse", port: int | None = None):
+                 name: str = "gatehouse", port: int | None = None, http_port: int | None = None):
         binary = require_binary()
         self.name = name
         self.workdir = Path(workdir)
@@ -60,7 +61,10 @@ class GatehouseInstance:
             (self.workdir / rel).parent.mkdir(parents=True, exist_ok=True)
             (self.workdir / rel).write_bytes(content)
         self.port = port or free_port()
+        self.http_port = http_port or free_port()
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
         config.setdefault("server", {})["grpc_addr"] = f"127.0.0.1:{self.port}"
+        config["server"]["http_addr"] = f"127.0.0.1:{self.http_port}"
         self.config = config
         self.config_path = self.workdir / "gatehouse.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -97,6 +101,14 @@ class GatehouseInstance:
         """Waits until the health service answers at all; returns its status."""
         return wait_until(f"{self.name} gRPC port {self.port}", self._probe(lambda s: s is not None),
                           timeout, on_timeout=self.process.log_tail)
+
+    def healthz(self, timeout: float = 1.0) -> int | None:
+        """The side port's `/healthz` status code, or None if it does not answer."""
+        try:
+            return requests.get(self.http_url + "/healthz", timeout=timeout,
+                                proxies={"http": None, "https": None}).status_code
+        except requests.RequestException:
+            return None
 
     def wait_serving(self, timeout: float = START_TIMEOUT) -> str:
         return wait_until(f"{self.name} health SERVING on port {self.port}",

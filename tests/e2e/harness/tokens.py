@@ -52,6 +52,14 @@ class SigningKey:
     def private_pem(self) -> bytes:
         return self.jwk.export_to_pem(private_key=True, password=None)
 
+    def private_pem_traditional(self) -> bytes:
+        """OpenSSL's traditional PEM: `RSA PRIVATE KEY` (PKCS#1) or
+        `EC PRIVATE KEY` (SEC1); not defined for Ed25519."""
+        key = serialization.load_pem_private_key(self.private_pem(), password=None)
+        return key.private_bytes(serialization.Encoding.PEM,
+                                 serialization.PrivateFormat.TraditionalOpenSSL,
+                                 serialization.NoEncryption())
+
     def public_pem(self) -> bytes:
         """SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`)."""
         return self.jwk.export_to_pem()

@@ -1,0 +1,188 @@
+//! The HTTP side port (axum), in the same process as the gRPC server:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /.well-known/jwks.json` | the internal issuer's public keys |
+//! | `GET /.well-known/openid-configuration` | `issuer`, `jwks_uri`, algorithms |
+//! | `POST /auth/jwt/request` | mint a signed link ([`links`]) |
+//! | `GET /auth/jwt/set` | store a link in a cookie, redirect ([`links`]) |
+//! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
+//!
+//! It starts with the gRPC server and drains with it on SIGTERM.
+
+pub mod error;
+mod links;
+pub mod redirect;
+pub mod request;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
+use crate::pipeline::Engine;
+use error::ApiError;
+
+/// Largest request body (a link request is a few hundred bytes).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long clients may cache the JWKS and discovery document.
+const KEYS_MAX_AGE: &str = "public, max-age=300";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine (authenticators, issuer, store).
+    pub engine: Arc<Engine>,
+    /// Set when shutdown begins: `/healthz` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The side port's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(JWKS_PATH, get(jwks))
+        .route(DISCOVERY_PATH, get(discovery))
+        .route("/auth/jwt/request", post(links::request))
+        .route("/auth/jwt/set", get(links::set))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+fn cached_json(value: &serde_json::Value) -> Response {
+    let mut response = axum::Json(value).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(KEYS_MAX_AGE),
+    );
+    response
+}
+
+async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let issuer = state
+        .engine
+        .issuer
+        .as_deref()
+        .ok_or_else(|| ApiError::NotFound("gatehouse has no issuer configured".into()))?;
+    Ok(cached_json(issuer.jwks()))
+}
+
+async fn discovery(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let issuer = state
+        .engine
+        .issuer
+        .as_deref()
+        .ok_or_else(|| ApiError::NotFound("gatehouse has no issuer configured".into()))?;
+    Ok(cached_json(issuer.openid_configuration()))
+}
+
+/// 200 when the engine is ready and not draining (the gRPC health
+/// service's SERVING), else 503.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let serving = state.engine.ready() && !state.draining.load(Ordering::Relaxed);
+    let (status, text) = if serving {
+        (StatusCode::OK, "SERVING")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING")
+    };
+    let mut response = (status, axum::Json(serde_json::json!({ "status": text }))).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A bound, not yet serving, side-port listener.
+pub struct HttpListener {
+    listener: TcpListener,
+}
+
+impl HttpListener {
+    /// Binds `addr`.
+    pub async fn bind(addr: SocketAddr) -> Result<HttpListener, std::io::Error> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("binding the HTTP side port {addr}: {e}"))
+        })?;
+        Ok(HttpListener { listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits
+    /// up to `drain` for in-flight requests.
+    pub async fn serve(
+        self,
+        engine: Arc<Engine>,
+        drain: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), std::io::Error> {
+        let draining = Arc::new(AtomicBool::new(false));
+        let app = router(AppState {
+            engine,
+            draining: draining.clone(),
+        });
+        let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = begin_rx.await;
+        });
+        let mut server = tokio::spawn(async move { server.await });
+        tokio::select! {
+            result = &mut server => return flatten(result),
+            () = shutdown => {}
+        }
+        draining.store(true, Ordering::Relaxed);
+        let _ = begin_tx.send(());
+        match tokio::time::timeout(drain, &mut server).await {
+            Ok(result) => flatten(result),
+            Err(_) => {
+                tracing::warn!("HTTP drain timeout reached; closing remaining connections");
+                server.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+fn flatten(
+    result: Result<Result<(), std::io::Error>, tokio::task::JoinError>,
+) -> Result<(), std::io::Error> {
+    match result {
+        Ok(inner) => inner,
+        Err(join) => {
+            tracing::error!(error = %join, "HTTP server task failed");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
