@@ -1,6 +1,12 @@
 //! The `gatehouse` command: `serve`, `check-config`, `keys`, `token`,
 //! `openapi merge`.
 
+/// mimalloc instead of the system allocator: a check is a burst of small
+/// allocations (protobuf strings, header maps), and glibc's malloc/free
+/// were a quarter of gatehouse's CPU time under load (perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

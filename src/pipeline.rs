@@ -53,7 +53,13 @@ pub struct Decision {
 impl Engine {
     /// Decides on one request and renders the response.
     pub async fn check(&self, check: &CheckRequest) -> (CheckResponse, Decision) {
-        let request = match Request::from_check(check, &self.trusted_proxies) {
+        self.check_owned(check.clone()).await
+    }
+
+    /// [`Self::check`] taking the message by value, so its strings move
+    /// into our `Request` instead of being copied (the server's path).
+    pub async fn check_owned(&self, check: CheckRequest) -> (CheckResponse, Decision) {
+        let request = match Request::from_owned_check(check, &self.trusted_proxies) {
             Ok(r) => r,
             Err(deny) => return self.refuse(None, None, deny),
         };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -38,7 +38,7 @@ impl Authorization for CheckService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let (response, _decision) = self.engine.check(request.get_ref()).await;
+        let (response, _decision) = self.engine.check_owned(request.into_inner()).await;
         Ok(Response::new(response))
     }
 }
@@ -106,9 +106,14 @@ impl Listener {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(check)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
-                let _ = stop_rx.await;
-            });
+            // TCP_NODELAY: a check answer is one small frame; Nagle's
+            // algorithm would hold it back waiting for Envoy's ACK.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                async {
+                    let _ = stop_rx.await;
+                },
+            );
         let mut server = tokio::spawn(server);
 
         tokio::select! {

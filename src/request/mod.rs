@@ -43,26 +43,42 @@ pub struct Request {
 impl Request {
     /// Converts Envoy's `CheckRequest`; malformed input is a 400.
     pub fn from_check(check: &CheckRequest, trusted_proxies: &[IpNet]) -> Result<Request, Deny> {
-        let attrs = check
+        Request::from_owned_check(check.clone(), trusted_proxies)
+    }
+
+    /// Converts Envoy's `CheckRequest`, moving its strings instead of
+    /// copying them (the server's path: the message is not needed after).
+    pub fn from_owned_check(
+        check: CheckRequest,
+        trusted_proxies: &[IpNet],
+    ) -> Result<Request, Deny> {
+        let mut attrs = check
             .attributes
-            .as_ref()
             .ok_or_else(|| Deny::BadRequest("missing attributes".into()))?;
-        let http = attrs
+        let mut http = attrs
             .request
-            .as_ref()
-            .and_then(|r| r.http.as_ref())
+            .take()
+            .and_then(|r| r.http)
             .ok_or_else(|| Deny::BadRequest("missing HTTP request attributes".into()))?;
 
-        let mut headers: HashMap<String, String> = HashMap::with_capacity(http.headers.len());
-        for (name, value) in &http.headers {
-            headers.insert(name.to_ascii_lowercase(), value.clone());
+        // Envoy sends lower-case names; re-key only the odd one that is not.
+        let mut headers: HashMap<String, String> = std::mem::take(&mut http.headers);
+        let odd: Vec<String> = headers
+            .keys()
+            .filter(|k| k.bytes().any(|b| b.is_ascii_uppercase()))
+            .cloned()
+            .collect();
+        for name in odd {
+            if let Some(value) = headers.remove(&name) {
+                headers.insert(name.to_ascii_lowercase(), value);
+            }
         }
-        if let Some(map) = &http.header_map {
-            for h in &map.headers {
+        if let Some(map) = http.header_map.take() {
+            for h in map.headers {
                 let value = if h.raw_value.is_empty() {
-                    h.value.clone()
+                    h.value
                 } else {
-                    String::from_utf8(h.raw_value.clone())
+                    String::from_utf8(h.raw_value)
                         .map_err(|_| Deny::BadRequest(format!("header {} is not UTF-8", h.key)))?
                 };
                 headers
@@ -75,18 +91,19 @@ impl Request {
             }
         }
 
-        let method = if http.method.is_empty() {
+        let mut method = if http.method.is_empty() {
             headers.get(":method").cloned().unwrap_or_default()
         } else {
-            http.method.clone()
+            std::mem::take(&mut http.method)
         };
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
             return Err(Deny::BadRequest("invalid method".into()));
         }
+        method.make_ascii_uppercase();
         let target = if http.path.is_empty() {
             headers.get(":path").cloned().unwrap_or_default()
         } else {
-            http.path.clone()
+            std::mem::take(&mut http.path)
         };
         let (raw_path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q.to_string())),
@@ -99,38 +116,37 @@ impl Request {
             headers
                 .get(":authority")
                 .or(headers.get("host"))
-                .cloned()
-                .unwrap_or_default()
+                .map_or("", String::as_str)
         } else {
-            http.host.clone()
+            http.host.as_str()
         };
-        let host = strip_port(&host_header).to_ascii_lowercase();
+        let host = strip_port(host_header).to_ascii_lowercase();
 
-        let source = attrs.source.as_ref();
-        let source_ip = source
-            .and_then(|p| p.address.as_ref())
-            .and_then(|a| match &a.address {
-                Some(AddressKind::SocketAddress(s)) => s.address.parse::<IpAddr>().ok(),
-                _ => None,
-            });
+        let source = attrs.source.take().unwrap_or_default();
+        let source_ip = source.address.as_ref().and_then(|a| match &a.address {
+            Some(AddressKind::SocketAddress(s)) => s.address.parse::<IpAddr>().ok(),
+            _ => None,
+        });
         let client_ip = client_ip::resolve(
             source_ip,
             headers.get("x-forwarded-for").map(String::as_str),
             trusted_proxies,
         );
+        let mut scheme = http.scheme;
+        scheme.make_ascii_lowercase();
 
         Ok(Request {
-            method: method.to_ascii_uppercase(),
-            scheme: http.scheme.to_ascii_lowercase(),
+            method,
+            scheme,
             host,
             path,
             query,
             headers,
             source_ip,
             client_ip,
-            principal: source.map(|p| p.principal.clone()).unwrap_or_default(),
-            certificate: source.map(|p| p.certificate.clone()).unwrap_or_default(),
-            context_extensions: attrs.context_extensions.clone(),
+            principal: source.principal,
+            certificate: source.certificate,
+            context_extensions: attrs.context_extensions,
         })
     }
 
