@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -29,16 +29,23 @@ def chart() -> Iterator[Chart]:
     loaded.close()
 
 
-_rendered_cache: dict[str, Rendered] = {}
+@pytest.fixture(scope="session")
+def render_set(chart: Chart) -> Callable[[str], Rendered]:
+    """The chart rendered with one of the named value sets (rendered once)."""
+    cache: dict[str, Rendered] = {}
+
+    def render(name: str) -> Rendered:
+        if name not in cache:
+            cache[name] = chart.render(VALUE_SETS[name])
+        return cache[name]
+
+    return render
 
 
 @pytest.fixture(scope="session", params=sorted(VALUE_SETS))
-def rendered(request: pytest.FixtureRequest, chart: Chart) -> Rendered:
+def rendered(request: pytest.FixtureRequest, render_set: Callable[[str], Rendered]) -> Rendered:
     """The chart rendered with each value set in turn."""
-    name = request.param
-    if name not in _rendered_cache:
-        _rendered_cache[name] = chart.render(VALUE_SETS[name])
-    return _rendered_cache[name]
+    return render_set(request.param)
 
 
 @pytest.fixture(scope="session")
