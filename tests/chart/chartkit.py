@@ -44,6 +44,8 @@ def value_sets() -> dict[str, dict[str, Any]]:
         "defaults": {},
         "all-enabled": ci_values("all-enabled"),
         "istio": ci_values("istio"),
+        # The README's Kubernetes walkthrough.
+        "quickstart": ci_values("quickstart"),
         # The other side of most switches: one replica, no PDB, no headless
         # Service, an existing service account, IPv6, an image digest,
         # no startup probe.

@@ -134,5 +134,15 @@ def test_helm_lint_reports_bad_values():
 def test_ci_value_sets_are_the_ones_tested():
     """Every file in charts/gatehouse/ci is one of the tested value sets."""
     files = sorted(p.name for p in (CHART_DIR / "ci").glob("*-values.yaml"))
-    assert files == ["all-enabled-values.yaml", "istio-values.yaml"]
+    assert files == ["all-enabled-values.yaml", "istio-values.yaml", "quickstart-values.yaml"]
     assert value_sets()["all-enabled"] == ci_values("all-enabled")
+
+
+def test_readme_quick_start_is_the_tested_value_set():
+    """The README's walkthrough shows ci/quickstart-values.yaml verbatim
+    (indented in its list item), so what operators copy is what the tests
+    render, lint, validate and check-config."""
+    text = (CHART_DIR / "ci" / "quickstart-values.yaml").read_text()
+    indented = "\n".join(("   " + line) if line else line for line in text.splitlines())
+    readme = (CHART_DIR.parents[1] / "README.md").read_text()
+    assert indented in readme
