@@ -1,7 +1,11 @@
 """Rendering the Helm chart in charts/gatehouse for the tests, with Helm's
 own Go engine (PyPI `helm-python-sdk`: render, lint and values.schema.json
 validation, no `helm` binary and no cluster), and small helpers to find
-objects in the result."""
+objects in the result.
+
+`helm_python` loads a Go runtime into the test process; it is imported on
+first use, so that a run of tests/e2e and tests/chart together starts it
+only when the chart tests begin."""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import helm_python as helm
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,6 +97,8 @@ class Chart:
     template's `fail`)."""
 
     def __init__(self, path: Path = CHART_DIR):
+        import helm_python as helm
+
         self.path = path
         self._chart = helm.Chart.load(str(path))
 
@@ -126,6 +131,8 @@ class Chart:
 def lint(values: dict[str, Any] | None = None, strict: bool = False,
          kube_version: str | None = None) -> dict[str, Any]:
     """`helm lint [--strict]`: {"messages": [{"severity", "path", "error"}], "errors": [...]}."""
+    import helm_python as helm
+
     return helm.lint(str(CHART_DIR), copy.deepcopy(values) if values else None, strict=strict,
                      namespace=NAMESPACE, kube_version=f"v{kube_version}" if kube_version else None)
 
