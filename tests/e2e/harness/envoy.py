@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 
 from envoy_bin import envoy_binary
-from envoy_config import Ports, write_test_config
+from envoy_config import EXAMPLE, Ports, write_test_config
 from harness.httpc import Client
 from harness.procs import ManagedProcess, free_port, wait_until
 
@@ -18,16 +18,18 @@ START_TIMEOUT = 20.0
 
 class EnvoyInstance:
     def __init__(self, workdir: Path, gatehouse_port: int, upstream_port: int, name: str = "envoy",
-                 gatehouse_http_port: int | None = None):
+                 gatehouse_http_port: int | None = None, source: Path = EXAMPLE):
         """`gatehouse_http_port`: gatehouse's side port (default: a free,
-        closed port, for tests that never reach it)."""
+        closed port, for tests that never reach it). `source`: the Envoy
+        config to run (default: the shipped example; the chart tests pass
+        the chart's rendered gateway config)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = Ports(
             listener=free_port(), admin=free_port(), gatehouse=gatehouse_port, upstream=upstream_port,
             gatehouse_http=gatehouse_http_port or free_port(),
         )
-        self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports)
+        self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports, source)
         self.port = self.ports.listener
         self.admin_url = f"http://127.0.0.1:{self.ports.admin}"
         self.base_url = f"http://127.0.0.1:{self.port}"
