@@ -100,3 +100,20 @@ impl Default for AcceptedCredentials {
         AcceptedCredentials::ALL
     }
 }
+
+/// Inverts the configured `scopes.group_mapping` (scope → groups) into
+/// group → scopes, the direction identities are built in.
+pub fn scopes_by_group(
+    mapping: &std::collections::BTreeMap<String, Vec<String>>,
+) -> std::collections::HashMap<String, Vec<String>> {
+    let mut by_group: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (scope, groups) in mapping {
+        for group in groups {
+            by_group
+                .entry(group.clone())
+                .or_default()
+                .push(scope.clone());
+        }
+    }
+    by_group
+}

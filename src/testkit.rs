@@ -76,10 +76,7 @@ pub fn jwks(keys: &[&TestKey]) -> Value {
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::clock::now_secs()
 }
 
 /// Typical valid claims for `iss`/`aud`, expiring in an hour.

@@ -19,7 +19,6 @@ pub mod peer;
 pub mod spiffe;
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 
@@ -192,10 +191,7 @@ impl CertAuthenticator {
     /// Authenticates the request: `Ok(None)` when it carries no client
     /// credential.
     pub fn authenticate(&self, request: &Request) -> Result<Option<Identity>, CertError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
         self.authenticate_at(request, now)
     }
 

@@ -6,9 +6,9 @@
 //! registered claims are validated here, so every refusal has a precise,
 //! client-safe reason.
 
+use crate::clock::now_secs;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use jsonwebtoken::Algorithm;
@@ -114,15 +114,7 @@ impl JwtVerifier {
         leeway_secs: u64,
         group_mapping: &std::collections::BTreeMap<String, Vec<String>>,
     ) -> JwtVerifier {
-        let mut group_scopes: HashMap<String, Vec<String>> = HashMap::new();
-        for (scope, groups) in group_mapping {
-            for group in groups {
-                group_scopes
-                    .entry(group.clone())
-                    .or_default()
-                    .push(scope.clone());
-            }
-        }
+        let group_scopes = crate::identity::scopes_by_group(group_mapping);
         JwtVerifier {
             issuers: issuers.into_iter().map(|i| (i.issuer.clone(), i)).collect(),
             leeway_secs,
@@ -475,13 +467,6 @@ fn claim_scopes(claims: &Map<String, Value>) -> BTreeSet<String> {
         }
     }
     scopes
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -15,8 +15,6 @@
 //! pure [`crate::authz`] step checks it against the normalized path and
 //! method, and [`consume`] records a one-time link's use.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{Map, Value};
 
 use crate::config::AuthType;
@@ -255,10 +253,7 @@ pub async fn consume(
             auth_type,
         });
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::clock::now_secs();
     let ttl = grant.expires_at.saturating_sub(now) + USE_RECORD_MARGIN_SECS;
     match store
         .set_if_absent(

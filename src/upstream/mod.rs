@@ -16,9 +16,9 @@
 
 pub mod file_secret;
 
+use crate::clock::now_secs;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::authn::sources::TokenSource;
 use crate::config::{
@@ -252,13 +252,6 @@ fn strip_cookies(header: &str, names: &[String]) -> Stripped {
     } else {
         Stripped::Kept(kept.join("; "))
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -167,15 +167,7 @@ impl IdentityMap {
             }
             subject_scopes.push((pattern, entry.scopes.clone()));
         }
-        let mut group_scopes: HashMap<String, Vec<String>> = HashMap::new();
-        for (scope, groups) in group_mapping {
-            for group in groups {
-                group_scopes
-                    .entry(group.clone())
-                    .or_default()
-                    .push(scope.clone());
-            }
-        }
+        let group_scopes = crate::identity::scopes_by_group(group_mapping);
         Ok(IdentityMap {
             user: Source::parse(&id.user, &format!("{key}.user"))?,
             email: optional(&id.email, "email")?,
