@@ -14,7 +14,9 @@ use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use super::keys::IssuerKeys;
-use crate::identity::Identity;
+use super::link::LinkGrant;
+use crate::identity::{CredentialKind, Identity};
+use crate::secret::Secret;
 
 /// SHA-256 of a token: the cache key.
 pub type TokenDigest = [u8; 32];
@@ -24,11 +26,68 @@ pub fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// What a verified token established, stored compactly: boxed strings and
+/// slices instead of `String`s, `Vec`s and a `BTreeSet` (whose node alone
+/// is a few hundred bytes), so 100,000 entries stay small. The token itself
+/// is not kept: the caller re-attaches the one it was presented with.
+struct CachedIdentity {
+    subject: Box<str>,
+    username: Option<Box<str>>,
+    email: Option<Box<str>>,
+    uid: Option<Box<str>>,
+    groups: Box<[Box<str>]>,
+    /// Sorted, as the set they came from.
+    scopes: Box<[Box<str>]>,
+    kind: CredentialKind,
+    issuer: Box<str>,
+    expires_at: Option<u64>,
+    tool: Option<Box<str>>,
+    grant: Option<Arc<LinkGrant>>,
+}
+
+impl CachedIdentity {
+    fn from_identity(id: &Identity) -> CachedIdentity {
+        let boxed = |s: &String| Box::<str>::from(s.as_str());
+        CachedIdentity {
+            subject: boxed(&id.subject),
+            username: id.username.as_ref().map(boxed),
+            email: id.email.as_ref().map(boxed),
+            uid: id.uid.as_ref().map(boxed),
+            groups: id.groups.iter().map(boxed).collect(),
+            scopes: id.scopes.iter().map(boxed).collect(),
+            kind: id.kind,
+            issuer: boxed(&id.issuer),
+            expires_at: id.expires_at,
+            tool: id.tool.as_ref().map(boxed),
+            grant: id.grant.clone(),
+        }
+    }
+
+    fn to_identity(&self, token: Secret) -> Identity {
+        let text = |s: Option<&str>| s.map(str::to_string);
+        Identity {
+            subject: self.subject.to_string(),
+            username: text(self.username.as_deref()),
+            email: text(self.email.as_deref()),
+            uid: text(self.uid.as_deref()),
+            groups: self.groups.iter().map(|g| g.to_string()).collect(),
+            scopes: self.scopes.iter().map(|s| s.to_string()).collect(),
+            kind: self.kind,
+            issuer: self.issuer.to_string(),
+            expires_at: self.expires_at,
+            token,
+            query_parameter: None,
+            tool: text(self.tool.as_deref()),
+            grant: self.grant.clone(),
+        }
+    }
+}
+
 /// One verified token.
 #[derive(Clone)]
 struct Entry {
-    /// The identity, without the token itself.
-    identity: Arc<Identity>,
+    /// The identity, compactly.
+    identity: Arc<CachedIdentity>,
     /// The token's `exp`, seconds since the epoch.
     expires_at: u64,
     /// The issuer's key set, and its generation at verification time.
@@ -49,22 +108,22 @@ impl TokenCache {
         }
     }
 
-    /// The cached identity for a token, if it is still valid at `now`.
-    pub fn get(&self, digest: &TokenDigest, now: u64) -> Option<Arc<Identity>> {
+    /// The cached identity for a token, if it is still valid at `now`,
+    /// with `token` (the one presented) attached.
+    pub fn get(&self, digest: &TokenDigest, now: u64, token: &Secret) -> Option<Identity> {
         let entry = self.entries.get(digest)?;
         if now > entry.expires_at || entry.keys.generation() != entry.generation {
             self.entries.remove(digest);
             return None;
         }
-        Some(entry.identity)
+        Some(entry.identity.to_identity(token.clone()))
     }
 
-    /// Remembers a verified token. `identity.token` should be empty: the
-    /// caller re-attaches the presented token on a hit.
+    /// Remembers a verified token (not the token itself).
     pub fn insert(
         &self,
         digest: TokenDigest,
-        identity: Arc<Identity>,
+        identity: &Identity,
         expires_at: u64,
         keys: Arc<IssuerKeys>,
         generation: u64,
@@ -72,7 +131,7 @@ impl TokenCache {
         self.entries.insert(
             digest,
             Entry {
-                identity,
+                identity: Arc::new(CachedIdentity::from_identity(identity)),
                 expires_at,
                 keys,
                 generation,

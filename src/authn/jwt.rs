@@ -159,18 +159,12 @@ impl JwtVerifier {
             return self.verify_uncached(token, now).await.map(|(id, _)| id);
         };
         let key = cache::digest(token.expose());
-        if let Some(cached) = cache.get(&key, now) {
-            let mut identity = Identity::clone(&cached);
-            identity.token = token.clone();
+        if let Some(identity) = cache.get(&key, now, token) {
             return Ok(identity);
         }
         let (identity, (keys, generation)) = self.verify_uncached(token, now).await?;
         if let Some(exp) = identity.expires_at {
-            let stored = Identity {
-                token: Secret::default(),
-                ..identity.clone()
-            };
-            cache.insert(key, Arc::new(stored), exp, keys, generation);
+            cache.insert(key, &identity, exp, keys, generation);
         }
         Ok(identity)
     }

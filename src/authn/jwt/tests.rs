@@ -301,12 +301,23 @@ async fn cache_hit_returns_the_same_identity_with_the_presented_token() {
     let (verifier, ec, _) = cached_fixture();
     let mut claims = testkit::claims(ISS, AUD, "alice");
     claims["scope"] = json!("a b");
+    claims["email"] = json!("alice@example.com");
+    claims["uidNumber"] = json!(7);
+    claims["isMemberOf"] = json!([{"name": "g2"}, {"name": "g1"}]);
     let token = Secret::new(ec.mint(&claims));
     let first = verifier.verify(&token).await.unwrap();
     assert_eq!(verifier.cache().unwrap().len(), 1);
     let second = verifier.verify(&token).await.unwrap();
     assert_eq!(second.subject, first.subject);
+    assert_eq!(second.username, first.username);
+    assert_eq!(second.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(second.uid.as_deref(), Some("7"));
+    assert_eq!(second.groups, vec!["g2", "g1"]);
+    assert_eq!(second.groups, first.groups);
     assert_eq!(second.scopes, first.scopes);
+    assert_eq!(second.issuer, first.issuer);
+    assert_eq!(second.expires_at, first.expires_at);
+    assert_eq!(second.kind, first.kind);
     assert_eq!(second.token.expose(), token.expose());
     assert_eq!(verifier.cache().unwrap().len(), 1);
 }
@@ -348,8 +359,8 @@ async fn unchanged_key_set_keeps_the_cache_and_revocation_drops_the_entry() {
     assert_eq!(keys.generation(), generation);
     let cache = verifier.cache().unwrap();
     let digest = crate::authn::cache::digest(token.expose());
-    assert!(cache.get(&digest, testkit::now()).is_some());
+    assert!(cache.get(&digest, testkit::now(), &token).is_some());
     cache.revoke(&digest);
-    assert!(cache.get(&digest, testkit::now()).is_none());
+    assert!(cache.get(&digest, testkit::now(), &token).is_none());
     assert!(cache.is_empty());
 }
