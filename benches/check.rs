@@ -16,10 +16,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gatehouse::app;
 use gatehouse::config::{self, ConfigSource};
 use gatehouse::pipeline::Engine;
-use gatehouse::proto::auth::attribute_context::{HttpRequest, Peer, Request as AttrRequest};
-use gatehouse::proto::auth::{AttributeContext, CheckRequest};
-use gatehouse::proto::core::address::Address as AddressKind;
-use gatehouse::proto::core::{Address, SocketAddress};
+use gatehouse::proto::auth::CheckRequest;
 use gatehouse::request::Request;
 use gatehouse::secret::Secret;
 use gatehouse::testkit::{self, TestKey};
@@ -45,32 +42,7 @@ fn check_request(host: &str, path: &str, token: &str) -> CheckRequest {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     headers.insert("authorization".into(), format!("Bearer {token}"));
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                address: Some(Address {
-                    address: Some(AddressKind::SocketAddress(SocketAddress {
-                        address: "10.0.0.2".into(),
-                        ..Default::default()
-                    })),
-                }),
-                ..Default::default()
-            }),
-            request: Some(AttrRequest {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: path.into(),
-                    host: host.into(),
-                    scheme: "https".into(),
-                    protocol: "HTTP/1.1".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+    testkit::check_request(host, path, "10.0.0.2", headers)
 }
 
 /// YAML for `issuers` issuers (the first one holds `key`) and `rules`

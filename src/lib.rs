@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod deny;
+pub mod drain;
 pub mod http;
 pub mod identity;
 pub mod issuer;

@@ -119,7 +119,7 @@ impl Listener {
         tokio::select! {
             result = &mut server => {
                 readiness.abort();
-                return flatten(result);
+                return crate::drain::flatten("grpc", result).map_err(ServeError::from);
             }
             () = shutdown => {}
         }
@@ -130,26 +130,9 @@ impl Listener {
         readiness.abort();
         set_status(&health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(());
-        match tokio::time::timeout(drain, &mut server).await {
-            Ok(result) => flatten(result),
-            Err(_) => {
-                tracing::warn!("drain timeout reached; closing remaining connections");
-                server.abort();
-                Ok(())
-            }
-        }
-    }
-}
-
-fn flatten(
-    result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
-) -> Result<(), ServeError> {
-    match result {
-        Ok(inner) => inner.map_err(ServeError::from),
-        Err(join) => {
-            tracing::error!(error = %join, "server task failed");
-            Ok(())
-        }
+        crate::drain::finish("grpc", &mut server, drain)
+            .await
+            .map_err(ServeError::from)
     }
 }
 

@@ -84,3 +84,43 @@ pub fn claims(iss: &str, aud: &str, sub: &str) -> Value {
     let now = now();
     json!({"iss": iss, "aud": aud, "sub": sub, "iat": now, "exp": now + 3600})
 }
+
+/// A `CheckRequest` shaped like Envoy's for a GET (HTTP/1.1, https) from
+/// peer `source`, with the given lower-case headers.
+pub fn check_request(
+    host: &str,
+    path: &str,
+    source: &str,
+    headers: std::collections::HashMap<String, String>,
+) -> crate::proto::auth::CheckRequest {
+    use crate::proto::auth::attribute_context::{HttpRequest, Peer, Request};
+    use crate::proto::auth::{AttributeContext, CheckRequest};
+    use crate::proto::core::address::Address as AddressKind;
+    use crate::proto::core::{Address, SocketAddress};
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer {
+                address: Some(Address {
+                    address: Some(AddressKind::SocketAddress(SocketAddress {
+                        address: source.into(),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: path.into(),
+                    host: host.into(),
+                    scheme: "https".into(),
+                    protocol: "HTTP/1.1".into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}

@@ -21,11 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use gatehouse::proto::auth::attribute_context::{HttpRequest, Peer, Request as AttrRequest};
+use gatehouse::proto::auth::CheckRequest;
 use gatehouse::proto::auth::authorization_client::AuthorizationClient;
-use gatehouse::proto::auth::{AttributeContext, CheckRequest};
-use gatehouse::proto::core::address::Address as AddressKind;
-use gatehouse::proto::core::{Address, SocketAddress};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
@@ -212,32 +209,7 @@ fn check_request(args: &Args, kind: Kind, token: &str) -> CheckRequest {
         }
         Kind::Missing => {}
     }
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                address: Some(Address {
-                    address: Some(AddressKind::SocketAddress(SocketAddress {
-                        address: "127.0.0.1".into(),
-                        ..Default::default()
-                    })),
-                }),
-                ..Default::default()
-            }),
-            request: Some(AttrRequest {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: args.path.clone(),
-                    host: args.host.clone(),
-                    scheme: "https".into(),
-                    protocol: "HTTP/1.1".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+    gatehouse::testkit::check_request(&args.host, &args.path, "127.0.0.1", headers)
 }
 
 /// Closed loop: `concurrency` workers, each sending back to back.

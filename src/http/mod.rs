@@ -151,31 +151,12 @@ impl HttpListener {
         });
         let mut server = tokio::spawn(async move { server.await });
         tokio::select! {
-            result = &mut server => return flatten(result),
+            result = &mut server => return crate::drain::flatten("http", result),
             () = shutdown => {}
         }
         draining.store(true, Ordering::Relaxed);
         let _ = begin_tx.send(());
-        match tokio::time::timeout(drain, &mut server).await {
-            Ok(result) => flatten(result),
-            Err(_) => {
-                tracing::warn!("HTTP drain timeout reached; closing remaining connections");
-                server.abort();
-                Ok(())
-            }
-        }
-    }
-}
-
-fn flatten(
-    result: Result<Result<(), std::io::Error>, tokio::task::JoinError>,
-) -> Result<(), std::io::Error> {
-    match result {
-        Ok(inner) => inner,
-        Err(join) => {
-            tracing::error!(error = %join, "HTTP server task failed");
-            Ok(())
-        }
+        crate::drain::finish("http", &mut server, drain).await
     }
 }
 
