@@ -101,6 +101,9 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
     }
     let upstream = UpstreamActions::build(config, source, internal.clone())?;
     let store = crate::store::build(&config.store)?;
+    if let Some(tracing) = &config.tracing {
+        crate::telemetry::otel::validate(tracing)?;
+    }
     Ok(Engine {
         policy,
         authn: Authenticators {
@@ -115,6 +118,10 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
         issuer: internal,
         store,
         upstream,
+        telemetry: crate::telemetry::TelemetrySettings {
+            spans: config.tracing.is_some(),
+            decisions: config.log.decisions,
+        },
     })
 }
 

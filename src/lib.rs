@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod deny;
 pub mod drain;
+pub mod explain;
 pub mod http;
 pub mod identity;
 pub mod issuer;
@@ -26,6 +27,7 @@ pub mod response;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 #[doc(hidden)]
 pub mod testkit;
 pub mod upstream;

@@ -1,5 +1,5 @@
-//! The `gatehouse` command: `serve`, `check-config`, `keys`, `token`,
-//! `openapi merge`.
+//! The `gatehouse` command: `serve`, `check-config`, `explain`, `keys`,
+//! `token`, `openapi merge`.
 
 /// mimalloc instead of the system allocator: a check is a burst of small
 /// allocations (protobuf strings, header maps), and glibc's malloc/free
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use gatehouse::app;
-use gatehouse::config::{self, Config, ConfigSource, LogFormat};
+use gatehouse::config::{self, Config, ConfigSource};
 use gatehouse::http::HttpListener;
 use gatehouse::server::Listener;
 
@@ -39,6 +39,8 @@ enum Command {
         /// Configuration file (YAML).
         file: PathBuf,
     },
+    /// Show how one request would be decided, phase by phase (no network).
+    Explain(gatehouse::explain::ExplainArgs),
     /// Signing keys of the internal issuer.
     Keys {
         #[command(subcommand)]
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Openapi {
             command: OpenapiCommand::Merge { config, out },
         } => return openapi_merge(config, &out),
+        Command::Explain(args) => return gatehouse::explain::run(&args),
         Command::Keys { command } => return gatehouse::cli::keys(command),
         Command::Token { command } => return gatehouse::cli::token(command),
     };
@@ -104,7 +107,6 @@ fn main() -> ExitCode {
             Err(e) => fail(&format!("configuration error: {e}")),
         };
     }
-    init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,7 +114,20 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    match runtime.block_on(run(config, source)) {
+    // Inside the runtime: the OTLP/gRPC exporter's channel needs it.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        gatehouse::telemetry::init(&config.log, config.tracing.as_ref())
+    };
+    let telemetry = match telemetry {
+        Ok(t) => t,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let result = runtime.block_on(run(config, source));
+    // Flush buffered spans while the runtime (and the exporter's channel)
+    // is still alive.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -125,6 +140,14 @@ async fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     if matches!(source, ConfigSource::Text(_)) {
         tracing::warn!(
             "no --config given: running the embedded DEMO configuration (not for production)"
+        );
+    }
+    if let Some(tracing) = &config.tracing {
+        tracing::info!(
+            protocol = ?tracing.protocol,
+            sample_ratio = tracing.sample_ratio,
+            service_name = %tracing.service_name,
+            "exporting check spans over OTLP"
         );
     }
     let _refreshers = app::spawn_key_refresh(&engine);
@@ -199,19 +222,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     ctrl_c.await;
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }
 
 /// `gatehouse openapi merge`: exit code 2 and the reason on any error.

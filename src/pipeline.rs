@@ -1,15 +1,22 @@
 //! One `Check`, phase by phase: request → policy → authn → authz →
-//! response. The engine is immutable; a reload builds a new one.
+//! upstream → response, each reported to an [`observe::Observer`] (spans
+//! when tracing, steps for `gatehouse explain`, nothing when serving),
+//! then one decision log line. The engine is immutable; a reload builds a
+//! new one.
+
+pub mod observe;
 
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use tracing::Instrument as _;
 
 use crate::authn::Authenticators;
 use crate::authn::link;
 use crate::authz;
 use crate::authz::tool::ToolPolicy;
 use crate::deny::Deny;
+use crate::identity::Identity;
 use crate::issuer::InternalIssuer;
 use crate::policy::{Access, Policy};
 use crate::proto::auth::{CheckRequest, CheckResponse};
@@ -17,7 +24,11 @@ use crate::request::Request;
 use crate::response;
 use crate::response::upstream::UpstreamHeaders;
 use crate::store::Store;
+use crate::telemetry::decision::{self, DecisionRecord};
+use crate::telemetry::spans::SpanObserver;
+use crate::telemetry::TelemetrySettings;
 use crate::upstream::UpstreamActions;
+use observe::{Observer, Phase, Silent};
 
 /// Everything a check needs, built once from validated configuration.
 pub struct Engine {
@@ -39,6 +50,8 @@ pub struct Engine {
     pub store: Arc<dyn Store>,
     /// Per-rule upstream credential swap and audience reissue.
     pub upstream: UpstreamActions,
+    /// Spans per check (tracing on) and which decisions are logged.
+    pub telemetry: TelemetrySettings,
 }
 
 /// The outcome of a check, for logs and metrics.
@@ -50,6 +63,35 @@ pub struct Decision {
     pub result: Result<(), Deny>,
 }
 
+/// How far a check got: what the response and the decision log are made of.
+struct Verdict {
+    request: Option<Request>,
+    rule: Option<Arc<str>>,
+    identity: Option<Identity>,
+    /// The rendered allow, or the reason for the denial.
+    result: Result<CheckResponse, Deny>,
+}
+
+impl Verdict {
+    /// A denial in `phase`, reported to the observer.
+    fn deny(
+        observer: &mut impl Observer,
+        phase: Phase,
+        request: Option<Request>,
+        rule: Option<Arc<str>>,
+        identity: Option<Identity>,
+        deny: Deny,
+    ) -> Verdict {
+        observer.end(phase, Err(&deny));
+        Verdict {
+            request,
+            rule,
+            identity,
+            result: Err(deny),
+        }
+    }
+}
+
 impl Engine {
     /// Decides on one request and renders the response.
     pub async fn check(&self, check: &CheckRequest) -> (CheckResponse, Decision) {
@@ -58,16 +100,78 @@ impl Engine {
 
     /// [`Self::check`] taking the message by value, so its strings move
     /// into our `Request` instead of being copied (the server's path).
+    /// With tracing on, the check gets spans; otherwise the silent
+    /// observer (see [`crate::telemetry`] for why spans are not created
+    /// and filtered out instead).
     pub async fn check_owned(&self, check: CheckRequest) -> (CheckResponse, Decision) {
+        if self.telemetry.spans {
+            let mut spans = SpanObserver::start(&check);
+            let span = spans.span().clone();
+            self.check_observed(check, &mut spans)
+                .instrument(span)
+                .await
+        } else {
+            self.check_observed(check, &mut Silent).await
+        }
+    }
+
+    /// The pipeline, reporting each phase to `observer`; writes the
+    /// decision log line. `gatehouse explain` calls this with its recorder.
+    pub async fn check_observed<O: Observer>(
+        &self,
+        check: CheckRequest,
+        observer: &mut O,
+    ) -> (CheckResponse, Decision) {
+        let verdict = self.decide(check, observer).await;
+        let (response, result) = match verdict.result {
+            Ok(response) => (response, Ok(())),
+            Err(deny) => {
+                observer.begin(Phase::Response);
+                let response = response::deny(&deny, &self.realm);
+                observer.end(Phase::Response, Ok(()));
+                (response, Err(deny))
+            }
+        };
+        let decision = Decision {
+            rule: verdict.rule,
+            result,
+        };
+        observer.decided(&decision);
+        if self.telemetry.decisions.logs(decision.result.is_ok()) {
+            let request = verdict.request.as_ref();
+            let presented = request.and_then(|r| self.authn.presented(r));
+            let trace_id = observer.trace_id(request);
+            decision::emit(&DecisionRecord {
+                decision: &decision,
+                request,
+                subject: verdict.identity.as_ref().map(|i| i.subject.as_str()),
+                credential: presented.as_ref(),
+                trace_id: trace_id.as_deref(),
+            });
+        }
+        (response, decision)
+    }
+
+    /// Request → policy → authn → authz → upstream → response (allow).
+    async fn decide(&self, check: CheckRequest, obs: &mut impl Observer) -> Verdict {
+        obs.begin(Phase::Request);
         let request = match Request::from_owned_check(check, &self.trusted_proxies) {
             Ok(r) => r,
-            Err(deny) => return self.refuse(None, None, deny),
+            Err(deny) => return Verdict::deny(obs, Phase::Request, None, None, None, deny),
         };
+        obs.end(Phase::Request, Ok(()));
+        obs.request(&request);
+
+        obs.begin(Phase::Policy);
         let requirement = match self.policy.requirement(&request) {
             Ok(r) => r,
-            Err(deny) => return self.refuse(Some(&request), None, deny),
+            Err(deny) => return Verdict::deny(obs, Phase::Policy, Some(request), None, None, deny),
         };
+        obs.end(Phase::Policy, Ok(()));
+        obs.requirement(&requirement);
         let rule = Some(requirement.rule.clone());
+
+        obs.begin(Phase::Authn);
         let identity = match requirement.access {
             Access::Anonymous => None,
             Access::Authenticated { .. } => {
@@ -81,39 +185,48 @@ impl Engine {
                     .await
                 {
                     Ok(identity) => identity,
-                    Err(deny) => return self.refuse(Some(&request), rule, deny),
+                    Err(deny) => {
+                        return Verdict::deny(obs, Phase::Authn, Some(request), rule, None, deny);
+                    }
                 }
             }
         };
+        obs.end(Phase::Authn, Ok(()));
+        obs.identity(identity.as_ref());
+
+        obs.begin(Phase::Authz);
         if let Err(deny) = authz::authorize_request(&requirement, identity.as_ref(), &request) {
-            return self.refuse(Some(&request), rule, deny);
+            return Verdict::deny(obs, Phase::Authz, Some(request), rule, identity, deny);
         }
         // Tool ownership before anything with side effects (a one-time
         // link is used up only by a request that is let through).
-        let identity = match authz::tool::authorize(&requirement, identity, &request, &self.tools) {
-            Ok(identity) => identity,
-            Err(deny) => return self.refuse(Some(&request), rule, deny),
-        };
+        let mut identity = identity;
+        if let Err(deny) =
+            authz::tool::authorize_in_place(&requirement, &mut identity, &request, &self.tools)
+        {
+            return Verdict::deny(obs, Phase::Authz, Some(request), rule, identity, deny);
+        }
+        obs.end(Phase::Authz, Ok(()));
+
+        obs.begin(Phase::Upstream);
         let upstream = match self
             .upstream
             .prepare(&request, &requirement, identity.as_ref())
         {
             Ok(prepared) => prepared,
-            Err(deny) => return self.refuse(Some(&request), rule, deny),
+            Err(deny) => {
+                return Verdict::deny(obs, Phase::Upstream, Some(request), rule, identity, deny);
+            }
         };
         if let Some(grant) = identity.as_ref().and_then(|id| id.grant.as_deref())
             && let Err(deny) =
                 link::consume(self.store.as_ref(), grant, requirement.auth_type).await
         {
-            return self.refuse(Some(&request), rule, deny);
+            return Verdict::deny(obs, Phase::Upstream, Some(request), rule, identity, deny);
         }
-        tracing::debug!(
-            rule = requirement.rule.as_ref(),
-            subject = identity.as_ref().map(|i| i.subject.as_str()),
-            method = %request.method,
-            path = %request.path,
-            "allow"
-        );
+        obs.end(Phase::Upstream, Ok(()));
+
+        obs.begin(Phase::Response);
         let mut response = response::allow(&request, &requirement, identity.as_ref());
         let strip_xfcc = self
             .authn
@@ -128,39 +241,13 @@ impl Engine {
             strip_xfcc,
         );
         self.upstream.finish(upstream, &request, &mut response);
-        (
-            response,
-            Decision {
-                rule,
-                result: Ok(()),
-            },
-        )
-    }
-
-    fn refuse(
-        &self,
-        request: Option<&Request>,
-        rule: Option<Arc<str>>,
-        deny: Deny,
-    ) -> (CheckResponse, Decision) {
-        tracing::info!(
-            rule = rule.as_deref(),
-            reason = deny.reason_label(),
-            detail = %deny,
-            status = deny.http_status(),
-            method = request.map(|r| r.method.as_str()),
-            host = request.map(|r| r.host.as_str()),
-            path = request.map(|r| r.path.as_str()),
-            client_ip = request.and_then(|r| r.client_ip).map(tracing::field::display),
-            "deny"
-        );
-        (
-            response::deny(&deny, &self.realm),
-            Decision {
-                rule,
-                result: Err(deny),
-            },
-        )
+        obs.end(Phase::Response, Ok(()));
+        Verdict {
+            request: Some(request),
+            rule,
+            identity,
+            result: Ok(response),
+        }
     }
 
     /// Whether every issuer has a key set loaded.

@@ -142,6 +142,16 @@ impl JwtVerifier {
         self.issuers.insert(issuer.issuer.clone(), issuer);
     }
 
+    /// Every trusted issuer, gatehouse's own included.
+    pub fn issuers(&self) -> impl Iterator<Item = &Issuer> {
+        self.issuers.values()
+    }
+
+    /// The key set of the issuer whose `iss` is `iss`.
+    pub fn issuer_keys(&self, iss: &str) -> Option<&Arc<IssuerKeys>> {
+        self.issuers.get(iss).map(|i| &i.keys)
+    }
+
     /// All issuers' key sets (for readiness and refresh tasks).
     pub fn key_sets(&self) -> impl Iterator<Item = &Arc<IssuerKeys>> {
         self.issuers.values().map(|i| &i.keys)

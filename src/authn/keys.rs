@@ -4,7 +4,7 @@
 //! is down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -254,6 +254,8 @@ pub struct IssuerKeys {
     /// Time of the last unknown-`kid` refetch; the mutex also makes
     /// concurrent refetches single-flight.
     last_refetch: Mutex<Option<Instant>>,
+    /// Never fetch (`gatehouse explain` runs without network).
+    offline: AtomicBool,
 }
 
 impl IssuerKeys {
@@ -267,6 +269,7 @@ impl IssuerKeys {
             current: ArcSwapOption::from_pointee(set),
             generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
+            offline: AtomicBool::new(false),
         }
     }
 
@@ -285,6 +288,7 @@ impl IssuerKeys {
             current: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
+            offline: AtomicBool::new(false),
         }
     }
 
@@ -321,6 +325,22 @@ impl IssuerKeys {
     /// Whether the keys are fetched from the network (and so refreshed).
     pub fn is_remote(&self) -> bool {
         !matches!(self.origin, KeyOrigin::Static)
+    }
+
+    /// Where the keys come from, for messages: `static`, `jwks_uri`,
+    /// `discovery`.
+    pub fn origin_label(&self) -> &'static str {
+        match self.origin {
+            KeyOrigin::Static => "static",
+            KeyOrigin::JwksUri(_) => "jwks_uri",
+            KeyOrigin::Discovery { .. } => "discovery",
+        }
+    }
+
+    /// From now on, never fetch: every fetch fails and the current key set
+    /// (possibly none) stays. For `gatehouse explain`.
+    pub fn set_offline(&self) {
+        self.offline.store(true, Ordering::Release);
     }
 
     /// Refetches because a token named a `kid` we do not know, at most
@@ -379,6 +399,12 @@ impl IssuerKeys {
 
     /// One fetch: discovery (if configured) then the JWKS.
     async fn fetch(&self) -> Result<(KeySet, Option<Duration>), KeyError> {
+        if self.offline.load(Ordering::Acquire) {
+            return Err(KeyError::Fetch {
+                url: self.origin_label().into(),
+                reason: "offline: no key fetching".into(),
+            });
+        }
         let jwks_uri = match &self.origin {
             KeyOrigin::Static => {
                 return Ok((

@@ -24,6 +24,19 @@ use jwt::{JwtError, JwtVerifier};
 use keys::IssuerKeys;
 use sources::TokenSource;
 
+/// The credential a request carries, as logs and `gatehouse explain` name
+/// it: where it was found and a fingerprint, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// Where it was found: a token source (`bearer`, `basic`, `header`,
+    /// `cookie`, `query`), a client-certificate origin (`peer-certificate`,
+    /// `xfcc`, `principal`), or `unreadable`.
+    pub kind: &'static str,
+    /// First 8 bytes of the credential's SHA-256, hex (none when unreadable
+    /// or a bare principal).
+    pub fingerprint: Option<String>,
+}
+
 /// All configured authenticators.
 pub struct Authenticators {
     /// Where bearer tokens are looked for.
@@ -90,6 +103,39 @@ impl Authenticators {
             Err(e) => Err(Deny::InvalidCertificate {
                 reason: e.to_string(),
                 auth_type,
+            }),
+        }
+    }
+
+    /// The credential the request carries, looked for the way
+    /// [`Self::authenticate_accepting`] does (tokens, then a client
+    /// certificate) but not verified. For the decision log and `explain`:
+    /// only called off the hot path.
+    pub fn presented(&self, request: &Request) -> Option<Presented> {
+        match sources::find_token(&self.sources, request) {
+            Ok(Some((token, source))) => {
+                return Some(Presented {
+                    kind: source.label(),
+                    fingerprint: Some(token.fingerprint()),
+                });
+            }
+            Ok(None) => {}
+            Err(_) => {
+                return Some(Presented {
+                    kind: "unreadable",
+                    fingerprint: None,
+                });
+            }
+        }
+        match self.certificates.as_ref()?.credential(request) {
+            Ok(Some(credential)) => Some(Presented {
+                kind: credential.origin.as_str(),
+                fingerprint: credential.fingerprint,
+            }),
+            Ok(None) => None,
+            Err(_) => Some(Presented {
+                kind: "unreadable",
+                fingerprint: None,
             }),
         }
     }

@@ -70,6 +70,18 @@ pub fn find_token<'s>(
 }
 
 impl TokenSource {
+    /// Where the token was found, for logs (`bearer`, `basic`, `header`,
+    /// `cookie`, `query`): never the header, cookie or parameter value.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenSource::Bearer => "bearer",
+            TokenSource::Basic => "basic",
+            TokenSource::Header(_) => "header",
+            TokenSource::Cookie(_) => "cookie",
+            TokenSource::Query(_) => "query",
+        }
+    }
+
     /// The token from this source, if present.
     fn extract(&self, request: &Request) -> Result<Option<String>, SourceError> {
         match self {

@@ -69,8 +69,21 @@ pub fn authorize(
     request: &Request,
     policy: &ToolPolicy,
 ) -> Result<Option<Identity>, Deny> {
-    let Some(mut identity) = identity else {
-        return Ok(None);
+    let mut identity = identity;
+    authorize_in_place(requirement, &mut identity, request, policy)?;
+    Ok(identity)
+}
+
+/// [`authorize`] on a borrowed identity (the pipeline keeps it for the
+/// decision log when the tool check refuses).
+pub fn authorize_in_place(
+    requirement: &Requirement,
+    identity: &mut Option<Identity>,
+    request: &Request,
+    policy: &ToolPolicy,
+) -> Result<(), Deny> {
+    let Some(identity) = identity.as_mut() else {
+        return Ok(());
     };
     let act_as = match policy.act_as_header() {
         Some(name) => request
@@ -88,14 +101,14 @@ pub fn authorize(
         None => None,
     };
     let path_tool = requirement.tool.as_deref();
-    if policy.is_superuser(&identity) {
+    if policy.is_superuser(identity) {
         if let (Some(named), Some(path)) = (act_as, path_tool)
             && named != path
         {
             return Err(Deny::ToolMismatch);
         }
         identity.tool = act_as.or(path_tool).map(str::to_string);
-        return Ok(Some(identity));
+        return Ok(());
     }
     let own = identity.tool.as_deref();
     if act_as.is_some_and(|named| Some(named) != own) {
@@ -104,7 +117,7 @@ pub fn authorize(
     if path_tool.is_some_and(|path| Some(path) != own) {
         return Err(Deny::ToolMismatch);
     }
-    Ok(Some(identity))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod jwt;
 mod openapi;
 mod policy;
 mod store;
+mod telemetry;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ pub use jwt::*;
 pub use openapi::*;
 pub use policy::*;
 pub use store::*;
+pub use telemetry::*;
 pub use upstream::*;
 
 /// The demo configuration compiled into the binary: `gatehouse serve` with
@@ -144,6 +146,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// OpenTelemetry trace export; absent: off.
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
     /// Client-certificate authentication; absent: off.
     #[serde(default)]
     pub certificates: Option<CertificatesConfig>,
@@ -216,6 +221,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter directive, e.g. `info` or `gatehouse=debug`.
     pub level: String,
+    /// Which checks get a decision log line: `deny` (default), `all`, `none`.
+    pub decisions: DecisionLogMode,
 }
 
 impl Default for LogConfig {
@@ -223,6 +230,7 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
+            decisions: DecisionLogMode::Deny,
         }
     }
 }
@@ -345,6 +353,22 @@ policy:
             cfg.jwt.issuers[0].keys,
             KeySourceConfig::JwksUri(_)
         ));
+    }
+
+    #[test]
+    fn tracing_and_decisions_parse() {
+        let cfg = load(&text(""), []).expect("loads");
+        assert!(cfg.tracing.is_none());
+        assert_eq!(cfg.log.decisions, DecisionLogMode::Deny);
+        let yaml = "log: {decisions: all}\ntracing: {otlp_endpoint: \"http://c:4318\", protocol: http, sample_ratio: 0.25}\n";
+        let cfg = load(&text(yaml), []).expect("loads");
+        assert_eq!(cfg.log.decisions, DecisionLogMode::All);
+        let tracing = cfg.tracing.expect("tracing section");
+        assert_eq!(tracing.protocol, OtlpProtocol::Http);
+        assert_eq!(tracing.sample_ratio, 0.25);
+        assert_eq!(tracing.service_name, "gatehouse");
+        let err = load(&text("tracing: {otlp_endpoint: x, sampling: 1}\n"), []).unwrap_err();
+        assert!(err.to_string().contains("sampling"), "{err}");
     }
 
     #[test]
