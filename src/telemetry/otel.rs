@@ -26,6 +26,9 @@ pub enum OtelError {
     /// The HTTP client for OTLP/HTTP could not be built.
     #[error("OTLP HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    /// The exporter was built outside a Tokio runtime.
+    #[error("the OTLP exporter must be built inside the Tokio runtime")]
+    NoRuntime,
 }
 
 /// Checks the `tracing:` section (for `check-config` and start-up).
@@ -70,9 +73,9 @@ pub fn validate(config: &TracingConfig) -> Result<(), ConfigError> {
 }
 
 /// The tracer provider: a batch exporter to the configured receiver, a
-/// parent-based ratio sampler, and the `service.name` resource. With
-/// `protocol: grpc` it must be built inside a Tokio runtime (tonic's
-/// channel is).
+/// parent-based ratio sampler, and the `service.name` resource. Build it
+/// inside the Tokio runtime that will carry the exports (tonic's channel,
+/// our HTTP client's tasks), and keep that runtime alive until shutdown.
 pub fn provider(config: &TracingConfig) -> Result<SdkTracerProvider, OtelError> {
     let exporter = match config.protocol {
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
@@ -85,9 +88,11 @@ pub fn provider(config: &TracingConfig) -> Result<SdkTracerProvider, OtelError> 
                 .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
                 .timeout(config.export_timeout)
                 .build()?;
+            let runtime =
+                tokio::runtime::Handle::try_current().map_err(|_| OtelError::NoRuntime)?;
             opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
-                .with_http_client(OtlpHttpClient(client))
+                .with_http_client(OtlpHttpClient { client, runtime })
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(http_traces_url(&config.otlp_endpoint))
                 .with_timeout(config.export_timeout)
@@ -123,9 +128,14 @@ fn http_traces_url(endpoint: &str) -> String {
 }
 
 /// OTLP/HTTP through the reqwest (0.12, rustls) client gatehouse already
-/// uses for key sets, rather than a second HTTP stack.
+/// uses for key sets, rather than a second HTTP stack. The SDK exports
+/// from its own thread, outside Tokio, so each request runs as a task on
+/// the runtime the provider was built in.
 #[derive(Debug)]
-struct OtlpHttpClient(reqwest::Client);
+struct OtlpHttpClient {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
 
 #[async_trait::async_trait]
 impl opentelemetry_http::HttpClient for OtlpHttpClient {
@@ -133,19 +143,22 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
         &self,
         request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let (parts, body) = request.into_parts();
-        let url = parts.uri.to_string();
-        let mut outgoing = self.0.request(parts.method, url).body(body);
-        for (name, value) in &parts.headers {
-            outgoing = outgoing.header(name, value);
-        }
-        let response = outgoing.send().await?;
-        let mut builder = http::Response::builder().status(response.status());
-        for (name, value) in response.headers() {
-            builder = builder.header(name, value);
-        }
-        let body = response.bytes().await?;
-        Ok(builder.body(body)?)
+        let client = self.client.clone();
+        let task = self.runtime.spawn(async move {
+            let (parts, body) = request.into_parts();
+            let mut outgoing = client.request(parts.method, parts.uri.to_string()).body(body);
+            for (name, value) in &parts.headers {
+                outgoing = outgoing.header(name, value);
+            }
+            let response = outgoing.send().await?;
+            let mut builder = http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = response.bytes().await?;
+            Ok::<_, opentelemetry_http::HttpError>(builder.body(body)?)
+        });
+        task.await?
     }
 }
 
