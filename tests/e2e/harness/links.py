@@ -8,6 +8,7 @@ import urllib.parse
 from datetime import datetime, timezone
 from typing import Any
 
+from harness import secret_registry
 from harness.httpc import Client, Response
 from harness.tokens import b64url_decode
 
@@ -40,6 +41,7 @@ def link(client: Client, token: str, **body: Any) -> str:
     assert r.status == 200, r.describe()
     data = r.json()
     assert set(data) == {"Token"}, r.describe()
+    secret_registry.record_token(data["Token"], "signed link")
     return data["Token"]
 
 

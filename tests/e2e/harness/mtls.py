@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from envoy_bin import envoy_binary
+from harness import secret_registry
 from harness.procs import ManagedProcess, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -43,9 +44,10 @@ def _now() -> dt.datetime:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    secret_registry.record_pem(pem, f"TLS private key {path.name}")
+    path.write_bytes(pem)
 
 
 @dataclass

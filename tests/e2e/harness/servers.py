@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from harness import secret_registry
+
 # Header the echo server adds to its responses, so a test can tell that a
 # response came from the upstream rather than from Envoy or gatehouse.
 ECHO_MARKER = "x-e2e-echo"
@@ -82,6 +84,13 @@ class _EchoHandler(_QuietHandler):
         merged: dict[str, str] = {}
         for k, v in pairs:
             merged[k] = f"{merged[k]},{v}" if k in merged else v
+        # Credentials that reached the upstream (a swapped service
+        # credential, a reissued token) are secrets gatehouse must not log.
+        for k, v in pairs:
+            if k == "authorization":
+                secret_registry.record_authorization(v)
+            elif k == "x-auth-request-token":
+                secret_registry.record_token(v, "token sent upstream")
         report = {
             "method": self.command,
             "path": self.path,  # the raw request target, query included

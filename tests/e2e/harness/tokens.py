@@ -19,6 +19,8 @@ from jwcrypto import jwk as jw_jwk
 from jwcrypto.jwa import JWA
 from jwcrypto import jwt as jw_jwt
 
+from harness import secret_registry
+
 AUDIENCE = "gatehouse-e2e"
 LIBRARIES = ("jwcrypto", "pyjwt")
 
@@ -91,13 +93,18 @@ def generate(alg: str, kid: str | None = None) -> SigningKey:
         "ES256": {"kty": "EC", "crv": "P-256"},
         "EdDSA": {"kty": "OKP", "crv": "Ed25519"},
     }[alg]
-    return SigningKey(alg=alg, jwk=jw_jwk.JWK.generate(kid=kid, alg=alg, use="sig", **params), kid=kid)
+    key = SigningKey(alg=alg, jwk=jw_jwk.JWK.generate(kid=kid, alg=alg, use="sig", **params), kid=kid)
+    secret_registry.record_pem(key.private_pem(), f"{alg} private key {kid}")
+    secret_registry.record(key.jwk.export_private(as_dict=True).get("d"), f"{alg} private key {kid} (d)")
+    return key
 
 
 def generate_secret(alg: str = "HS256") -> SharedSecret:
     # Printable so the file holding it is unambiguous (no newline, no
     # encoding question): the HMAC key is exactly these ASCII bytes.
-    return SharedSecret(secret=secrets.token_hex(32).encode(), alg=alg)
+    shared = SharedSecret(secret=secrets.token_hex(32).encode(), alg=alg)
+    secret_registry.record(shared.secret, "HMAC shared secret")
+    return shared
 
 
 def claims(issuer: str, audience: str | list[str] = AUDIENCE, lifetime: int = 600,
@@ -130,11 +137,15 @@ def mint(key: SigningKey | SharedSecret, claims: dict, headers: dict | None = No
     if lib == "jwcrypto":
         token = jw_jwt.JWT(header=header, claims=claims)
         token.make_signed_token(key.jwk)
-        return token.serialize()
+        serialized = token.serialize()
+        secret_registry.record_token(serialized, "minted token (jwcrypto)")
+        return serialized
     if lib == "pyjwt":
         signing_key = key.secret if isinstance(key, SharedSecret) else key.private_pem()
         extra = {k: v for k, v in header.items() if k != "alg"}
-        return pyjwt.encode(claims, signing_key, algorithm=header["alg"], headers=extra)
+        encoded = pyjwt.encode(claims, signing_key, algorithm=header["alg"], headers=extra)
+        secret_registry.record_token(encoded, "minted token (pyjwt)")
+        return encoded
     raise ValueError(f"unknown JOSE library {lib!r}")
 
 
@@ -159,7 +170,9 @@ def hmac_signed(secret: bytes, claims: dict, kid: str | None, alg: str = "HS256"
     signing_input = f"{b64url_json(header)}.{b64url_json(claims)}"
     digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
     sig = hmac.new(secret, signing_input.encode(), digest).digest()
-    return f"{signing_input}.{b64url(sig)}"
+    token = f"{signing_input}.{b64url(sig)}"
+    secret_registry.record_token(token, "hand-signed HMAC token")
+    return token
 
 
 def signed_as(key: SigningKey, header: dict, claims: dict, sign_alg: str) -> str:
@@ -167,7 +180,9 @@ def signed_as(key: SigningKey, header: dict, claims: dict, sign_alg: str) -> str
     signature ES256), bypassing the libraries' consistency checks."""
     signing_input = f"{b64url_json(header)}.{b64url_json(claims)}"
     sig = JWA.signing_alg(sign_alg).sign(key.jwk, signing_input.encode())
-    return f"{signing_input}.{b64url(sig)}"
+    token = f"{signing_input}.{b64url(sig)}"
+    secret_registry.record_token(token, "hand-signed token")
+    return token
 
 
 def tamper(token: str, **changes: Any) -> str:
@@ -175,7 +190,9 @@ def tamper(token: str, **changes: Any) -> str:
     header, payload, sig = token.split(".")
     body = json.loads(b64url_decode(payload))
     body.update(changes)
-    return f"{header}.{b64url_json(body)}.{sig}"
+    token = f"{header}.{b64url_json(body)}.{sig}"
+    secret_registry.record_token(token, "tampered token")
+    return token
 
 
 def header_of(token: str) -> dict:
