@@ -40,11 +40,24 @@ struct Caller {
     link: bool,
 }
 
+/// The request as the pipeline saw it, without its headers (which may
+/// carry credentials).
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    scheme: String,
+    host: String,
+    path: String,
+    query: Option<String>,
+    client_ip: Option<std::net::IpAddr>,
+    source_ip: Option<std::net::IpAddr>,
+}
+
 /// The observer `explain` runs the pipeline with.
 #[derive(Debug, Default)]
 pub struct Recorder {
     steps: Vec<(Phase, Result<(), Deny>)>,
-    request: Option<Request>,
+    request: Option<Seen>,
     requirement: Option<Requirement>,
     caller: Option<Caller>,
 }
@@ -62,7 +75,15 @@ impl Observer for Recorder {
     }
 
     fn request(&mut self, request: &Request) {
-        self.request = Some(request.clone());
+        self.request = Some(Seen {
+            method: request.method.clone(),
+            scheme: request.scheme.clone(),
+            host: request.host.clone(),
+            path: request.path.clone(),
+            query: request.query.clone(),
+            client_ip: request.client_ip,
+            source_ip: request.source_ip,
+        });
     }
 
     fn requirement(&mut self, requirement: &Requirement) {
@@ -84,8 +105,8 @@ impl Observer for Recorder {
     }
 }
 
-/// The result of `explain`: printable with `{}`.
-#[derive(Debug)]
+/// The result of `explain`: printable with `{}` (its `Debug` shows only
+/// the decision: the response may hold upstream credentials).
 pub struct Explanation {
     /// What the pipeline reported.
     pub recorder: Recorder,
@@ -99,6 +120,14 @@ pub struct Explanation {
     pub decision: Decision,
     /// Caveats (keys not loaded, …).
     pub notes: Vec<String>,
+}
+
+impl fmt::Debug for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Explanation")
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Explanation {

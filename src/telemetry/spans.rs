@@ -32,6 +32,9 @@ use crate::request::Request;
 pub struct SpanObserver {
     check: Span,
     phase: Option<Span>,
+    /// Whether the trace is sampled: phase spans of a trace that is not
+    /// exported are not made (they would cost as much as exported ones).
+    sampled: bool,
 }
 
 impl SpanObserver {
@@ -63,9 +66,13 @@ impl SpanObserver {
             // there is no trace to join anyway.
             let _ = span.set_parent(parent);
         }
+        // Building the context runs the sampler (parent-based: the
+        // caller's flag, else the configured ratio).
+        let sampled = span.context().span().span_context().is_sampled();
         SpanObserver {
             check: span,
             phase: None,
+            sampled,
         }
     }
 
@@ -77,6 +84,9 @@ impl SpanObserver {
 
 impl Observer for SpanObserver {
     fn begin(&mut self, phase: Phase) {
+        if !self.sampled {
+            return;
+        }
         self.phase = Some(tracing::info_span!(
             target: SPAN_TARGET,
             parent: &self.check,

@@ -5,6 +5,7 @@ without --strict) passes on every value set."""
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema
 import pytest
@@ -25,6 +26,22 @@ def test_schema_is_draft_07_and_closed_at_the_top():
     assert set(defaults) == set(schema["properties"])
 
 
+def _struct_fields(source: str, struct: str) -> set[str]:
+    body = re.search(r"pub struct " + struct + r" \{(.*?)\n\}", source, re.S)
+    assert body, f"struct {struct} not found"
+    return set(re.findall(r"^    pub (\w+):", body.group(1), re.M))
+
+
+def test_config_sections_match_gatehouse():
+    """A section gatehouse knows (src/config/mod.rs) is described by the
+    schema, and the schema describes no section gatehouse does not know."""
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    config = schema["properties"]["config"]["properties"]
+    source = (CHART_DIR.parents[1] / "src" / "config" / "mod.rs").read_text()
+    assert set(config) == _struct_fields(source, "Config")
+    assert set(config["log"]["properties"]) == _struct_fields(source, "LogConfig")
+
+
 @pytest.mark.parametrize("name", sorted(value_sets()))
 def test_value_sets_pass_the_schema(chart, name):
     chart.validate_values(value_sets()[name])
@@ -39,6 +56,11 @@ REFUSED = {
     "bad enum": ({"service": {"type": "Internal"}}, "/service/type", "must be one of"),
     "bad config enum": ({"config": {"log": {"format": "xml"}}}, "/config/log/format",
                         "must be one of 'text', 'json'"),
+    "tracing sample ratio above 1": (
+        {"config": {"tracing": {"otlp_endpoint": "http://otel:4317", "sample_ratio": 2}}},
+        "/config/tracing/sample_ratio", "maximum"),
+    "bad decision log mode": ({"config": {"log": {"decisions": "allow"}}}, "/config/log/decisions",
+                              "must be one of"),
     "misspelled config section": ({"config": {"polciy": {"default": "deny"}}}, "/config",
                                   "additional properties 'polciy'"),
     "port out of range": ({"ports": {"grpc": 70000}}, "/ports/grpc", "maximum"),
