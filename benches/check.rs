@@ -172,7 +172,10 @@ fn pipeline(c: &mut Criterion) {
     // of shipping them), sampled and not sampled.
     for (label, sampler) in [
         ("1-issuer-10-rules-cached-traced", Sampler::AlwaysOn),
-        ("1-issuer-10-rules-cached-traced-unsampled", Sampler::AlwaysOff),
+        (
+            "1-issuer-10-rules-cached-traced-unsampled",
+            Sampler::AlwaysOff,
+        ),
     ] {
         let provider = SdkTracerProvider::builder().with_sampler(sampler).build();
         let log = LogConfig {

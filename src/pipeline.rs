@@ -24,9 +24,9 @@ use crate::request::Request;
 use crate::response;
 use crate::response::upstream::UpstreamHeaders;
 use crate::store::Store;
+use crate::telemetry::TelemetrySettings;
 use crate::telemetry::decision::{self, DecisionRecord};
 use crate::telemetry::spans::SpanObserver;
-use crate::telemetry::TelemetrySettings;
 use crate::upstream::UpstreamActions;
 use observe::{Observer, Phase, Silent};
 

@@ -64,25 +64,27 @@ async fn http_receiver() -> (String, mpsc::UnboundedReceiver<ExportTraceServiceR
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/v1/traces",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let tx = tx.clone();
-            async move {
-                let protobuf = headers
-                    .get(header::CONTENT_TYPE)
-                    .is_some_and(|v| v == "application/x-protobuf");
-                let Ok(request) = ExportTraceServiceRequest::decode(body) else {
-                    return (StatusCode::BAD_REQUEST, Vec::new());
-                };
-                if !protobuf {
-                    return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let protobuf = headers
+                        .get(header::CONTENT_TYPE)
+                        .is_some_and(|v| v == "application/x-protobuf");
+                    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                        return (StatusCode::BAD_REQUEST, Vec::new());
+                    };
+                    if !protobuf {
+                        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+                    }
+                    let _ = tx.send(request);
+                    (
+                        StatusCode::OK,
+                        ExportTraceServiceResponse::default().encode_to_vec(),
+                    )
                 }
-                let _ = tx.send(request);
-                (
-                    StatusCode::OK,
-                    ExportTraceServiceResponse::default().encode_to_vec(),
-                )
-            }
-        }),
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -113,7 +115,11 @@ policy:
     (engine, cfg.tracing.unwrap())
 }
 
-fn request(path: &str, traceparent: Option<String>, token: Option<&str>) -> gatehouse::proto::auth::CheckRequest {
+fn request(
+    path: &str,
+    traceparent: Option<String>,
+    token: Option<&str>,
+) -> gatehouse::proto::auth::CheckRequest {
     let mut headers = HashMap::new();
     if let Some(tp) = traceparent {
         headers.insert("traceparent".to_string(), tp);
@@ -160,16 +166,30 @@ async fn exports_check_spans(
         // This thread runs the checks (the test's block_on thread).
         let _subscriber =
             tracing::subscriber::set_default(telemetry::subscriber(&log, Some(&provider)));
-        let allowed = request("/data/1", Some(format!("00-{TRACE}-{PARENT}-01")), Some(&token));
+        let allowed = request(
+            "/data/1",
+            Some(format!("00-{TRACE}-{PARENT}-01")),
+            Some(&token),
+        );
         let (_, decision) = engine.check_owned(allowed).await;
         assert!(decision.result.is_ok(), "{decision:?}");
-        let denied = request("/data/2", Some(format!("00-{DENIED_TRACE}-{PARENT}-01")), None);
+        let denied = request(
+            "/data/2",
+            Some(format!("00-{DENIED_TRACE}-{PARENT}-01")),
+            None,
+        );
         let (_, decision) = engine.check_owned(denied).await;
         assert!(decision.result.is_err());
-        let (_, decision) = engine.check_owned(request("/data/3", None, Some(&token))).await;
+        let (_, decision) = engine
+            .check_owned(request("/data/3", None, Some(&token)))
+            .await;
         assert!(decision.result.is_ok());
         // The caller decided not to sample: gatehouse follows.
-        let unsampled = request("/data/4", Some(format!("00-{UNSAMPLED_TRACE}-{PARENT}-00")), Some(&token));
+        let unsampled = request(
+            "/data/4",
+            Some(format!("00-{UNSAMPLED_TRACE}-{PARENT}-00")),
+            Some(&token),
+        );
         engine.check_owned(unsampled).await;
     }
     let flushing = provider.clone();
@@ -205,10 +225,16 @@ async fn exports_check_spans(
         "{service_names:?}"
     );
     // Nothing more arrives.
-    if let Ok(Some(more)) = tokio::time::timeout(Duration::from_millis(300), received.recv()).await {
+    if let Ok(Some(more)) = tokio::time::timeout(Duration::from_millis(300), received.recv()).await
+    {
         assert!(more.resource_spans.is_empty(), "unexpected spans: {more:?}");
     }
-    assert_eq!(spans.len(), 20, "{:#?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert_eq!(
+        spans.len(),
+        20,
+        "{:#?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
     assert!(
         spans.iter().all(|s| hex(&s.trace_id) != UNSAMPLED_TRACE),
         "an unsampled caller's trace is not exported"
@@ -247,7 +273,9 @@ async fn exports_check_spans(
     names.sort_unstable();
     assert_eq!(
         names,
-        ["authn", "authz", "policy", "request", "response", "upstream"]
+        [
+            "authn", "authz", "policy", "request", "response", "upstream"
+        ]
     );
     for phase in &phases {
         assert_eq!(phase.trace_id, allowed.trace_id);
@@ -269,20 +297,33 @@ async fn exports_check_spans(
             .any(|kv| kv.key == "token_fp" && format!("{:?}", kv.value).contains(&fp)),
         "{event:?}"
     );
-    assert!(event.attributes.iter().any(|kv| kv.key == "trace_id"
-        && format!("{:?}", kv.value).contains(TRACE)));
+    assert!(
+        event
+            .attributes
+            .iter()
+            .any(|kv| kv.key == "trace_id" && format!("{:?}", kv.value).contains(TRACE))
+    );
 
     // The denied check: the phase that refused says why.
     let denied = by_trace(DENIED_TRACE);
     assert_eq!(attr(denied, "gatehouse.decision").as_deref(), Some("deny"));
-    assert_eq!(attr(denied, "gatehouse.reason").as_deref(), Some("no_credential"));
-    assert_eq!(attr(denied, "http.response.status_code").as_deref(), Some("401"));
+    assert_eq!(
+        attr(denied, "gatehouse.reason").as_deref(),
+        Some("no_credential")
+    );
+    assert_eq!(
+        attr(denied, "http.response.status_code").as_deref(),
+        Some("401")
+    );
     let authz = spans
         .iter()
         .find(|s| s.parent_span_id == denied.span_id && s.name == "authz")
         .expect("authz span");
     assert_eq!(attr(authz, "gatehouse.outcome").as_deref(), Some("deny"));
-    assert_eq!(attr(authz, "gatehouse.reason").as_deref(), Some("no_credential"));
+    assert_eq!(
+        attr(authz, "gatehouse.reason").as_deref(),
+        Some("no_credential")
+    );
     assert!(
         !spans
             .iter()

@@ -266,7 +266,11 @@ pub fn check_request(args: &ExplainArgs) -> Result<CheckRequest, ExplainError> {
 
 /// A `-H` argument for an error message: the name only, never a value.
 fn redact_header(line: &str) -> String {
-    line.split_whitespace().next().unwrap_or_default().to_string() + " …"
+    line.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + " …"
 }
 
 fn read_jwks(path: &PathBuf) -> Result<KeySet, ExplainError> {

@@ -187,10 +187,7 @@ fn requirement_text(r: &Requirement) -> String {
         AuthType::Bearer => "Bearer",
         AuthType::Basic => "Basic",
     };
-    let mut text = format!(
-        "{who}; accepts {}; challenge {challenge}",
-        kinds.join(", ")
-    );
+    let mut text = format!("{who}; accepts {}; challenge {challenge}", kinds.join(", "));
     if let Some(tool) = &r.tool {
         text.push_str(&format!("; the caller must own tool {tool:?}"));
     }

@@ -93,7 +93,10 @@ async fn allowed_request_shows_rule_credential_and_redacted_headers() {
         line(&text, "request:"),
         "request:     GET https://api.example.com/data/1?x=…"
     );
-    assert_eq!(line(&text, "client:"), "client:      10.1.2.3 (peer 10.1.2.3)");
+    assert_eq!(
+        line(&text, "client:"),
+        "client:      10.1.2.3 (peer 10.1.2.3)"
+    );
     assert_eq!(line(&text, "rule:"), "rule:        data");
     assert!(
         line(&text, "requires:").contains("all of [read:data]"),
@@ -114,7 +117,10 @@ async fn allowed_request_shows_rule_credential_and_redacted_headers() {
         );
     }
     assert_eq!(line(&text, "decision:"), "decision:    ALLOW");
-    assert_eq!(line(&text, "x-auth-request-user:"), "x-auth-request-user: alice");
+    assert_eq!(
+        line(&text, "x-auth-request-user:"),
+        "x-auth-request-user: alice"
+    );
     // The token header is shown as a fingerprint, the token nowhere.
     assert!(
         line(&text, "x-auth-request-token:").contains("<redacted sha256:"),
@@ -125,7 +131,9 @@ async fn allowed_request_shows_rule_credential_and_redacted_headers() {
     assert!(!text.contains(signature), "signature printed:\n{text}");
     // The remote issuer is named, with the way out.
     assert!(
-        text.contains("keys not loaded: issuer https://remote.test uses a remote key set (jwks_uri)"),
+        text.contains(
+            "keys not loaded: issuer https://remote.test uses a remote key set (jwks_uri)"
+        ),
         "{text}"
     );
     assert!(text.contains("--jwks https://remote.test=FILE"), "{text}");
@@ -147,7 +155,10 @@ async fn missing_credential_is_a_401_at_authn() {
         "{text}"
     );
     assert!(text.contains("  upstream   -     not reached"), "{text}");
-    assert_eq!(line(&text, "decision:"), "decision:    DENY 401 (no_credential)");
+    assert_eq!(
+        line(&text, "decision:"),
+        "decision:    DENY 401 (no_credential)"
+    );
     assert_eq!(
         line(&text, "response:"),
         "response:    HTTP 401 (gRPC code 16)"
@@ -235,7 +246,10 @@ async fn remote_issuer_tokens_need_jwks_and_never_fetch() {
 
 #[test]
 fn request_is_built_like_envoys() {
-    let mut a = args("http://API.example.com:8080/p/a%20b?q=1", &["X-A: 1", "x-a: 2"]);
+    let mut a = args(
+        "http://API.example.com:8080/p/a%20b?q=1",
+        &["X-A: 1", "x-a: 2"],
+    );
     a.context = vec!["audience=internal".into()];
     let check = check_request(&a).expect("request");
     let attrs = check.attributes.expect("attributes");

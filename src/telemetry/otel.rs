@@ -99,9 +99,7 @@ pub fn provider(config: &TracingConfig) -> Result<SdkTracerProvider, OtelError> 
                 .build()?
         }
     };
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-        config.sample_ratio,
-    )));
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
     let resource = Resource::builder()
         .with_service_name(config.service_name.clone())
         .with_attribute(opentelemetry::KeyValue::new(
@@ -146,7 +144,9 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
         let client = self.client.clone();
         let task = self.runtime.spawn(async move {
             let (parts, body) = request.into_parts();
-            let mut outgoing = client.request(parts.method, parts.uri.to_string()).body(body);
+            let mut outgoing = client
+                .request(parts.method, parts.uri.to_string())
+                .body(body);
             for (name, value) in &parts.headers {
                 outgoing = outgoing.header(name, value);
             }
@@ -261,14 +261,8 @@ mod tests {
 
     #[test]
     fn http_endpoint_gets_the_traces_path() {
-        assert_eq!(
-            http_traces_url("http://c:4318"),
-            "http://c:4318/v1/traces"
-        );
-        assert_eq!(
-            http_traces_url("http://c:4318/"),
-            "http://c:4318/v1/traces"
-        );
+        assert_eq!(http_traces_url("http://c:4318"), "http://c:4318/v1/traces");
+        assert_eq!(http_traces_url("http://c:4318/"), "http://c:4318/v1/traces");
         assert_eq!(http_traces_url("http://c:4318/otlp"), "http://c:4318/otlp");
     }
 
