@@ -14,6 +14,7 @@ from typing import Iterable
 import pytest
 
 _REPORT_KEY = pytest.StashKey[str]()
+_STATS_KEY = pytest.StashKey[str]()
 SECTION = "secrets found in gatehouse logs"
 
 
@@ -59,6 +60,10 @@ def check_session(session: pytest.Session, logs: list[Path], secrets: dict[str, 
     """From `pytest_sessionfinish`: scans `logs` and, on a leak, makes the
     run fail (exit status 1) and keeps the report for the terminal summary."""
     leaks = scan(logs, secrets)
+    if logs:
+        session.config.stash[_STATS_KEY] = (
+            f"secret-leak check: {len(secrets)} secrets searched in {len(logs)} gatehouse "
+            f"log file(s): {len(leaks)} found")
     if not leaks:
         return
     session.config.stash[_REPORT_KEY] = report(leaks, len(logs), len(secrets))
@@ -68,6 +73,9 @@ def check_session(session: pytest.Session, logs: list[Path], secrets: dict[str, 
 
 def terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
     """From `pytest_terminal_summary`: prints the report, if any."""
+    stats = terminalreporter.config.stash.get(_STATS_KEY, None)
+    if stats:
+        terminalreporter.write_line(stats)
     text = terminalreporter.config.stash.get(_REPORT_KEY, None)
     if text:
         terminalreporter.section(SECTION, red=True, bold=True)
