@@ -144,7 +144,7 @@ async fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     }
     if let Some(tracing) = &config.tracing {
         tracing::info!(
-            protocol = ?tracing.protocol,
+            protocol = tracing.protocol.as_str(),
             sample_ratio = tracing.sample_ratio,
             service_name = %tracing.service_name,
             "exporting check spans over OTLP"

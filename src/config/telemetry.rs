@@ -51,6 +51,16 @@ pub enum OtlpProtocol {
     Http,
 }
 
+impl OtlpProtocol {
+    /// `grpc` or `http`, as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::Http => "http",
+        }
+    }
+}
+
 /// Which checks get a decision log line (`log.decisions`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
