@@ -266,3 +266,45 @@ fn request_is_built_like_envoys() {
         .to_string();
     assert!(!bad.contains("secret-value"), "{bad}");
 }
+
+#[tokio::test]
+async fn client_certificate_from_a_pem_file() {
+    let ca = crate::testkit::certs::TestCa::new("explain test CA");
+    let pem = ca.issue(&crate::testkit::certs::Leaf {
+        subject: vec![("O", "acme"), ("CN", "build-bot")],
+        ..Default::default()
+    });
+    let dir = std::env::temp_dir().join(format!("gatehouse-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cert = dir.join("client.pem");
+    std::fs::write(&cert, &pem).expect("write PEM");
+    let yaml = r#"
+certificates:
+  identity: {user: CN}
+policy:
+  rules:
+    - {name: builds, match: {path: {prefix: /builds/}}, credentials: [certificate]}
+"#;
+    let source = ConfigSource::Text(yaml.into());
+    let cfg = config::load(&source, []).expect("config");
+    let engine = app::build_engine(&cfg, &source).expect("engine");
+    let mut a = args("https://ci.example.com/builds/1", &[]);
+    a.cert = Some(cert);
+    let check = check_request(&a).expect("request");
+    let explanation = explain_check(&engine, check, &[]).await;
+    let text = explanation.to_string();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(explanation.allowed(), "{text}");
+    assert!(
+        line(&text, "credential:").starts_with("credential:  peer-certificate (sha256:"),
+        "{text}"
+    );
+    assert_eq!(
+        line(&text, "caller:"),
+        r#"caller:      certificate "CN=build-bot,O=acme" from peer-certificate, user "build-bot""#
+    );
+    assert!(
+        line(&text, "requires:").contains("accepts certificate;"),
+        "{text}"
+    );
+}
