@@ -131,13 +131,15 @@ async fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     let _purge = app::spawn_store_purge(&engine);
     let listener = Listener::bind(config.server.grpc_addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_threads(config.server.grpc_thread_count());
     let http = HttpListener::bind(config.server.http_addr)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|| config.server.grpc_addr.to_string(), |a| a.to_string()),
         http_addr = %http.local_addr().map_or_else(|| config.server.http_addr.to_string(), |a| a.to_string()),
+        grpc_threads = config.server.grpc_thread_count(),
         version = env!("CARGO_PKG_VERSION"),
         "gatehouse listening (gRPC: ext_authz v3, health, reflection; HTTP side port)"
     );

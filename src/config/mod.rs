@@ -178,6 +178,20 @@ pub struct ServerConfig {
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
     /// `/auth/jwt/request`, `/auth/jwt/set`, `/healthz`.
     pub http_addr: SocketAddr,
+    /// Threads serving gRPC checks, each with its own single-threaded
+    /// runtime (`0`: one per CPU gatehouse may run on).
+    pub grpc_threads: usize,
+}
+
+impl ServerConfig {
+    /// [`Self::grpc_threads`] with `0` resolved to the CPUs available to
+    /// this process (its affinity mask and cgroup quota included).
+    pub fn grpc_thread_count(&self) -> usize {
+        match self.grpc_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -187,6 +201,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(15),
             realm: "gatehouse".into(),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            grpc_threads: 0,
         }
     }
 }
