@@ -7,9 +7,12 @@
 //! | `POST /auth/jwt/request` | mint a signed link ([`links`]) |
 //! | `GET /auth/jwt/set` | store a link in a cookie, redirect ([`links`]) |
 //! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
+//! | `/ext_authz/<path>` | a check asked by Envoy's HTTP ext_authz ([`check`]) |
+//! | `/auth` | a forward-auth check (nginx `auth_request`, Traefik) ([`check`]) |
 //!
 //! It starts with the gRPC server and drains with it on SIGTERM.
 
+pub mod check;
 pub mod error;
 mod links;
 pub mod redirect;
@@ -25,7 +28,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
@@ -54,6 +58,12 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/jwt/request", post(links::request))
         .route("/auth/jwt/set", get(links::set))
         .route("/healthz", get(healthz))
+        .route(check::ENVOY_PREFIX, any(check::envoy))
+        .route(
+            &format!("{}/{{*path}}", check::ENVOY_PREFIX),
+            any(check::envoy),
+        )
+        .route("/auth", any(check::forward_auth))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -142,8 +152,13 @@ impl HttpListener {
             draining: draining.clone(),
         });
         let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
+        // TCP_NODELAY: a check answered over HTTP is one small write that
+        // Nagle's algorithm would hold back waiting for the proxy's ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
