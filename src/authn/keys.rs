@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::verify::KeyMaterial;
 use crate::config::RefreshConfig;
+use crate::metrics::KeyMetrics;
 
 /// Largest JWKS or discovery document accepted from the network.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -226,7 +227,7 @@ fn jwk_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// Where an issuer's keys come from at run time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyOrigin {
     /// Loaded once at start-up (inline JWKS, file, shared secret).
     Static,
@@ -254,6 +255,10 @@ pub struct IssuerKeys {
     /// Time of the last unknown-`kid` refetch; the mutex also makes
     /// concurrent refetches single-flight.
     last_refetch: Mutex<Option<Instant>>,
+    /// Unix time of the last successful fetch (0: never).
+    fetched_at: AtomicU64,
+    /// Fetch counters, when metrics are kept.
+    metrics: Option<KeyMetrics>,
 }
 
 impl IssuerKeys {
@@ -267,6 +272,8 @@ impl IssuerKeys {
             current: ArcSwapOption::from_pointee(set),
             generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
+            fetched_at: AtomicU64::new(crate::clock::now_secs()),
+            metrics: None,
         }
     }
 
@@ -285,6 +292,41 @@ impl IssuerKeys {
             current: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
+            fetched_at: AtomicU64::new(0),
+            metrics: None,
+        }
+    }
+
+    /// Counts this key set's fetches in `metrics`.
+    pub fn with_metrics(mut self, metrics: KeyMetrics) -> IssuerKeys {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Whether these keys are fetched from the same place, under the same
+    /// name and refresh settings, as `origin` describes: then a reload
+    /// keeps this key set (and its refresh) instead of fetching anew.
+    pub fn same_source(&self, name: &str, origin: &KeyOrigin, refresh: &RefreshConfig) -> bool {
+        self.is_remote() && self.name == name && self.origin == *origin && self.refresh == *refresh
+    }
+
+    /// Unix time of the last successful fetch (for fixed keys: when they
+    /// were loaded); `None` before the first.
+    pub fn fetched_at(&self) -> Option<u64> {
+        match self.fetched_at.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Notes a fetch's outcome (metrics, age).
+    fn fetched(&self, ok: bool) {
+        if ok {
+            self.fetched_at
+                .store(crate::clock::now_secs(), Ordering::Relaxed);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.fetched(ok);
         }
     }
 
@@ -338,8 +380,10 @@ impl IssuerKeys {
             Ok((set, _)) => {
                 tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set refetched for an unknown kid");
                 self.install(set);
+                self.fetched(true);
             }
             Err(e) => {
+                self.fetched(false);
                 tracing::warn!(issuer = %self.name, error = %e, "key refetch failed; keeping the last good key set")
             }
         }
@@ -358,9 +402,11 @@ impl IssuerKeys {
                 Ok((set, max_age)) => {
                     tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set loaded");
                     self.install(set);
+                    self.fetched(true);
                     self.next_refresh(max_age)
                 }
                 Err(e) => {
+                    self.fetched(false);
                     tracing::warn!(issuer = %self.name, error = %e, "key set fetch failed; keeping the last good key set");
                     self.refresh.retry_interval
                 }
