@@ -340,4 +340,4 @@ fn histogram_vec(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
