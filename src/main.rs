@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 use gatehouse::app;
 use gatehouse::config::{self, Config, ConfigSource, LogFormat};
 use gatehouse::http::HttpListener;
+use gatehouse::metrics::Metrics;
+use gatehouse::reload::{self, Reloader};
 use gatehouse::server::Listener;
 
 /// An Envoy external authorization service.
@@ -87,7 +89,8 @@ fn main() -> ExitCode {
         Command::Keys { command } => return gatehouse::cli::keys(command),
         Command::Token { command } => return gatehouse::cli::token(command),
     };
-    let config = match config::load(&source, std::env::vars()) {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match config::load(&source, env.iter().cloned()) {
         Ok(c) => c,
         Err(e) => return fail(&format!("configuration error: {e}")),
     };
@@ -112,23 +115,29 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    match runtime.block_on(run(config, source)) {
+    match runtime.block_on(run(config, source, env)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
 }
 
-async fn run(config: Config, source: ConfigSource) -> Result<(), String> {
-    let engine = Arc::new(
-        app::build_engine(&config, &source).map_err(|e| format!("configuration error: {e}"))?,
-    );
+async fn run(
+    config: Config,
+    source: ConfigSource,
+    env: Vec<(String, String)>,
+) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+    let engine = app::build_engine_with(&config, &source, &app::Carry::fresh(metrics.clone()))
+        .map_err(|e| format!("configuration error: {e}"))?;
     if matches!(source, ConfigSource::Text(_)) {
         tracing::warn!(
             "no --config given: running the embedded DEMO configuration (not for production)"
         );
     }
-    let _refreshers = app::spawn_key_refresh(&engine);
-    let _purge = app::spawn_store_purge(&engine);
+    // Key refresh, store purge, and reload on SIGHUP or a file change.
+    let reloader = Reloader::start(config.clone(), source, env, engine, metrics);
+    let engine = reloader.live();
+    let _triggers = reload::watch::spawn(reloader, &config.reload);
     let listener = Listener::bind(config.server.grpc_addr)
         .await
         .map_err(|e| e.to_string())?

@@ -39,6 +39,8 @@ pub struct Engine {
     pub store: Arc<dyn Store>,
     /// Per-rule upstream credential swap and audience reissue.
     pub upstream: UpstreamActions,
+    /// Check counters and latency (recorded by the gRPC service).
+    pub metrics: crate::metrics::EngineMetrics,
 }
 
 /// The outcome of a check, for logs and metrics.

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -14,7 +13,7 @@ use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::pipeline::Engine;
+use crate::live::LiveEngine;
 use crate::proto::auth::authorization_server::{Authorization, AuthorizationServer};
 use crate::proto::auth::{CheckRequest, CheckResponse};
 
@@ -23,13 +22,15 @@ const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// The `Authorization` service over the current engine.
 pub struct CheckService {
-    engine: Arc<Engine>,
+    engine: LiveEngine,
 }
 
 impl CheckService {
-    /// Serves checks with `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        CheckService { engine }
+    /// Serves checks with whatever engine `engine` holds at each check.
+    pub fn new(engine: impl Into<LiveEngine>) -> Self {
+        CheckService {
+            engine: engine.into(),
+        }
     }
 }
 
@@ -39,8 +40,7 @@ impl Authorization for CheckService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let (response, _decision) = self.engine.check_owned(request.into_inner()).await;
-        Ok(Response::new(response))
+        Ok(Response::new(self.engine.check(request.into_inner()).await))
     }
 }
 
@@ -113,13 +113,15 @@ impl Listener {
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops
-    /// accepting and waits up to `drain` for in-flight checks.
+    /// accepting and waits up to `drain` for in-flight checks. `engine`:
+    /// an engine, or a [`LiveEngine`] a reloader swaps.
     pub async fn serve(
         self,
-        engine: Arc<Engine>,
+        engine: impl Into<LiveEngine>,
         drain: Duration,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let engine: LiveEngine = engine.into();
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, ServingStatus::NotServing).await;
         let readiness = tokio::spawn(report_ready_when_keys_load(engine.clone(), health.clone()));
@@ -238,9 +240,11 @@ async fn set_status(health: &HealthReporter, status: ServingStatus) {
         .await;
 }
 
-/// NOT_SERVING until every issuer's key set is loaded, then SERVING.
-async fn report_ready_when_keys_load(engine: Arc<Engine>, health: HealthReporter) {
-    while !engine.ready() {
+/// NOT_SERVING until every issuer's key set is loaded, then SERVING. A
+/// reload swaps in only an engine whose new key sets are loaded, so
+/// readiness does not go back.
+async fn report_ready_when_keys_load(engine: LiveEngine, health: HealthReporter) {
+    while !engine.load().ready() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     set_status(&health, ServingStatus::Serving).await;

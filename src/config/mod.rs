@@ -11,6 +11,7 @@ mod issuer;
 mod jwt;
 mod openapi;
 mod policy;
+mod reload;
 mod store;
 mod upstream;
 
@@ -27,6 +28,7 @@ pub use issuer::*;
 pub use jwt::*;
 pub use openapi::*;
 pub use policy::*;
+pub use reload::*;
 pub use store::*;
 pub use upstream::*;
 
@@ -48,6 +50,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The engine's metrics could not be set up (a bug, not the file's fault).
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 impl ConfigError {
@@ -162,6 +167,9 @@ pub struct Config {
     /// Where shared state lives.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Hot reload: watching this file.
+    #[serde(default)]
+    pub reload: ReloadConfig,
 }
 
 /// Listening addresses and shutdown behaviour.
@@ -224,7 +232,7 @@ pub struct ScopesConfig {
 }
 
 /// Logging settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.

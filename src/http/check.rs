@@ -129,8 +129,7 @@ async fn answer(
         Ok(c) => c,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let (response, _decision) = state.engine.check_owned(check).await;
-    into_http(response)
+    into_http(state.engine.check(check).await)
 }
 
 /// The original request from nginx's `X-Original-URL` (and
