@@ -146,3 +146,16 @@ def test_forward_auth_challenges_and_refuses_bad_subrequests(auth_url):
     traversal = requests.get(auth_url, headers={"X-Original-URL": "https://app.example/anon/..;/data/1"},
                              timeout=5)
     assert traversal.status_code == 400, traversal.text
+
+
+def test_http_checks_are_counted_like_grpc_checks(http_client, auth_url, gatehouse, mint):
+    from harness.metrics import scrape
+
+    before = scrape(gatehouse.http_url)
+    expect.allowed(http_client.get("/data/1", token=mint.token()))
+    r = requests.get(auth_url, headers={"X-Original-URL": "https://app.example/data/2"}, timeout=5)
+    assert r.status_code == 401
+    after = scrape(gatehouse.http_url)
+    assert after.checks("allow", "", "data") - before.checks("allow", "", "data") == 1
+    assert (after.checks("deny", "no_credential", "data")
+            - before.checks("deny", "no_credential", "data")) == 1
