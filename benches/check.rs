@@ -2,7 +2,8 @@
 //! 10 / 1,000 / 10,000 rules, JWT verification cached and uncached for
 //! RS256, ES256 and EdDSA, and the whole in-process pipeline from a
 //! `CheckRequest` to a `CheckResponse` (1 issuer and 10 rules against
-//! 100 issuers and 10,000 rules), and the same with tracing spans on.
+//! 100 issuers and 10,000 rules), what recording a check's metrics adds
+//! to it, and the pipeline with tracing spans on.
 //!
 //! Run: `cargo bench --bench check` (see BENCHMARKS.md).
 
@@ -195,11 +196,42 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the gRPC service adds per check: recording the decision in the
+/// engine's metrics (a rule-name lookup, a counter, a histogram), alone
+/// and with the check it follows.
+fn metrics_record(c: &mut Criterion) {
+    let rt = runtime();
+    let key = TestKey::generate(Algorithm::RS256, "k");
+    let tok = token(&key);
+    let engine = engine(&config_yaml(&key, 1, 10, 1000));
+    let req = check_request("svc5.example.com", "/api5/x", &tok);
+    let (_, decision) = rt.block_on(engine.check(&req));
+    assert!(decision.result.is_ok(), "{decision:?}");
+    let mut group = c.benchmark_group("metrics");
+    group.bench_function("record", |b| {
+        b.iter(|| {
+            engine
+                .metrics
+                .record(black_box(&decision), std::time::Duration::from_micros(4))
+        })
+    });
+    group.bench_function("check+record/1-issuer-10-rules-cached", |b| {
+        b.to_async(&rt).iter(|| async {
+            let started = std::time::Instant::now();
+            let (response, decision) = engine.check(black_box(&req)).await;
+            engine.metrics.record(&decision, started.elapsed());
+            response
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     request_conversion,
     policy_match,
     jwt_verify,
-    pipeline
+    pipeline,
+    metrics_record
 );
 criterion_main!(benches);

@@ -14,17 +14,54 @@ use crate::config::{
     resolve_path,
 };
 use crate::issuer::InternalIssuer;
+use crate::metrics::{EngineMetrics, Metrics};
 use crate::pipeline::Engine;
 use crate::policy::Policy;
 use crate::response::upstream::UpstreamHeaders;
+use crate::store::Store;
+use crate::store::metered::MeteredStore;
 use crate::upstream::UpstreamActions;
 
 /// Shortest accepted HMAC shared secret (RFC 7518 §3.2: at least the hash size).
 const MIN_SHARED_SECRET_BYTES: usize = 32;
 
-/// Builds the engine from configuration. Static keys are loaded here;
-/// remote key sets start empty and are filled by [`spawn_key_refresh`].
+/// What a new engine takes over instead of making anew: the process's
+/// metrics and, on a reload, the running engine's remote key sets and
+/// store.
+pub struct Carry {
+    /// The registry the engine records into.
+    pub metrics: Arc<Metrics>,
+    /// Remote key sets to keep where an issuer's key source, name and
+    /// refresh settings are unchanged (loaded keys, running refresh).
+    pub key_sets: Vec<Arc<IssuerKeys>>,
+    /// The store to keep (one-time link uses must survive a reload).
+    pub store: Option<Arc<dyn Store>>,
+}
+
+impl Carry {
+    /// Nothing to take over: everything is made anew, recording into `metrics`.
+    pub fn fresh(metrics: Arc<Metrics>) -> Carry {
+        Carry {
+            metrics,
+            key_sets: Vec::new(),
+            store: None,
+        }
+    }
+}
+
+/// Builds the engine from configuration, with a registry of its own.
+/// Static keys are loaded here; remote key sets start empty and are
+/// filled by [`spawn_key_refresh`].
 pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, ConfigError> {
+    build_engine_with(config, source, &Carry::fresh(Arc::new(Metrics::new()?)))
+}
+
+/// [`build_engine`], taking over what `carry` holds.
+pub fn build_engine_with(
+    config: &Config,
+    source: &ConfigSource,
+    carry: &Carry,
+) -> Result<Engine, ConfigError> {
     let policy = Policy::compile(&config.policy)?;
     let http = reqwest::Client::builder()
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
@@ -43,7 +80,7 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
                 "duplicate issuer",
             ));
         }
-        issuers.push(build_issuer(issuer, &key, source, &http)?);
+        issuers.push(build_issuer(issuer, &key, source, &http, carry)?);
     }
 
     if config.jwt.sources.is_empty() {
@@ -66,6 +103,15 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
                 format!("invalid name {name:?}"),
             ));
         }
+    }
+    if config.reload.interval < std::time::Duration::from_millis(100) {
+        return Err(ConfigError::invalid("reload.interval", "at least 100ms"));
+    }
+    if config.reload.keys_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "reload.keys_timeout",
+            "must not be zero",
+        ));
     }
     if config.jwt.leeway.as_secs() > 600 {
         return Err(ConfigError::invalid("jwt.leeway", "at most 10 minutes"));
@@ -100,10 +146,20 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
         verifier.add_internal_issuer(internal.verification_issuer()?);
     }
     let upstream = UpstreamActions::build(config, source, internal.clone())?;
-    let store = crate::store::build(&config.store)?;
     if let Some(tracing) = &config.tracing {
         crate::telemetry::otel::validate(tracing)?;
     }
+    let store = match &carry.store {
+        Some(store) => store.clone(),
+        None => Arc::new(MeteredStore::new(
+            crate::store::build(&config.store)?,
+            carry.metrics.store_metrics()?,
+        )),
+    };
+    let metrics = EngineMetrics::new(
+        carry.metrics.clone(),
+        config.policy.rules.iter().map(|r| r.name.as_str()),
+    )?;
     Ok(Engine {
         policy,
         authn: Authenticators {
@@ -122,6 +178,7 @@ pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, Co
             spans: config.tracing.is_some(),
             decisions: config.log.decisions,
         },
+        metrics,
     })
 }
 
@@ -172,6 +229,7 @@ fn build_issuer(
     key: &str,
     source: &ConfigSource,
     http: &reqwest::Client,
+    carry: &Carry,
 ) -> Result<Issuer, ConfigError> {
     if cfg.issuer.is_empty() {
         return Err(ConfigError::invalid(
@@ -218,6 +276,29 @@ fn build_issuer(
     }
 
     let name = cfg.name.clone().unwrap_or_else(|| cfg.issuer.clone());
+    let issuer = |keys: Arc<IssuerKeys>| Issuer {
+        name: name.clone(),
+        issuer: cfg.issuer.clone(),
+        audiences: cfg.audiences.clone(),
+        algorithms: algorithms.clone(),
+        keys,
+        claims: cfg.claims.clone(),
+    };
+    // A remote key set whose source is unchanged is kept, keys and all.
+    let remote = |origin: KeyOrigin| -> Result<Issuer, ConfigError> {
+        let kept = carry
+            .key_sets
+            .iter()
+            .find(|k| k.same_source(&name, &origin, &cfg.refresh));
+        let keys = match kept {
+            Some(keys) => keys.clone(),
+            None => Arc::new(
+                IssuerKeys::remote(name.clone(), origin, cfg.refresh.clone(), http.clone())
+                    .with_metrics(carry.metrics.key_metrics(&name)?),
+            ),
+        };
+        Ok(issuer(keys))
+    };
     let keys_key = format!("{key}.keys");
     let fixed = |set: Result<KeySet, String>| {
         set.map(|s| IssuerKeys::fixed(name.clone(), s))
@@ -253,12 +334,7 @@ fn build_issuer(
         }
         KeySourceConfig::JwksUri(url) => {
             check_url(url, &format!("{keys_key}.jwks_uri"))?;
-            IssuerKeys::remote(
-                name.clone(),
-                KeyOrigin::JwksUri(url.clone()),
-                cfg.refresh.clone(),
-                http.clone(),
-            )
+            return remote(KeyOrigin::JwksUri(url.clone()));
         }
         KeySourceConfig::Discovery(d) => {
             let url = d.url.clone().unwrap_or_else(|| {
@@ -268,21 +344,13 @@ fn build_issuer(
                 )
             });
             check_url(&url, &format!("{keys_key}.discovery"))?;
-            let origin = KeyOrigin::Discovery {
+            return remote(KeyOrigin::Discovery {
                 url,
                 issuer: cfg.issuer.clone(),
-            };
-            IssuerKeys::remote(name.clone(), origin, cfg.refresh.clone(), http.clone())
+            });
         }
     };
-    Ok(Issuer {
-        name,
-        issuer: cfg.issuer.clone(),
-        audiences: cfg.audiences.clone(),
-        algorithms,
-        keys: Arc::new(keys),
-        claims: cfg.claims.clone(),
-    })
+    Ok(issuer(Arc::new(keys)))
 }
 
 fn check_url(url: &str, key: &str) -> Result<(), ConfigError> {

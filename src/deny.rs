@@ -20,6 +20,21 @@ pub enum GrpcCode {
     Unauthenticated = 16,
 }
 
+/// Every deny reason label, indexed by [`Deny::reason_index`].
+pub const REASON_LABELS: [&str; 11] = [
+    "bad_request",
+    "no_credential",
+    "invalid_token",
+    "insufficient_scope",
+    "no_rule",
+    "keys_unavailable",
+    "misconfigured",
+    "invalid_certificate",
+    "tool_mismatch",
+    "link_not_granted",
+    "store_unavailable",
+];
+
 /// A refusal. Rendering lives in [`crate::response`]; this type only says
 /// what went wrong and which status, code and challenge that means.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,18 +143,64 @@ impl Deny {
 
     /// A short machine-friendly reason label for logs and metrics.
     pub fn reason_label(&self) -> &'static str {
+        REASON_LABELS[self.reason_index()]
+    }
+
+    /// This reason's position in [`REASON_LABELS`], so metrics can keep
+    /// one pre-made counter per reason in an array.
+    pub fn reason_index(&self) -> usize {
         match self {
-            Deny::BadRequest(_) => "bad_request",
-            Deny::NoCredential { .. } => "no_credential",
-            Deny::InvalidToken { .. } => "invalid_token",
-            Deny::InsufficientScope { .. } => "insufficient_scope",
-            Deny::NoRule => "no_rule",
-            Deny::KeysUnavailable => "keys_unavailable",
-            Deny::Misconfigured(_) => "misconfigured",
-            Deny::InvalidCertificate { .. } => "invalid_certificate",
-            Deny::ToolMismatch => "tool_mismatch",
-            Deny::LinkNotGranted(_) => "link_not_granted",
-            Deny::StoreUnavailable => "store_unavailable",
+            Deny::BadRequest(_) => 0,
+            Deny::NoCredential { .. } => 1,
+            Deny::InvalidToken { .. } => 2,
+            Deny::InsufficientScope { .. } => 3,
+            Deny::NoRule => 4,
+            Deny::KeysUnavailable => 5,
+            Deny::Misconfigured(_) => 6,
+            Deny::InvalidCertificate { .. } => 7,
+            Deny::ToolMismatch => 8,
+            Deny::LinkNotGranted(_) => 9,
+            Deny::StoreUnavailable => 10,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_label_and_index() {
+        let auth_type = AuthType::Bearer;
+        let all = [
+            Deny::BadRequest("x".into()),
+            Deny::NoCredential { auth_type },
+            Deny::InvalidToken {
+                reason: "x".into(),
+                auth_type,
+            },
+            Deny::InsufficientScope {
+                scopes: vec![],
+                satisfy: Satisfy::All,
+            },
+            Deny::NoRule,
+            Deny::KeysUnavailable,
+            Deny::Misconfigured("x".into()),
+            Deny::InvalidCertificate {
+                reason: "x".into(),
+                auth_type,
+            },
+            Deny::ToolMismatch,
+            Deny::LinkNotGranted(crate::authn::link::NotGranted::Path),
+            Deny::StoreUnavailable,
+        ];
+        let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
+        assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());
+        assert_eq!(all[2].reason_label(), "invalid_token");
+        assert_eq!(all[10].reason_label(), "store_unavailable");
+        let mut labels = REASON_LABELS.to_vec();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), REASON_LABELS.len());
     }
 }

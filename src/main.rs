@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 use gatehouse::app;
 use gatehouse::config::{self, Config, ConfigSource};
 use gatehouse::http::HttpListener;
+use gatehouse::metrics::Metrics;
+use gatehouse::reload::{self, Reloader};
 use gatehouse::server::Listener;
 
 /// An Envoy external authorization service.
@@ -90,7 +92,8 @@ fn main() -> ExitCode {
         Command::Keys { command } => return gatehouse::cli::keys(command),
         Command::Token { command } => return gatehouse::cli::token(command),
     };
-    let config = match config::load(&source, std::env::vars()) {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match config::load(&source, env.iter().cloned()) {
         Ok(c) => c,
         Err(e) => return fail(&format!("configuration error: {e}")),
     };
@@ -123,7 +126,7 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(&e.to_string()),
     };
-    let result = runtime.block_on(run(config, source));
+    let result = runtime.block_on(run(config, source, env));
     // Flush buffered spans while the runtime (and the exporter's channel)
     // is still alive.
     telemetry.shutdown();
@@ -133,10 +136,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config, source: ConfigSource) -> Result<(), String> {
-    let engine = Arc::new(
-        app::build_engine(&config, &source).map_err(|e| format!("configuration error: {e}"))?,
-    );
+async fn run(
+    config: Config,
+    source: ConfigSource,
+    env: Vec<(String, String)>,
+) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+    let engine = app::build_engine_with(&config, &source, &app::Carry::fresh(metrics.clone()))
+        .map_err(|e| format!("configuration error: {e}"))?;
     if matches!(source, ConfigSource::Text(_)) {
         tracing::warn!(
             "no --config given: running the embedded DEMO configuration (not for production)"
@@ -150,17 +157,21 @@ async fn run(config: Config, source: ConfigSource) -> Result<(), String> {
             "exporting check spans over OTLP"
         );
     }
-    let _refreshers = app::spawn_key_refresh(&engine);
-    let _purge = app::spawn_store_purge(&engine);
+    // Key refresh, store purge, and reload on SIGHUP or a file change.
+    let reloader = Reloader::start(config.clone(), source, env, engine, metrics);
+    let engine = reloader.live();
+    let _triggers = reload::watch::spawn(reloader, &config.reload);
     let listener = Listener::bind(config.server.grpc_addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_threads(config.server.grpc_thread_count());
     let http = HttpListener::bind(config.server.http_addr)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|| config.server.grpc_addr.to_string(), |a| a.to_string()),
         http_addr = %http.local_addr().map_or_else(|| config.server.http_addr.to_string(), |a| a.to_string()),
+        grpc_threads = config.server.grpc_thread_count(),
         version = env!("CARGO_PKG_VERSION"),
         "gatehouse listening (gRPC: ext_authz v3, health, reflection; HTTP side port)"
     );

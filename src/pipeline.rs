@@ -52,6 +52,8 @@ pub struct Engine {
     pub upstream: UpstreamActions,
     /// Spans per check (tracing on) and which decisions are logged.
     pub telemetry: TelemetrySettings,
+    /// Check counters and latency (recorded by the gRPC service).
+    pub metrics: crate::metrics::EngineMetrics,
 }
 
 /// The outcome of a check, for logs and metrics.

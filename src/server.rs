@@ -4,16 +4,16 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::pipeline::Engine;
+use crate::live::LiveEngine;
 use crate::proto::auth::authorization_server::{Authorization, AuthorizationServer};
 use crate::proto::auth::{CheckRequest, CheckResponse};
 
@@ -22,13 +22,15 @@ const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// The `Authorization` service over the current engine.
 pub struct CheckService {
-    engine: Arc<Engine>,
+    engine: LiveEngine,
 }
 
 impl CheckService {
-    /// Serves checks with `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        CheckService { engine }
+    /// Serves checks with whatever engine `engine` holds at each check.
+    pub fn new(engine: impl Into<LiveEngine>) -> Self {
+        CheckService {
+            engine: engine.into(),
+        }
     }
 }
 
@@ -38,8 +40,7 @@ impl Authorization for CheckService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let (response, _decision) = self.engine.check_owned(request.into_inner()).await;
-        Ok(Response::new(response))
+        Ok(Response::new(self.engine.check(request.into_inner()).await))
     }
 }
 
@@ -60,21 +61,50 @@ pub enum ServeError {
     /// The transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A serving thread (or its runtime, or its copy of the socket) could
+    /// not be set up.
+    #[error("starting a serving thread: {source}")]
+    Thread {
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// A bound, not yet serving, gRPC listener (binding first lets callers
 /// learn the real port when configured with port 0).
 pub struct Listener {
     listener: TcpListener,
+    threads: usize,
 }
 
 impl Listener {
-    /// Binds `addr`.
+    /// Binds `addr`; checks are served by one thread until
+    /// [`Self::with_threads`] says otherwise.
     pub async fn bind(addr: SocketAddr) -> Result<Listener, ServeError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
-        Ok(Listener { listener })
+        Ok(Listener {
+            listener,
+            threads: 1,
+        })
+    }
+
+    /// Serves checks on `threads` threads (at least one), each with its own
+    /// single-threaded runtime accepting from the shared socket.
+    ///
+    /// Why thread-per-core rather than one multi-threaded runtime: a
+    /// check is a few microseconds of work, and on a work-stealing runtime
+    /// the HTTP/2 connection task and the per-stream task it spawns often
+    /// land on different workers, so every check paid a futex wake-up and
+    /// a cross-core hand-off (measured: +15–25% CPU per check with two
+    /// workers against one; BENCHMARKS.md). Here a connection and all its
+    /// streams stay on the thread that accepted it, like Envoy's own
+    /// workers; several Envoy workers (one connection each) spread over
+    /// the threads.
+    pub fn with_threads(mut self, threads: usize) -> Listener {
+        self.threads = threads.max(1);
+        self
     }
 
     /// The bound address.
@@ -83,13 +113,15 @@ impl Listener {
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops
-    /// accepting and waits up to `drain` for in-flight checks.
+    /// accepting and waits up to `drain` for in-flight checks. `engine`:
+    /// an engine, or a [`LiveEngine`] a reloader swaps.
     pub async fn serve(
         self,
-        engine: Arc<Engine>,
+        engine: impl Into<LiveEngine>,
         drain: Duration,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let engine: LiveEngine = engine.into();
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status(&health, ServingStatus::NotServing).await;
         let readiness = tokio::spawn(report_ready_when_keys_load(engine.clone(), health.clone()));
@@ -100,40 +132,104 @@ impl Listener {
             .build_v1()?;
         let check = AuthorizationServer::new(CheckService::new(engine))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
-            .add_service(health_service)
+        // Built once; each serving thread gets a clone (cheap `Arc`s).
+        let services = Routes::new(health_service)
             .add_service(reflection)
-            .add_service(check)
-            // TCP_NODELAY: a check answer is one small frame; Nagle's
-            // algorithm would hold it back waiting for Envoy's ACK.
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                async {
-                    let _ = stop_rx.await;
-                },
-            );
-        let mut server = tokio::spawn(server);
+            .add_service(check);
 
-        tokio::select! {
-            result = &mut server => {
-                readiness.abort();
-                return crate::drain::flatten("grpc", result).map_err(ServeError::from);
-            }
-            () = shutdown => {}
+        // `stop`: stop accepting and finish in-flight checks; `abort`: the
+        // drain time is over, drop whatever is left.
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let (abort, _) = tokio::sync::watch::channel(false);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = self
+            .listener
+            .into_std()
+            .map_err(|source| ServeError::Thread { source })?;
+        for index in 0..self.threads {
+            let socket = listener
+                .try_clone()
+                .map_err(|source| ServeError::Thread { source })?;
+            let (services, stop, abort) = (services.clone(), stop.subscribe(), abort.subscribe());
+            let done = done_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("gatehouse-grpc-{index}"))
+                .spawn(move || {
+                    let _ = done.send(serve_thread(socket, services, stop, abort));
+                })
+                .map_err(|source| ServeError::Thread { source })?;
+        }
+        drop(done_tx);
+
+        let first = tokio::select! {
+            result = done_rx.recv() => Some(result.unwrap_or(Ok(()))),
+            () = shutdown => None,
+        };
+        readiness.abort();
+        if let Some(result) = first {
+            // A serving thread ended on its own: stop the others too.
+            stop.send_replace(true);
+            abort.send_replace(true);
+            return result;
         }
         tracing::info!(
             drain_secs = drain.as_secs_f64(),
             "shutting down: draining in-flight checks"
         );
-        readiness.abort();
         set_status(&health, ServingStatus::NotServing).await;
-        let _ = stop_tx.send(());
-        crate::drain::finish("grpc", &mut server, drain)
-            .await
-            .map_err(ServeError::from)
+        stop.send_replace(true);
+        let drained = tokio::time::timeout(drain, async {
+            let mut outcome = Ok(());
+            while let Some(result) = done_rx.recv().await {
+                outcome = outcome.and(result);
+            }
+            outcome
+        })
+        .await;
+        match drained {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(
+                    server = "grpc",
+                    "drain timeout reached; closing remaining connections"
+                );
+                abort.send_replace(true);
+                Ok(())
+            }
+        }
     }
+}
+
+/// One serving thread: its own single-threaded runtime and tonic server
+/// on a clone of the listening socket, until `stop` (graceful) or `abort`.
+fn serve_thread(
+    socket: std::net::TcpListener,
+    services: Routes,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut abort: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ServeError::Thread { source })?;
+    runtime.block_on(async move {
+        let listener =
+            TcpListener::from_std(socket).map_err(|source| ServeError::Thread { source })?;
+        let server = tonic::transport::Server::builder()
+            .add_routes(services)
+            // TCP_NODELAY: a check answer is one small frame; Nagle's
+            // algorithm would hold it back waiting for Envoy's ACK.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                },
+            );
+        tokio::select! {
+            result = server => result.map_err(ServeError::from),
+            _ = abort.wait_for(|aborting| *aborting) => Ok(()),
+        }
+    })
 }
 
 /// Sets the overall status and the Authorization service's status.
@@ -144,9 +240,11 @@ async fn set_status(health: &HealthReporter, status: ServingStatus) {
         .await;
 }
 
-/// NOT_SERVING until every issuer's key set is loaded, then SERVING.
-async fn report_ready_when_keys_load(engine: Arc<Engine>, health: HealthReporter) {
-    while !engine.ready() {
+/// NOT_SERVING until every issuer's key set is loaded, then SERVING. A
+/// reload swaps in only an engine whose new key sets are loaded, so
+/// readiness does not go back.
+async fn report_ready_when_keys_load(engine: LiveEngine, health: HealthReporter) {
+    while !engine.load().ready() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     set_status(&health, ServingStatus::Serving).await;

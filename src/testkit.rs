@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used)]
 
 pub mod certs;
+pub mod jwks_server;
 
 use base64::Engine as _;
 use jsonwebtoken::jwk::Jwk;

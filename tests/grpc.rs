@@ -48,16 +48,24 @@ policy:
 }
 
 struct Running {
+    addr: std::net::SocketAddr,
     channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<Result<(), gatehouse::server::ServeError>>,
 }
 
 async fn start(yaml: &str) -> Running {
+    start_with_threads(yaml, 1).await
+}
+
+async fn start_with_threads(yaml: &str, threads: usize) -> Running {
     let source = ConfigSource::Text(yaml.to_string());
     let cfg = config::load(&source, []).expect("config");
     let engine = Arc::new(app::build_engine(&cfg, &source).expect("engine"));
-    let listener = Listener::bind(cfg.server.grpc_addr).await.expect("bind");
+    let listener = Listener::bind(cfg.server.grpc_addr)
+        .await
+        .expect("bind")
+        .with_threads(threads);
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(listener.serve(engine, Duration::from_secs(2), async {
@@ -69,6 +77,7 @@ async fn start(yaml: &str) -> Running {
         .await
         .expect("connect");
     Running {
+        addr,
         channel,
         stop: Some(stop),
         server,
@@ -159,6 +168,46 @@ async fn check_over_grpc() {
         .find(|h| h.key == "x-auth-request-user")
         .map(|h| h.value.clone());
     assert_eq!(user.as_deref(), Some("alice"));
+    stop(running).await;
+}
+
+/// Several serving threads share the socket: many connections at once
+/// each get correct answers, and shutdown drains every thread.
+#[tokio::test]
+async fn several_serving_threads_answer_every_connection() {
+    let key = TestKey::generate(Algorithm::ES256, "k1");
+    let running = start_with_threads(&config_yaml(&key), 3).await;
+    let mut claims = testkit::claims(ISS, "api", "alice");
+    claims["isMemberOf"] = serde_json::json!([{"name": "readers"}]);
+    let good = key.mint(&claims);
+    let target = format!("http://{}", running.addr);
+
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let (target, good) = (target.clone(), good.clone());
+        tasks.push(tokio::spawn(async move {
+            // A channel of its own: a separate TCP connection per task.
+            let channel = Channel::from_shared(target)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = AuthorizationClient::new(channel);
+            let mut statuses = Vec::new();
+            for i in 0..20 {
+                let token = (i + n) % 2 == 0;
+                let request = check("/x/1", token.then_some(good.as_str()));
+                let response = client.check(request).await.unwrap().into_inner();
+                statuses.push((token, http_status(&response)));
+            }
+            statuses
+        }));
+    }
+    for task in tasks {
+        for (token, status) in task.await.unwrap() {
+            assert_eq!(status, if token { 200 } else { 401 });
+        }
+    }
     stop(running).await;
 }
 

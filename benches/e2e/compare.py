@@ -4,7 +4,9 @@
   (a) a bare Envoy,
   (b) Envoy with its built-in jwt_authn filter (default configuration),
   (b+cache) the same with jwt_cache_config,
-  (c) Envoy with ext_authz -> gatehouse,
+  (c) Envoy with ext_authz -> gatehouse, over gRPC (`ext_authz`) and over
+      HTTP (`ext_authz_http`: Envoy's http_service asking gatehouse's side
+      port at /ext_authz/<path>),
 
 driven by wrk with the same pool of RS256 tokens (one per user), several
 interleaved rounds, medians reported. For each configuration it prints
@@ -199,6 +201,29 @@ def ext_authz_filter() -> dict:
     }
 
 
+def ext_authz_http_filter() -> dict:
+    """ext_authz in HTTP mode, asking gatehouse's side port (the block the
+    README documents; tests/e2e/test_http_check.py runs it)."""
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "http_service": {
+                "server_uri": {"uri": "http://gatehouse_http", "cluster": "gatehouse_http", "timeout": "1s"},
+                "path_prefix": "/ext_authz",
+                "authorization_request": {"allowed_headers": {"patterns": [
+                    {"exact": "cookie"}, {"exact": "x-forwarded-for"},
+                    {"exact": "x-forwarded-client-cert"}, {"prefix": "x-auth-request-"},
+                ]}},
+                "authorization_response": {
+                    "allowed_upstream_headers": {"patterns": [{"prefix": "x-auth-request-"}]},
+                },
+            },
+            "failure_mode_allow": False,
+        },
+    }
+
+
 def make_keys(alg: str, work: Path, users: int) -> tuple[Path, Path]:
     if alg == "RS256":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -294,9 +319,9 @@ def main() -> None:
         wait_port(up_port)
 
         # gatehouse, on CPU 1 with the Envoy under test.
-        g_port = free_port()
+        g_port, g_http_port = free_port(), free_port()
         g_cfg = {
-            "server": {"grpc_addr": f"127.0.0.1:{g_port}"},
+            "server": {"grpc_addr": f"127.0.0.1:{g_port}", "http_addr": f"127.0.0.1:{g_http_port}"},
             "log": {"level": "warn"},
             "jwt": {"issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [args.alg],
                                  "keys": {"jwks_file": str(jwks_file)}}]},
@@ -307,16 +332,21 @@ def main() -> None:
                          work / "gatehouse.log")
         procs.append(gatehouse)
         wait_port(g_port)
+        wait_port(g_http_port)
 
         # The Envoy under test: one listener per configuration.
-        ports = {name: free_port() for name in ("bare", "jwt_authn", "jwt_authn+cache", "ext_authz")}
+        ports = {name: free_port() for name in ("bare", "jwt_authn", "jwt_authn+cache", "ext_authz",
+                                                   "ext_authz_http")}
         listeners = [
             hcm("bare", ports["bare"], [], "upstream"),
             hcm("jwt_authn", ports["jwt_authn"], [jwt_authn_filter(jwks_file, False)], "upstream"),
             hcm("jwt_authn_cache", ports["jwt_authn+cache"], [jwt_authn_filter(jwks_file, True)], "upstream"),
             hcm("ext_authz", ports["ext_authz"], [ext_authz_filter()], "upstream"),
+            hcm("ext_authz_http", ports["ext_authz_http"], [ext_authz_http_filter()], "upstream"),
         ]
-        cfg = bootstrap(listeners, [cluster("upstream", up_port), cluster("gatehouse", g_port, http2=True)], free_port())
+        clusters = [cluster("upstream", up_port), cluster("gatehouse", g_port, http2=True),
+                    cluster("gatehouse_http", g_http_port)]
+        cfg = bootstrap(listeners, clusters, free_port())
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         under_test = Proc("envoy", [envoy, "-c", str(work / "envoy.yaml"), "--concurrency", "1",
                                     "--disable-hot-restart", "--base-id", "12", "-l", "error"], 1, work / "envoy.log")
@@ -341,7 +371,7 @@ def main() -> None:
                 e1, g1 = cpu_ns(under_test.pid), cpu_ns(gatehouse.pid)
                 n = max(r["requests"], 1)
                 r["envoy_us"] = (e1 - e0) / 1000 / n
-                r["gatehouse_us"] = (g1 - g0) / 1000 / n if name == "ext_authz" else 0.0
+                r["gatehouse_us"] = (g1 - g0) / 1000 / n if name.startswith("ext_authz") else 0.0
                 results[name].append(r)
                 print(f"round {rnd + 1} {name:16s} {r['rps']:9.0f} req/s  envoy {r['envoy_us']:6.1f} µs/req"
                       f"  gatehouse {r['gatehouse_us']:6.1f} µs/req  non-2xx {r['non2xx']}", flush=True)

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::verify::KeyMaterial;
 use crate::config::RefreshConfig;
+use crate::metrics::KeyMetrics;
 
 /// Largest JWKS or discovery document accepted from the network.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -226,7 +227,7 @@ fn jwk_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// Where an issuer's keys come from at run time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyOrigin {
     /// Loaded once at start-up (inline JWKS, file, shared secret).
     Static,
@@ -256,6 +257,10 @@ pub struct IssuerKeys {
     last_refetch: Mutex<Option<Instant>>,
     /// Never fetch (`gatehouse explain` runs without network).
     offline: AtomicBool,
+    /// Unix time of the last successful fetch (0: never).
+    fetched_at: AtomicU64,
+    /// Fetch counters, when metrics are kept.
+    metrics: Option<KeyMetrics>,
 }
 
 impl IssuerKeys {
@@ -270,6 +275,8 @@ impl IssuerKeys {
             generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
             offline: AtomicBool::new(false),
+            fetched_at: AtomicU64::new(crate::clock::now_secs()),
+            metrics: None,
         }
     }
 
@@ -289,6 +296,41 @@ impl IssuerKeys {
             generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
             offline: AtomicBool::new(false),
+            fetched_at: AtomicU64::new(0),
+            metrics: None,
+        }
+    }
+
+    /// Counts this key set's fetches in `metrics`.
+    pub fn with_metrics(mut self, metrics: KeyMetrics) -> IssuerKeys {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Whether these keys are fetched from the same place, under the same
+    /// name and refresh settings, as `origin` describes: then a reload
+    /// keeps this key set (and its refresh) instead of fetching anew.
+    pub fn same_source(&self, name: &str, origin: &KeyOrigin, refresh: &RefreshConfig) -> bool {
+        self.is_remote() && self.name == name && self.origin == *origin && self.refresh == *refresh
+    }
+
+    /// Unix time of the last successful fetch (for fixed keys: when they
+    /// were loaded); `None` before the first.
+    pub fn fetched_at(&self) -> Option<u64> {
+        match self.fetched_at.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Notes a fetch's outcome (metrics, age).
+    fn fetched(&self, ok: bool) {
+        if ok {
+            self.fetched_at
+                .store(crate::clock::now_secs(), Ordering::Relaxed);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.fetched(ok);
         }
     }
 
@@ -358,8 +400,10 @@ impl IssuerKeys {
             Ok((set, _)) => {
                 tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set refetched for an unknown kid");
                 self.install(set);
+                self.fetched(true);
             }
             Err(e) => {
+                self.fetched(false);
                 tracing::warn!(issuer = %self.name, error = %e, "key refetch failed; keeping the last good key set")
             }
         }
@@ -378,9 +422,11 @@ impl IssuerKeys {
                 Ok((set, max_age)) => {
                     tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set loaded");
                     self.install(set);
+                    self.fetched(true);
                     self.next_refresh(max_age)
                 }
                 Err(e) => {
+                    self.fetched(false);
                     tracing::warn!(issuer = %self.name, error = %e, "key set fetch failed; keeping the last good key set");
                     self.refresh.retry_interval
                 }
@@ -492,102 +538,4 @@ fn cache_max_age(value: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ec_jwk(kid: &str) -> serde_json::Value {
-        json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-               "x": "mA0RsYrR4cj_cChPDWB6UCuAU0KnGYQ9TkBJMDD3DKs",
-               "y": "YMB7-1a-VcO9PXYtDT67WCbhF9wL8Wrgh9vtYsgH1Xk"})
-    }
-
-    #[test]
-    fn parses_and_skips_unusable_keys() {
-        let doc = json!({"keys": [
-            ec_jwk("a"),
-            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
-            {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB", "kid": "enc"},
-            {"kty": "weird", "kid": "w"},
-        ]});
-        let set = KeySet::from_jwks(&doc).unwrap();
-        assert_eq!(set.keys.len(), 1);
-        assert!(set.has_kid("a"));
-        assert!(!set.has_kid("hmac"));
-    }
-
-    #[test]
-    fn empty_or_malformed_documents_are_errors() {
-        assert!(KeySet::from_jwks(&json!({})).is_err());
-        assert!(KeySet::from_jwks(&json!({"keys": []})).is_err());
-        assert!(KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "k": "AA"}]})).is_err());
-        assert!(KeySet::from_jwks(&json!({"keys": "nope"})).is_err());
-    }
-
-    #[test]
-    fn key_kind_guards_algorithm_confusion() {
-        assert!(KeyKind::Rsa.serves(Algorithm::RS256));
-        assert!(!KeyKind::Rsa.serves(Algorithm::HS256));
-        assert!(!KeyKind::P256.serves(Algorithm::ES384));
-        assert!(!KeyKind::Hmac.serves(Algorithm::RS256));
-        let set = KeySet::from_jwks(&json!({"keys": [ec_jwk("a")]})).unwrap();
-        assert_eq!(set.candidates(Some("a"), Algorithm::ES256).count(), 1);
-        assert_eq!(set.candidates(Some("a"), Algorithm::HS256).count(), 0);
-        assert_eq!(set.candidates(Some("b"), Algorithm::ES256).count(), 0);
-        assert_eq!(set.candidates(None, Algorithm::ES256).count(), 1);
-    }
-
-    #[test]
-    fn pinned_alg_must_match_key_type() {
-        let mut jwk = ec_jwk("a");
-        jwk["alg"] = json!("RS256");
-        assert!(KeySet::from_jwks(&json!({"keys": [jwk]})).is_err());
-    }
-
-    #[test]
-    fn cache_control_parsing() {
-        assert_eq!(
-            cache_max_age("public, max-age=300"),
-            Some(Duration::from_secs(300))
-        );
-        assert_eq!(cache_max_age("no-store"), Some(Duration::ZERO));
-        assert_eq!(cache_max_age("public"), None);
-        assert_eq!(cache_max_age("max-age=abc"), None);
-    }
-
-    #[test]
-    fn refresh_interval_is_clamped() {
-        let keys = IssuerKeys::remote(
-            "t".into(),
-            KeyOrigin::JwksUri("http://127.0.0.1:1/".into()),
-            RefreshConfig::default(),
-            reqwest::Client::new(),
-        );
-        let r = RefreshConfig::default();
-        assert_eq!(keys.next_refresh(Some(Duration::ZERO)), r.min_interval);
-        assert_eq!(
-            keys.next_refresh(Some(Duration::from_secs(10_000_000))),
-            r.max_interval
-        );
-        assert_eq!(keys.next_refresh(None), r.interval);
-        assert!(!keys.is_ready());
-    }
-
-    #[test]
-    fn discovery_checks_the_issuer() {
-        let doc = json!({
-            "issuer": "https://idp.example",
-            "authorization_endpoint": "https://idp.example/auth",
-            "jwks_uri": "https://idp.example/jwks",
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-        });
-        assert_eq!(
-            discovered_jwks_uri(&doc, "https://idp.example").unwrap(),
-            "https://idp.example/jwks"
-        );
-        assert!(discovered_jwks_uri(&doc, "https://other.example").is_err());
-        assert!(discovered_jwks_uri(&json!({"issuer": 1}), "x").is_err());
-    }
-}
+mod tests;

@@ -89,7 +89,8 @@ enum Kind {
     Missing,
 }
 
-#[tokio::main]
+/// One thread: see [`run_open`] for why.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mix = parse_mix(&args.mix)?;
@@ -244,10 +245,16 @@ async fn run_closed(
 }
 
 /// Open loop: request `i` is due at `start + i / rate`; its latency runs
-/// from that due time, not from when it was actually sent. A dedicated OS
-/// thread paces the requests with `std::thread::sleep` (tokio's timer has
-/// a 1 ms resolution, far coarser than the 200 µs between requests at
-/// 5,000/s) and hands each one to the runtime.
+/// from that due time, not from when it was actually sent, so a stalled
+/// server is not hidden (coordinated omission is corrected).
+///
+/// The generator runs on one thread (a current-thread runtime) and paces
+/// by spinning: it yields to the runtime until the next request is due
+/// instead of sleeping. Sleeping would measure the generator instead of
+/// the server: tokio's timer has a 1 ms resolution (five requests apart at
+/// 5,000/s), and waking a sleeping thread costs tens of microseconds on a
+/// VM. The generator's CPU (pinned apart from the server's) is spent so
+/// that every response is read as soon as it arrives.
 async fn run_open(
     channels: &[Channel],
     requests: &Arc<Vec<CheckRequest>>,
@@ -257,39 +264,28 @@ async fn run_open(
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let in_flight = Arc::new(Semaphore::new(10_000));
-    let handle = tokio::runtime::Handle::current();
-    let channels = channels.to_vec();
-    let requests = requests.clone();
-    let pacer = std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut tasks = Vec::with_capacity(total as usize);
-        for i in 0..total {
-            let due = start + interval.mul_f64(i as f64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                // 10,000 requests in flight: the server is not keeping up.
-                tasks.push(handle.spawn(async { (Vec::new(), 1) }));
-                continue;
-            };
-            let mut client =
-                AuthorizationClient::new(channels[i as usize % channels.len()].clone());
-            let req = requests[i as usize % requests.len()].clone();
-            tasks.push(handle.spawn(async move {
-                let _permit = permit;
-                match client.check(req).await {
-                    Ok(resp) => (vec![tag(due.elapsed(), &resp.into_inner())], 0),
-                    Err(_) => (Vec::new(), 1),
-                }
-            }));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        while Instant::now() < due {
+            tokio::task::yield_now().await;
         }
-        tasks
-    });
-    let tasks = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
-        .await
-        .unwrap_or_default();
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            // 10,000 requests in flight: the server is not keeping up.
+            tasks.push(tokio::spawn(async { (Vec::new(), 1) }));
+            continue;
+        };
+        let mut client = AuthorizationClient::new(channels[i as usize % channels.len()].clone());
+        let req = requests[i as usize % requests.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            match client.check(req).await {
+                Ok(resp) => (vec![tag(due.elapsed(), &resp.into_inner())], 0),
+                Err(_) => (Vec::new(), 1),
+            }
+        }));
+    }
     collect(tasks).await
 }
 

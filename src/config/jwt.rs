@@ -129,7 +129,7 @@ pub struct DiscoveryConfig {
 }
 
 /// How fetched key sets are refreshed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RefreshConfig {
     /// Refresh interval when the response has no `Cache-Control: max-age`.

@@ -11,6 +11,7 @@ mod issuer;
 mod jwt;
 mod openapi;
 mod policy;
+mod reload;
 mod store;
 mod telemetry;
 mod upstream;
@@ -28,6 +29,7 @@ pub use issuer::*;
 pub use jwt::*;
 pub use openapi::*;
 pub use policy::*;
+pub use reload::*;
 pub use store::*;
 pub use telemetry::*;
 pub use upstream::*;
@@ -50,6 +52,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The engine's metrics could not be set up (a bug, not the file's fault).
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 impl ConfigError {
@@ -167,6 +172,9 @@ pub struct Config {
     /// Where shared state lives.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Hot reload: watching this file.
+    #[serde(default)]
+    pub reload: ReloadConfig,
 }
 
 /// Listening addresses and shutdown behaviour.
@@ -183,6 +191,20 @@ pub struct ServerConfig {
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
     /// `/auth/jwt/request`, `/auth/jwt/set`, `/healthz`.
     pub http_addr: SocketAddr,
+    /// Threads serving gRPC checks, each with its own single-threaded
+    /// runtime (`0`: one per CPU gatehouse may run on).
+    pub grpc_threads: usize,
+}
+
+impl ServerConfig {
+    /// [`Self::grpc_threads`] with `0` resolved to the CPUs available to
+    /// this process (its affinity mask and cgroup quota included).
+    pub fn grpc_thread_count(&self) -> usize {
+        match self.grpc_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -192,6 +214,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(15),
             realm: "gatehouse".into(),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            grpc_threads: 0,
         }
     }
 }
@@ -214,7 +237,7 @@ pub struct ScopesConfig {
 }
 
 /// Logging settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.

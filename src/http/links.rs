@@ -19,20 +19,20 @@ use crate::config::AuthType;
 use crate::deny::Deny;
 use crate::issuer::InternalIssuer;
 use crate::issuer::link::{LinkRequest, LinkSubject, MintError};
+use crate::pipeline::Engine;
 use crate::secret::Secret;
 
-fn issuer(state: &AppState) -> Result<&InternalIssuer, ApiError> {
-    state
-        .engine
+fn issuer(engine: &Engine) -> Result<&InternalIssuer, ApiError> {
+    engine
         .issuer
         .as_deref()
         .ok_or_else(|| ApiError::NotFound("gatehouse has no issuer configured".into()))
 }
 
-fn denied(state: &AppState, deny: Deny) -> ApiError {
+fn denied(engine: &Engine, deny: Deny) -> ApiError {
     ApiError::Denied {
         deny,
-        realm: state.engine.realm.clone(),
+        realm: engine.realm.clone(),
     }
 }
 
@@ -53,24 +53,20 @@ pub(super) async fn request(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let issuer = issuer(&state)?;
-    let request = from_http(&method, &uri, &headers, peer, &state.engine.trusted_proxies)?;
-    let caller = match state
-        .engine
-        .authn
-        .authenticate(&request, AuthType::Bearer)
-        .await
-    {
+    let engine = state.engine.current();
+    let issuer = issuer(&engine)?;
+    let request = from_http(&method, &uri, &headers, peer, &engine.trusted_proxies)?;
+    let caller = match engine.authn.authenticate(&request, AuthType::Bearer).await {
         Ok(Some(identity)) => identity,
         Ok(None) => {
             return Err(denied(
-                &state,
+                &engine,
                 Deny::NoCredential {
                     auth_type: AuthType::Bearer,
                 },
             ));
         }
-        Err(deny) => return Err(denied(&state, deny)),
+        Err(deny) => return Err(denied(&engine, deny)),
     };
     let links = issuer.links();
     let allowed = links.allowed_prefixes(&caller).inspect_err(|e| {
@@ -128,7 +124,8 @@ pub(super) async fn request(
 /// here: the cookie holds a copy without `once`, valid for the same
 /// window, so the browser can keep using it.
 pub(super) async fn set(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
-    let issuer = issuer(&state)?;
+    let engine = state.engine.current();
+    let issuer = issuer(&engine)?;
     let query = parse_query(uri.query())?;
     let location = safe_location(query.get("then").map_or("", String::as_str))
         .map_err(ApiError::BadRequest)?;
@@ -145,16 +142,16 @@ pub(super) async fn set(State(state): State<AppState>, uri: Uri) -> Result<Respo
     })?;
     let invalid = |reason: String| {
         denied(
-            &state,
+            &engine,
             Deny::InvalidToken {
                 reason,
                 auth_type: AuthType::Bearer,
             },
         )
     };
-    let identity = match state.engine.authn.jwt.verify(&token).await {
+    let identity = match engine.authn.jwt.verify(&token).await {
         Ok(identity) => identity,
-        Err(JwtError::KeysUnavailable) => return Err(denied(&state, Deny::KeysUnavailable)),
+        Err(JwtError::KeysUnavailable) => return Err(denied(&engine, Deny::KeysUnavailable)),
         Err(e) => {
             tracing::info!(token_fingerprint = %token.fingerprint(), reason = %e, "link hand-off refused");
             return Err(invalid(e.to_string()));
@@ -167,9 +164,9 @@ pub(super) async fn set(State(state): State<AppState>, uri: Uri) -> Result<Respo
     };
     let now = now_secs();
     let value = if grant.once {
-        link::consume(state.engine.store.as_ref(), &grant, AuthType::Bearer)
+        link::consume(engine.store.as_ref(), &grant, AuthType::Bearer)
             .await
-            .map_err(|deny| denied(&state, deny))?;
+            .map_err(|deny| denied(&engine, deny))?;
         let mut reusable = (*grant).clone();
         reusable.once = false;
         let claims = issuer

@@ -7,9 +7,13 @@
 //! | `POST /auth/jwt/request` | mint a signed link ([`links`]) |
 //! | `GET /auth/jwt/set` | store a link in a cookie, redirect ([`links`]) |
 //! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
+//! | `/ext_authz/<path>` | a check asked by Envoy's HTTP ext_authz ([`check`]) |
+//! | `/auth` | a forward-auth check (nginx `auth_request`, Traefik) ([`check`]) |
+//! | `GET /metrics` | Prometheus text exposition ([`crate::metrics`]) |
 //!
 //! It starts with the gRPC server and drains with it on SIGTERM.
 
+pub mod check;
 pub mod error;
 mod links;
 pub mod redirect;
@@ -25,11 +29,12 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
-use crate::pipeline::Engine;
+use crate::live::LiveEngine;
 use error::ApiError;
 
 /// Largest request body (a link request is a few hundred bytes).
@@ -40,8 +45,9 @@ const KEYS_MAX_AGE: &str = "public, max-age=300";
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// The engine (authenticators, issuer, store).
-    pub engine: Arc<Engine>,
+    /// The serving engine (authenticators, issuer, store); each request
+    /// takes the current one once.
+    pub engine: LiveEngine,
     /// Set when shutdown begins: `/healthz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
 }
@@ -54,6 +60,13 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/jwt/request", post(links::request))
         .route("/auth/jwt/set", get(links::set))
         .route("/healthz", get(healthz))
+        .route(check::ENVOY_PREFIX, any(check::envoy))
+        .route(
+            &format!("{}/{{*path}}", check::ENVOY_PREFIX),
+            any(check::envoy),
+        )
+        .route("/auth", any(check::forward_auth))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -73,8 +86,8 @@ fn cached_json(value: &serde_json::Value) -> Response {
 }
 
 async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let issuer = state
-        .engine
+    let engine = state.engine.current();
+    let issuer = engine
         .issuer
         .as_deref()
         .ok_or_else(|| ApiError::NotFound("gatehouse has no issuer configured".into()))?;
@@ -82,8 +95,8 @@ async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn discovery(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let issuer = state
-        .engine
+    let engine = state.engine.current();
+    let issuer = engine
         .issuer
         .as_deref()
         .ok_or_else(|| ApiError::NotFound("gatehouse has no issuer configured".into()))?;
@@ -93,7 +106,7 @@ async fn discovery(State(state): State<AppState>) -> Result<Response, ApiError> 
 /// 200 when the engine is ready and not draining (the gRPC health
 /// service's SERVING), else 503.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let serving = state.engine.ready() && !state.draining.load(Ordering::Relaxed);
+    let serving = state.engine.load().ready() && !state.draining.load(Ordering::Relaxed);
     let (status, text) = if serving {
         (StatusCode::OK, "SERVING")
     } else {
@@ -104,6 +117,28 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The Prometheus text exposition; the key-set gauges describe the
+/// serving engine's issuers.
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let engine = state.engine.current();
+    let text = engine
+        .metrics
+        .registry()
+        .render(&engine.authn.key_sets())
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot render metrics");
+            ApiError::Internal("metrics could not be rendered")
+        })?;
+    let mut response = text.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// Seconds since the epoch.
@@ -129,21 +164,27 @@ impl HttpListener {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and waits
-    /// up to `drain` for in-flight requests.
+    /// up to `drain` for in-flight requests. `engine`: an engine, or a
+    /// [`LiveEngine`] a reloader swaps.
     pub async fn serve(
         self,
-        engine: Arc<Engine>,
+        engine: impl Into<LiveEngine>,
         drain: Duration,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), std::io::Error> {
         let draining = Arc::new(AtomicBool::new(false));
         let app = router(AppState {
-            engine,
+            engine: engine.into(),
             draining: draining.clone(),
         });
         let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
+        // TCP_NODELAY: a check answered over HTTP is one small write that
+        // Nagle's algorithm would hold back waiting for the proxy's ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::config::{self, ConfigSource};
 use crate::issuer::keys::{SigningAlgorithm, SigningKey};
+use crate::pipeline::Engine;
 use crate::secret::Secret;
 use crate::testkit::{self, TestKey};
 

@@ -11,7 +11,7 @@
 mod host;
 mod index;
 mod matcher;
-mod overrides;
+pub(crate) mod overrides;
 mod template;
 
 use std::collections::HashSet;

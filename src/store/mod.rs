@@ -10,6 +10,7 @@
 //! Keys are namespaced with [`key`]: `gatehouse:<namespace>:<id>`.
 
 pub mod memory;
+pub mod metered;
 
 use std::sync::Arc;
 use std::time::Duration;

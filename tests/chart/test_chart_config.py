@@ -193,6 +193,21 @@ def test_config_checksum_rolls_the_pods_exactly_when_the_config_changes(chart):
     assert checksum(chart.render(base)) == checksum(before)
 
 
+def test_without_roll_on_config_change_a_config_change_leaves_the_pods_to_hot_reload(chart):
+    base = merge(VALUE_SETS["all-enabled"], {"rollOnConfigChange": False})
+    before = chart.render(base)
+    changed = chart.render(merge(base, {"config": {"log": {"level": "debug"}}}))
+    assert "checksum/config" not in pod_template(before)["metadata"]["annotations"]
+    # The ConfigMap changes, the pod template does not: no rollout, the
+    # pods reload the mounted file (config.reload in all-enabled).
+    assert rendered_config(changed) != rendered_config(before)
+    assert pod_template(changed) == pod_template(before)
+    assert "reload:" in rendered_config(before)
+    # The default keeps rolling.
+    assert "checksum/config" in pod_template(chart.render(VALUE_SETS["all-enabled"]))["metadata"][
+        "annotations"]
+
+
 @pytest.mark.parametrize("name", ["defaults", "minimal"])
 def test_minimal_installs_mount_no_secrets(chart, name):
     files, dirs = mounted_files(chart.render(VALUE_SETS[name]))

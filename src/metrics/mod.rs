@@ -1,0 +1,343 @@
+//! Prometheus metrics, served as text at `GET /metrics` on the side port.
+//!
+//! Library: the `prometheus` crate (TiKV) rather than `prometheus-client`
+//! (the Prometheus organisation's). Both are maintained — the latter
+//! releases more often and speaks OpenMetrics — but its `Histogram`
+//! takes a mutex on every observation, while `prometheus`'s histogram is
+//! lock-free (hot and cold shards of atomics). Every check observes one
+//! histogram from every worker thread, so the lock-free one keeps
+//! recording a check to a handful of atomic operations. Its text format
+//! (0.0.4) is what every Prometheus scrapes.
+//!
+//! One [`Metrics`] (one registry) per process, made by the caller and
+//! handed to [`crate::app`]: no global. Engines, key sets and the store
+//! get pre-resolved handles to their series when they are built
+//! ([`checks::EngineMetrics`], [`KeyMetrics`], [`StoreMetrics`]), so
+//! recording never looks a label up. Labels are bounded by configuration
+//! (rule and issuer names) or by the code (decisions, deny reasons, store
+//! operations); nothing a client sends becomes a label.
+
+pub mod checks;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::authn::keys::IssuerKeys;
+
+pub use checks::EngineMetrics;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Check latency buckets (seconds): a check is a few microseconds in
+/// process, a signature verification tens, a key refetch milliseconds.
+const CHECK_BUCKETS: [f64; 17] = [
+    5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3,
+    100e-3, 250e-3, 1.0, 2.5,
+];
+
+/// Store latency buckets (seconds): the memory store answers in about a
+/// microsecond, a networked one in a fraction of a millisecond.
+const STORE_BUCKETS: [f64; 13] = [
+    1e-6, 5e-6, 10e-6, 50e-6, 100e-6, 500e-6, 1e-3, 5e-3, 10e-3, 50e-3, 100e-3, 500e-3, 1.0,
+];
+
+/// The store operations, as their `op` label.
+pub const STORE_OPS: [&str; 4] = ["set_if_absent", "get", "delete", "purge_expired"];
+
+/// Why metrics could not be set up or rendered (a bug: every name and
+/// label is fixed in this module).
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The `prometheus` crate refused a metric, a label or the encoding.
+    #[error("metrics: {0}")]
+    Prometheus(#[from] prometheus::Error),
+}
+
+/// The process's registry and every metric family in it.
+pub struct Metrics {
+    registry: Registry,
+    checks: IntCounterVec,
+    check_duration: HistogramVec,
+    jwks_refresh: IntCounterVec,
+    jwks_age: GaugeVec,
+    jwks_keys: IntGaugeVec,
+    store_duration: HistogramVec,
+    store_errors: IntCounterVec,
+    reloads: IntCounterVec,
+    reload_success_time: Gauge,
+    reload_successful: IntGauge,
+    restart_required: IntGauge,
+    /// Serializes scrapes: each one resets and refills the key-set gauges.
+    scrape: Mutex<()>,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric family registered.
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_build_info",
+                "Always 1; the labels name the running build.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .get_metric_with_label_values(&[env!("CARGO_PKG_VERSION")])?
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        let metrics = Metrics {
+            checks: counter_vec(
+                &registry,
+                "gatehouse_checks_total",
+                "Checks answered, by decision (allow, deny), deny reason (empty for allow) and rule (empty when no rule applied).",
+                &["decision", "reason", "rule"],
+            )?,
+            check_duration: histogram_vec(
+                &registry,
+                "gatehouse_check_duration_seconds",
+                "Time from receiving a check to its answer, in process (excludes gRPC framing), by decision.",
+                &["decision"],
+                &CHECK_BUCKETS,
+            )?,
+            jwks_refresh: counter_vec(
+                &registry,
+                "gatehouse_jwks_refresh_total",
+                "Fetches of remote key sets (scheduled, and refetches for an unknown kid), by issuer and result (success, failure).",
+                &["issuer", "result"],
+            )?,
+            jwks_age: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "gatehouse_jwks_keys_age_seconds",
+                        "Seconds since the issuer's remote key set was last fetched successfully (absent until the first success).",
+                    ),
+                    &["issuer"],
+                )?,
+            )?,
+            jwks_keys: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gatehouse_jwks_keys",
+                        "Usable keys in the issuer's remote key set (0 until loaded).",
+                    ),
+                    &["issuer"],
+                )?,
+            )?,
+            store_duration: histogram_vec(
+                &registry,
+                "gatehouse_store_operation_duration_seconds",
+                "Latency of store operations, by operation.",
+                &["op"],
+                &STORE_BUCKETS,
+            )?,
+            store_errors: counter_vec(
+                &registry,
+                "gatehouse_store_errors_total",
+                "Store operations that failed (store full or unavailable), by operation.",
+                &["op"],
+            )?,
+            reloads: counter_vec(
+                &registry,
+                "gatehouse_config_reloads_total",
+                "Configuration reloads (SIGHUP or a change of the file), by result (success, failure).",
+                &["result"],
+            )?,
+            reload_success_time: register(
+                &registry,
+                Gauge::new(
+                    "gatehouse_config_last_reload_success_timestamp_seconds",
+                    "When the running configuration was loaded (start or last successful reload), Unix time.",
+                )?,
+            )?,
+            reload_successful: register(
+                &registry,
+                IntGauge::new(
+                    "gatehouse_config_last_reload_successful",
+                    "1 when the last load of the configuration succeeded, 0 when it failed and the previous one is still running.",
+                )?,
+            )?,
+            restart_required: register(
+                &registry,
+                IntGauge::new(
+                    "gatehouse_config_restart_required",
+                    "1 when the configuration file changes settings that take effect only at restart (listen addresses, logging, reload).",
+                )?,
+            )?,
+            registry,
+            scrape: Mutex::new(()),
+        };
+        for result in ["success", "failure"] {
+            metrics.reloads.get_metric_with_label_values(&[result])?;
+        }
+        for op in STORE_OPS {
+            metrics.store_errors.get_metric_with_label_values(&[op])?;
+        }
+        Ok(metrics)
+    }
+
+    /// Handles for one remote key set's fetch results.
+    pub fn key_metrics(&self, issuer: &str) -> Result<KeyMetrics, MetricsError> {
+        Ok(KeyMetrics {
+            success: self
+                .jwks_refresh
+                .get_metric_with_label_values(&[issuer, "success"])?,
+            failure: self
+                .jwks_refresh
+                .get_metric_with_label_values(&[issuer, "failure"])?,
+        })
+    }
+
+    /// Handles for every store operation.
+    pub fn store_metrics(&self) -> Result<StoreMetrics, MetricsError> {
+        let op = |name: &str| -> Result<StoreOpMetrics, MetricsError> {
+            Ok(StoreOpMetrics {
+                duration: self.store_duration.get_metric_with_label_values(&[name])?,
+                errors: self.store_errors.get_metric_with_label_values(&[name])?,
+            })
+        };
+        Ok(StoreMetrics {
+            set_if_absent: op(STORE_OPS[0])?,
+            get: op(STORE_OPS[1])?,
+            delete: op(STORE_OPS[2])?,
+            purge_expired: op(STORE_OPS[3])?,
+        })
+    }
+
+    /// Records the outcome of a configuration load: `restart_required`
+    /// tells whether the file has settings that wait for a restart.
+    pub fn config_loaded(&self, ok: bool, restart_required: bool) {
+        let result = if ok { "success" } else { "failure" };
+        if let Ok(counter) = self.reloads.get_metric_with_label_values(&[result]) {
+            counter.inc();
+        }
+        self.reload_successful.set(i64::from(ok));
+        if ok {
+            self.reload_success_time
+                .set(crate::clock::now_secs() as f64);
+            self.restart_required.set(i64::from(restart_required));
+        }
+    }
+
+    /// Marks the configuration loaded at start-up (not counted as a reload).
+    pub fn config_started(&self) {
+        self.reload_successful.set(1);
+        self.reload_success_time
+            .set(crate::clock::now_secs() as f64);
+    }
+
+    /// The text exposition of every metric; the key-set gauges are
+    /// computed now from `key_sets` (the serving engine's).
+    pub fn render(&self, key_sets: &[Arc<IssuerKeys>]) -> Result<String, MetricsError> {
+        let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.jwks_age.reset();
+        self.jwks_keys.reset();
+        let now = crate::clock::now_secs();
+        for keys in key_sets.iter().filter(|k| k.is_remote()) {
+            let count = keys.current().map_or(0, |set| set.keys.len());
+            self.jwks_keys
+                .get_metric_with_label_values(&[&keys.name])?
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+            if let Some(fetched) = keys.fetched_at() {
+                self.jwks_age
+                    .get_metric_with_label_values(&[&keys.name])?
+                    .set(now.saturating_sub(fetched) as f64);
+            }
+        }
+        let mut text = String::new();
+        TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)?;
+        Ok(text)
+    }
+}
+
+/// Fetch results of one remote key set.
+#[derive(Clone)]
+pub struct KeyMetrics {
+    success: IntCounter,
+    failure: IntCounter,
+}
+
+impl KeyMetrics {
+    /// Counts one fetch.
+    pub fn fetched(&self, ok: bool) {
+        if ok {
+            self.success.inc();
+        } else {
+            self.failure.inc();
+        }
+    }
+}
+
+/// Latency and errors of one store operation.
+#[derive(Clone)]
+pub struct StoreOpMetrics {
+    duration: Histogram,
+    errors: IntCounter,
+}
+
+impl StoreOpMetrics {
+    /// Records one operation that took `elapsed`.
+    pub fn record(&self, elapsed: Duration, failed: bool) {
+        self.duration.observe(elapsed.as_secs_f64());
+        if failed {
+            self.errors.inc();
+        }
+    }
+}
+
+/// Every store operation's handles.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// `set_if_absent`.
+    pub set_if_absent: StoreOpMetrics,
+    /// `get`.
+    pub get: StoreOpMetrics,
+    /// `delete`.
+    pub delete: StoreOpMetrics,
+    /// `purge_expired`.
+    pub purge_expired: StoreOpMetrics,
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, MetricsError> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> Result<HistogramVec, MetricsError> {
+    register(
+        registry,
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        )?,
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,91 @@
+//! What triggers a reload: SIGHUP, and a change of the configuration
+//! file's content, found by reading it every `reload.interval`.
+//!
+//! Polling the content rather than subscribing to file events: a
+//! Kubernetes ConfigMap update swaps a `..data` symlink in the mounted
+//! directory and never writes the file itself, editors replace files by
+//! rename, and a read of a few kilobytes a second costs nothing. Reading
+//! through the path follows whatever the symlinks point at now. A change
+//! is applied once two reads in a row see the same new content, so a file
+//! caught half-written is not loaded (debounce).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+use super::Reloader;
+use crate::config::ReloadConfig;
+
+/// Starts the triggers: SIGHUP (always: without a file it is logged and
+/// ignored, rather than ending the process as by default) and, when
+/// `config.watch` and there is a file, the watch.
+pub fn spawn(reloader: Arc<Reloader>, config: &ReloadConfig) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(on_sighup(reloader.clone()))];
+    match reloader.file() {
+        None => {
+            tracing::info!("configuration reload is off: serving the embedded demo configuration")
+        }
+        Some(path) if config.watch => {
+            tracing::info!(
+                file = %path.display(),
+                interval = %humantime::format_duration(config.interval),
+                "watching the configuration file for changes (SIGHUP also reloads)"
+            );
+            tasks.push(tokio::spawn(watch_file(reloader, config.interval)));
+        }
+        Some(_) => {
+            tracing::info!("configuration file not watched (reload.watch: false); SIGHUP reloads")
+        }
+    }
+    tasks
+}
+
+/// Reloads on every SIGHUP.
+async fn on_sighup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by SIGHUP is off");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            let _ = reloader.reload("SIGHUP").await;
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
+}
+
+/// Reads the file every `interval`; reloads when its content differs
+/// from the last loaded and is the same as at the previous read.
+async fn watch_file(reloader: Arc<Reloader>, interval: Duration) {
+    let Some(path) = reloader.file().map(|p| p.to_path_buf()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending: Option<[u8; 32]> = None;
+    loop {
+        tick.tick().await;
+        let Ok(content) = tokio::fs::read(&path).await else {
+            // Missing for a moment while being replaced: look again later.
+            pending = None;
+            continue;
+        };
+        let hash: [u8; 32] = Sha256::digest(&content).into();
+        if Some(hash) == reloader.loaded_hash() {
+            pending = None;
+        } else if pending == Some(hash) {
+            pending = None;
+            let _ = reloader.reload("file changed").await;
+        } else {
+            pending = Some(hash);
+        }
+    }
+}
