@@ -271,7 +271,23 @@ impl fmt::Display for Explanation {
         writeln!(f, "phases:")?;
         for phase in Phase::ALL {
             match rec.steps.iter().find(|(p, _)| *p == phase) {
-                Some((_, Ok(()))) => writeln!(f, "  {:<9}  ok", phase.name())?,
+                Some((_, Ok(()))) => {
+                    let anonymous_pass = phase == Phase::Authn
+                        && rec.caller.is_none()
+                        && rec
+                            .requirement
+                            .as_ref()
+                            .is_some_and(|r| matches!(r.access, Access::Authenticated { .. }));
+                    if anonymous_pass {
+                        writeln!(
+                            f,
+                            "  {:<9}  ok    no credential (authz decides)",
+                            phase.name()
+                        )?
+                    } else {
+                        writeln!(f, "  {:<9}  ok", phase.name())?
+                    }
+                }
                 Some((_, Err(deny))) => writeln!(
                     f,
                     "  {:<9}  DENY  {}: {deny}",

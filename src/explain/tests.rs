@@ -147,7 +147,7 @@ async fn missing_credential_is_a_401_at_authn() {
     assert!(!explanation.allowed());
     assert_eq!(line(&text, "credential:"), "credential:  none found");
     assert!(
-        text.contains("  authn      ok"),
+        text.contains("  authn      ok    no credential (authz decides)"),
         "no credential passes authn:\n{text}"
     );
     assert!(

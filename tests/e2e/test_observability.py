@@ -123,7 +123,7 @@ def test_check_spans_reach_an_otlp_receiver_on_shutdown(gatehouse_factory, envoy
                                                         mint):
     """Through Envoy, with the caller's traceparent: gatehouse's spans are
     exported to an OTLP/HTTP receiver, at the latest when SIGTERM flushes
-    them. (tests/tracing.rs decodes the export; here the trace id's 16
+    them. (tests/otlp_export.rs decodes the export; here the trace id's 16
     bytes and the span names are looked for in the protobuf body.)"""
     receiver = _OtlpHttpReceiver()
     try:
