@@ -1,6 +1,6 @@
 //! Checks over plain HTTP, for proxies that ask with a subrequest rather
 //! than gRPC. Both routes turn the subrequest into the `CheckRequest`
-//! Envoy would have sent and run the same [`Engine::check_owned`]; only
+//! Envoy would have sent and run the same [`crate::live::LiveEngine::check`]; only
 //! the envelope differs.
 //!
 //! | route | asked by | the original request is |

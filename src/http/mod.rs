@@ -4,8 +4,8 @@
 //! |---|---|
 //! | `GET /.well-known/jwks.json` | the internal issuer's public keys |
 //! | `GET /.well-known/openid-configuration` | `issuer`, `jwks_uri`, algorithms |
-//! | `POST /auth/jwt/request` | mint a signed link ([`links`]) |
-//! | `GET /auth/jwt/set` | store a link in a cookie, redirect ([`links`]) |
+//! | `POST /auth/jwt/request` | mint a signed link (`links.rs`) |
+//! | `GET /auth/jwt/set` | store a link in a cookie, redirect (`links.rs`) |
 //! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
 //! | `/ext_authz/<path>` | a check asked by Envoy's HTTP ext_authz ([`check`]) |
 //! | `/auth` | a forward-auth check (nginx `auth_request`, Traefik) ([`check`]) |

@@ -11,7 +11,7 @@
 //!   `X-Auth-Request-Token`, replacing the caller's own.
 //!
 //! Actions are compiled per rule name once; [`UpstreamActions::prepare`]
-//! decides for one request (and can fail, closed), [`Prepared::apply`]
+//! decides for one request (and can fail, closed), [`UpstreamActions::finish`]
 //! edits the allow response.
 
 pub mod file_secret;
