@@ -373,6 +373,17 @@ mod tests {
         assert!(extensions_from_query("").is_empty());
     }
 
+    /// `GET https://h/` from a loopback peer.
+    fn get_root() -> (Original, SocketAddr) {
+        let original = Original {
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "h".into(),
+            path: "/".into(),
+        };
+        (original, SocketAddr::from(([127, 0, 0, 1], 1)))
+    }
+
     #[test]
     fn repeated_headers_are_joined_like_envoy() {
         let h = headers(&[
@@ -381,13 +392,7 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
             ("x-forwarded-for", "10.0.0.2"),
         ]);
-        let original = Original {
-            method: "GET".into(),
-            scheme: "https".into(),
-            host: "h".into(),
-            path: "/".into(),
-        };
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let (original, peer) = get_root();
         let check = check_request(original, &h, peer, HashMap::new()).unwrap();
         let http = check.attributes.unwrap().request.unwrap().http.unwrap();
         assert_eq!(http.headers["cookie"], "a=1; b=2");
@@ -399,13 +404,7 @@ mod tests {
     fn non_utf8_header_is_refused() {
         let mut h = HeaderMap::new();
         h.insert("x-bad", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
-        let original = Original {
-            method: "GET".into(),
-            scheme: "https".into(),
-            host: "h".into(),
-            path: "/".into(),
-        };
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let (original, peer) = get_root();
         assert_eq!(
             check_request(original, &h, peer, HashMap::new()).unwrap_err(),
             SubrequestError::NotUtf8("x-bad".into())
