@@ -26,6 +26,8 @@ use gatehouse::proto::auth::authorization_client::AuthorizationClient;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
 /// Drive gatehouse's Check RPC and report latency and CPU per check.
 #[derive(Parser, Debug)]
@@ -76,6 +78,11 @@ struct Args {
     /// Host of the checked request.
     #[arg(long, default_value = "api.example.com")]
     host: String,
+    /// Send `grpc.health.v1.Health/Check` instead of `Authorization/Check`:
+    /// the floor of a gRPC round trip on this machine (same server, same
+    /// transport, no authorization work), to compare latencies against.
+    #[arg(long)]
+    health_floor: bool,
     /// PID of the gatehouse process, to report its CPU time per check.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -101,13 +108,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Warm-up: every distinct request once, then closed-loop for a while.
-    run_closed(&channels, &requests, args.concurrency, args.warmup).await;
+    run_closed(
+        &channels,
+        &requests,
+        args.concurrency,
+        args.warmup,
+        args.health_floor,
+    )
+    .await;
 
     let cpu_before = args.server_pid.and_then(cpu_time);
     let started = Instant::now();
     let (latencies, errors) = match args.rate {
-        Some(rate) => run_open(&channels, &requests, rate, args.duration).await,
-        None => run_closed(&channels, &requests, args.concurrency, args.duration).await,
+        Some(rate) => run_open(&channels, &requests, rate, args.duration, args.health_floor).await,
+        None => {
+            let (concurrency, duration) = (args.concurrency, args.duration);
+            run_closed(
+                &channels,
+                &requests,
+                concurrency,
+                duration,
+                args.health_floor,
+            )
+            .await
+        }
     };
     let elapsed = started.elapsed();
     let cpu_after = args.server_pid.and_then(cpu_time);
@@ -219,11 +243,12 @@ async fn run_closed(
     requests: &Arc<Vec<CheckRequest>>,
     concurrency: usize,
     duration: Duration,
+    health_floor: bool,
 ) -> (Vec<u64>, u64) {
     let deadline = Instant::now() + duration;
     let mut workers = Vec::new();
     for w in 0..concurrency.max(1) {
-        let mut client = AuthorizationClient::new(channels[w % channels.len()].clone());
+        let mut client = Client::new(channels[w % channels.len()].clone(), health_floor);
         let requests = requests.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -233,9 +258,9 @@ async fn run_closed(
                 let req = requests[i % requests.len()].clone();
                 i += concurrency;
                 let start = Instant::now();
-                match client.check(req).await {
-                    Ok(resp) => latencies.push(tag(start.elapsed(), &resp.into_inner())),
-                    Err(_) => errors += 1,
+                match client.call(req).await {
+                    Ok(allowed) => latencies.push(tag(start.elapsed(), allowed)),
+                    Err(()) => errors += 1,
                 }
             }
             (latencies, errors)
@@ -260,6 +285,7 @@ async fn run_open(
     requests: &Arc<Vec<CheckRequest>>,
     rate: u64,
     duration: Duration,
+    health_floor: bool,
 ) -> (Vec<u64>, u64) {
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
@@ -276,23 +302,55 @@ async fn run_open(
             tasks.push(tokio::spawn(async { (Vec::new(), 1) }));
             continue;
         };
-        let mut client = AuthorizationClient::new(channels[i as usize % channels.len()].clone());
+        let mut client = Client::new(channels[i as usize % channels.len()].clone(), health_floor);
         let req = requests[i as usize % requests.len()].clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            match client.check(req).await {
-                Ok(resp) => (vec![tag(due.elapsed(), &resp.into_inner())], 0),
-                Err(_) => (Vec::new(), 1),
+            match client.call(req).await {
+                Ok(allowed) => (vec![tag(due.elapsed(), allowed)], 0),
+                Err(()) => (Vec::new(), 1),
             }
         }));
     }
     collect(tasks).await
 }
 
+/// One connection's client: `Authorization/Check`, or the health floor.
+enum Client {
+    Check(AuthorizationClient<Channel>),
+    Health(HealthClient<Channel>),
+}
+
+impl Client {
+    fn new(channel: Channel, health_floor: bool) -> Client {
+        if health_floor {
+            Client::Health(HealthClient::new(channel))
+        } else {
+            Client::Check(AuthorizationClient::new(channel))
+        }
+    }
+
+    /// Sends one call; `Ok(true)` for an allowed check (or SERVING).
+    async fn call(&mut self, request: CheckRequest) -> Result<bool, ()> {
+        match self {
+            Client::Check(client) => {
+                let response = client.check(request).await.map_err(|_| ())?.into_inner();
+                Ok(response.status.as_ref().is_some_and(|s| s.code == 0))
+            }
+            Client::Health(client) => {
+                let response = client
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .map_err(|_| ())?;
+                Ok(response.into_inner().status == 1)
+            }
+        }
+    }
+}
+
 /// Latency in ns, with the lowest bit telling whether the check allowed
 /// (1) or denied (0) the request: one word per sample, no extra vectors.
-fn tag(latency: Duration, response: &gatehouse::proto::auth::CheckResponse) -> u64 {
-    let allowed = response.status.as_ref().is_some_and(|s| s.code == 0);
+fn tag(latency: Duration, allowed: bool) -> u64 {
     (latency.as_nanos() as u64 & !1) | u64::from(allowed)
 }
 
