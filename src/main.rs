@@ -165,6 +165,10 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?
         .with_threads(config.server.grpc_thread_count());
+    let listener = match &config.server.grpc_socket {
+        Some(path) => listener.with_unix_socket(path).map_err(|e| e.to_string())?,
+        None => listener,
+    };
     let http = HttpListener::bind(config.server.http_addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -172,6 +176,7 @@ async fn run(
         addr = %listener.local_addr().map_or_else(|| config.server.grpc_addr.to_string(), |a| a.to_string()),
         http_addr = %http.local_addr().map_or_else(|| config.server.http_addr.to_string(), |a| a.to_string()),
         grpc_threads = config.server.grpc_thread_count(),
+        grpc_socket = config.server.grpc_socket.as_deref().map(|p| tracing::field::display(p.display())),
         version = env!("CARGO_PKG_VERSION"),
         "gatehouse listening (gRPC: ext_authz v3, health, reflection; HTTP side port)"
     );

@@ -61,6 +61,14 @@ pub enum ServeError {
     /// The transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The Unix domain socket could not be set up.
+    #[error("unix socket {}: {source}", path.display())]
+    Unix {
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A serving thread (or its runtime, or its copy of the socket) could
     /// not be set up.
     #[error("starting a serving thread: {source}")]
@@ -74,6 +82,7 @@ pub enum ServeError {
 /// learn the real port when configured with port 0).
 pub struct Listener {
     listener: TcpListener,
+    unix: Option<std::os::unix::net::UnixListener>,
     threads: usize,
 }
 
@@ -86,8 +95,37 @@ impl Listener {
             .map_err(|source| ServeError::Bind { addr, source })?;
         Ok(Listener {
             listener,
+            unix: None,
             threads: 1,
         })
+    }
+
+    /// Also serves on the Unix domain socket `path` (a sidecar Envoy in
+    /// the same pod): no TCP stack on either side of each check. A stale
+    /// socket file left by an earlier run is replaced; any other file at
+    /// `path` is an error.
+    pub fn with_unix_socket(mut self, path: &std::path::Path) -> Result<Listener, ServeError> {
+        use std::os::unix::fs::FileTypeExt as _;
+        let unix_error = |source| ServeError::Unix {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                std::fs::remove_file(path).map_err(unix_error)?;
+            }
+            Ok(_) => {
+                return Err(unix_error(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists and is not a socket",
+                )));
+            }
+            Err(_) => {}
+        }
+        let listener = std::os::unix::net::UnixListener::bind(path).map_err(unix_error)?;
+        listener.set_nonblocking(true).map_err(unix_error)?;
+        self.unix = Some(listener);
+        Ok(self)
     }
 
     /// Serves checks on `threads` threads (at least one), each with its own
@@ -150,12 +188,18 @@ impl Listener {
             let socket = listener
                 .try_clone()
                 .map_err(|source| ServeError::Thread { source })?;
+            let unix = self
+                .unix
+                .as_ref()
+                .map(std::os::unix::net::UnixListener::try_clone)
+                .transpose()
+                .map_err(|source| ServeError::Thread { source })?;
             let (services, stop, abort) = (services.clone(), stop.subscribe(), abort.subscribe());
             let done = done_tx.clone();
             std::thread::Builder::new()
                 .name(format!("gatehouse-grpc-{index}"))
                 .spawn(move || {
-                    let _ = done.send(serve_thread(socket, services, stop, abort));
+                    let _ = done.send(serve_thread(socket, unix, services, stop, abort));
                 })
                 .map_err(|source| ServeError::Thread { source })?;
         }
@@ -201,32 +245,56 @@ impl Listener {
 }
 
 /// One serving thread: its own single-threaded runtime and tonic server
-/// on a clone of the listening socket, until `stop` (graceful) or `abort`.
+/// on a clone of the listening socket (and of the Unix socket, if any),
+/// until `stop` (graceful) or `abort`.
 fn serve_thread(
     socket: std::net::TcpListener,
+    unix: Option<std::os::unix::net::UnixListener>,
     services: Routes,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
     mut abort: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| ServeError::Thread { source })?;
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    };
     runtime.block_on(async move {
         let listener =
             TcpListener::from_std(socket).map_err(|source| ServeError::Thread { source })?;
-        let server = tonic::transport::Server::builder()
-            .add_routes(services)
-            // TCP_NODELAY: a check answer is one small frame; Nagle's
-            // algorithm would hold it back waiting for Envoy's ACK.
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async move {
-                    let _ = stop.wait_for(|stopping| *stopping).await;
-                },
-            );
+        let (tcp_services, tcp_stop) = (services.clone(), stop.clone());
+        let tcp = async move {
+            tonic::transport::Server::builder()
+                .add_routes(tcp_services)
+                // TCP_NODELAY: a check answer is one small frame; Nagle's
+                // algorithm would hold it back waiting for Envoy's ACK.
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stopped(tcp_stop),
+                )
+                .await
+                .map_err(ServeError::from)
+        };
+        let unix = async move {
+            let Some(unix) = unix else {
+                return Ok(());
+            };
+            let unix = tokio::net::UnixListener::from_std(unix)
+                .map_err(|source| ServeError::Thread { source })?;
+            tonic::transport::Server::builder()
+                .add_routes(services)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(unix),
+                    stopped(stop),
+                )
+                .await
+                .map_err(ServeError::from)
+        };
         tokio::select! {
-            result = server => result.map_err(ServeError::from),
+            // The first error (say, of the Unix socket) ends the thread.
+            result = async { tokio::try_join!(tcp, unix) } => result.map(|_| ()),
             _ = abort.wait_for(|aborting| *aborting) => Ok(()),
         }
     })

@@ -364,3 +364,29 @@ async fn health_watch_sees_not_serving_while_draining() {
     drop(watch);
     stop(running).await;
 }
+
+/// `server.grpc_socket`: a stale socket from an earlier run is replaced;
+/// any other file in its place is refused, never deleted.
+#[tokio::test]
+async fn unix_socket_replaces_stale_sockets_only() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-uds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("grpc.sock");
+    let _ = std::fs::remove_file(&path);
+    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(stale); // the file stays, as after a crash
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(listener.with_unix_socket(&path).is_ok());
+
+    let file = dir.join("not-a-socket");
+    std::fs::write(&file, b"keep me").unwrap();
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let err = listener.with_unix_socket(&file).err().expect("refused");
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

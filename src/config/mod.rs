@@ -191,6 +191,9 @@ pub struct ServerConfig {
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
     /// `/auth/jwt/request`, `/auth/jwt/set`, `/healthz`.
     pub http_addr: SocketAddr,
+    /// Also serve gRPC on this Unix domain socket (for an Envoy in the same
+    /// pod or host: no TCP stack per check). Absent: TCP only.
+    pub grpc_socket: Option<PathBuf>,
     /// Threads serving gRPC checks, each with its own single-threaded
     /// runtime (`0`: one per CPU gatehouse may run on).
     pub grpc_threads: usize,
@@ -215,6 +218,7 @@ impl Default for ServerConfig {
             realm: "gatehouse".into(),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             grpc_threads: 0,
+            grpc_socket: None,
         }
     }
 }

@@ -263,6 +263,10 @@ pub fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str>
             s.server.grpc_threads != n.server.grpc_threads,
             "server.grpc_threads",
         ),
+        (
+            s.server.grpc_socket != n.server.grpc_socket,
+            "server.grpc_socket",
+        ),
         // log.decisions is read per check (it lives in the engine).
         (
             s.log.format != n.log.format || s.log.level != n.log.level,

@@ -212,6 +212,8 @@ def gatehouse(workdir, keys, idp, discovery_idp, rotating_idp, gatehouse_port, g
     internal issuer is Envoy's listener URL (Envoy routes the side port)."""
     config = configs.shared_config(idp, discovery_idp, rotating_idp)
     config["network"]["trusted_proxies"] = trusted_proxies
+    # Also on a Unix socket (test_unix_socket.py runs an Envoy against it).
+    config["server"]["grpc_socket"] = str(workdir / "gatehouse-grpc.sock")
     config["issuer"] = configs.internal_issuer(envoy.base_url)
     instance = GatehouseInstance(
         workdir / "gatehouse", config,

@@ -80,7 +80,10 @@ def rewrite(config: dict, ports: Ports) -> dict:
         (UPSTREAM_CLUSTER, ports.upstream),
     ):
         cluster = _one(static["clusters"], name, "cluster")
-        _socket_address(_cluster_endpoint(cluster), f"cluster {name}").update(
+        endpoint = _cluster_endpoint(cluster)
+        if "pipe" in endpoint.get("address", {}):
+            continue  # a Unix domain socket: no port to rewrite
+        _socket_address(endpoint, f"cluster {name}").update(
             address=ports.host, port_value=port
         )
     return config
