@@ -4,7 +4,8 @@
   (a) a bare Envoy,
   (b) Envoy with its built-in jwt_authn filter (default configuration),
   (b+cache) the same with jwt_cache_config,
-  (c) Envoy with ext_authz -> gatehouse, over gRPC (`ext_authz`) and over
+  (c) Envoy with ext_authz -> gatehouse, over gRPC on TCP (`ext_authz`) or
+      on a Unix socket (`ext_authz_uds`), and over
       HTTP (`ext_authz_http`: Envoy's http_service asking gatehouse's side
       port at /ext_authz/<path>),
 
@@ -155,6 +156,13 @@ def cluster(name: str, port: int, http2: bool = False) -> dict:
     return c
 
 
+def uds_cluster(name: str, path: Path) -> dict:
+    """An HTTP/2 cluster on gatehouse's Unix socket (`server.grpc_socket`)."""
+    c = cluster(name, 0, http2=True)
+    c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] = {"pipe": {"path": str(path)}}
+    return c
+
+
 def bootstrap(listeners: list[dict], clusters: list[dict], admin_port: int) -> dict:
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
@@ -181,13 +189,13 @@ def jwt_authn_filter(jwks_file: Path, cache: bool) -> dict:
     }
 
 
-def ext_authz_filter() -> dict:
+def ext_authz_filter(cluster_name: str = "gatehouse") -> dict:
     return {
         "name": "envoy.filters.http.ext_authz",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
             "transport_api_version": "V3",
-            "grpc_service": {"envoy_grpc": {"cluster_name": "gatehouse"}, "timeout": "1s"},
+            "grpc_service": {"envoy_grpc": {"cluster_name": cluster_name}, "timeout": "1s"},
             "failure_mode_allow": False,
             # Send gatehouse only the headers it reads: the credential
             # carriers, the client-IP chain and the identity headers it
@@ -321,7 +329,8 @@ def main() -> None:
         # gatehouse, on CPU 1 with the Envoy under test.
         g_port, g_http_port = free_port(), free_port()
         g_cfg = {
-            "server": {"grpc_addr": f"127.0.0.1:{g_port}", "http_addr": f"127.0.0.1:{g_http_port}"},
+            "server": {"grpc_addr": f"127.0.0.1:{g_port}", "http_addr": f"127.0.0.1:{g_http_port}",
+                       "grpc_socket": str(work / "gatehouse.sock")},
             "log": {"level": "warn"},
             "jwt": {"issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [args.alg],
                                  "keys": {"jwks_file": str(jwks_file)}}]},
@@ -336,16 +345,17 @@ def main() -> None:
 
         # The Envoy under test: one listener per configuration.
         ports = {name: free_port() for name in ("bare", "jwt_authn", "jwt_authn+cache", "ext_authz",
-                                                   "ext_authz_http")}
+                                                   "ext_authz_uds", "ext_authz_http")}
         listeners = [
             hcm("bare", ports["bare"], [], "upstream"),
             hcm("jwt_authn", ports["jwt_authn"], [jwt_authn_filter(jwks_file, False)], "upstream"),
             hcm("jwt_authn_cache", ports["jwt_authn+cache"], [jwt_authn_filter(jwks_file, True)], "upstream"),
             hcm("ext_authz", ports["ext_authz"], [ext_authz_filter()], "upstream"),
+            hcm("ext_authz_uds", ports["ext_authz_uds"], [ext_authz_filter("gatehouse_uds")], "upstream"),
             hcm("ext_authz_http", ports["ext_authz_http"], [ext_authz_http_filter()], "upstream"),
         ]
         clusters = [cluster("upstream", up_port), cluster("gatehouse", g_port, http2=True),
-                    cluster("gatehouse_http", g_http_port)]
+                    cluster("gatehouse_http", g_http_port), uds_cluster("gatehouse_uds", work / "gatehouse.sock")]
         cfg = bootstrap(listeners, clusters, free_port())
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         under_test = Proc("envoy", [envoy, "-c", str(work / "envoy.yaml"), "--concurrency", "1",
