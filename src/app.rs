@@ -51,7 +51,7 @@ impl Carry {
 
 /// Builds the engine from configuration, with a registry of its own.
 /// Static keys are loaded here; remote key sets start empty and are
-/// filled by [`spawn_key_refresh`].
+/// filled by the refresh tasks [`crate::reload`] starts.
 pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, ConfigError> {
     build_engine_with(config, source, &Carry::fresh(Arc::new(Metrics::new()?)))
 }
@@ -218,11 +218,6 @@ pub fn build_internal_issuer(
     )?)))
 }
 
-/// Drops expired store entries in the background.
-pub fn spawn_store_purge(engine: &Engine) -> tokio::task::JoinHandle<()> {
-    crate::store::spawn_purge(engine.store.clone())
-}
-
 /// Validates one issuer and loads or prepares its keys.
 fn build_issuer(
     cfg: &IssuerConfig,
@@ -360,15 +355,4 @@ fn check_url(url: &str, key: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(key, "must be an http(s) URL"));
     }
     Ok(())
-}
-
-/// Starts the background refresh of every remote key set.
-pub fn spawn_key_refresh(engine: &Engine) -> Vec<tokio::task::JoinHandle<()>> {
-    engine
-        .authn
-        .key_sets()
-        .into_iter()
-        .filter(|k| k.is_remote())
-        .map(|k| tokio::spawn(k.refresh_forever()))
-        .collect()
 }

@@ -94,34 +94,14 @@ pub fn check_request(
     source: &str,
     headers: std::collections::HashMap<String, String>,
 ) -> crate::proto::auth::CheckRequest {
-    use crate::proto::auth::attribute_context::{HttpRequest, Peer, Request};
-    use crate::proto::auth::{AttributeContext, CheckRequest};
-    use crate::proto::core::address::Address as AddressKind;
-    use crate::proto::core::{Address, SocketAddress};
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                address: Some(Address {
-                    address: Some(AddressKind::SocketAddress(SocketAddress {
-                        address: source.into(),
-                        ..Default::default()
-                    })),
-                }),
-                ..Default::default()
-            }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: path.into(),
-                    host: host.into(),
-                    scheme: "https".into(),
-                    protocol: "HTTP/1.1".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+    crate::request::described::Described {
+        method: "GET".into(),
+        scheme: "https".into(),
+        host: host.into(),
+        path: path.into(),
+        headers,
+        peer: source.into(),
+        ..Default::default()
     }
+    .into_check_request()
 }

@@ -19,11 +19,9 @@ use crate::authn::keys::KeySet;
 use crate::authn::sources::find_token;
 use crate::config::{self, ConfigSource};
 use crate::pipeline::Engine;
-use crate::proto::auth::attribute_context::{HttpRequest, Peer, Request as AttrRequest};
-use crate::proto::auth::{AttributeContext, CheckRequest};
-use crate::proto::core::address::Address as AddressKind;
-use crate::proto::core::{Address, SocketAddress};
+use crate::proto::auth::CheckRequest;
 use crate::request::Request;
+use crate::request::described::{Described, add_header};
 pub use report::{Explanation, Recorder};
 
 /// `gatehouse explain` arguments.
@@ -199,14 +197,7 @@ pub fn check_request(args: &ExplainArgs) -> Result<CheckRequest, ExplainError> {
         if name.is_empty() {
             return Err(ExplainError::Argument("-H: empty header name".into()));
         }
-        // Repeated headers are joined with a comma, as Envoy does.
-        headers
-            .entry(name)
-            .and_modify(|v| {
-                v.push(',');
-                v.push_str(value.trim());
-            })
-            .or_insert_with(|| value.trim().to_string());
+        add_header(&mut headers, &name, value.trim());
     }
     for (name, value) in [
         (":authority", authority.as_str()),
@@ -233,35 +224,18 @@ pub fn check_request(args: &ExplainArgs) -> Result<CheckRequest, ExplainError> {
             .ok_or_else(|| ExplainError::Argument(format!("--context {kv:?}: use KEY=VALUE")))?;
         context_extensions.insert(k.to_string(), v.to_string());
     }
-    Ok(CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                address: Some(Address {
-                    address: Some(AddressKind::SocketAddress(SocketAddress {
-                        address: args.peer.to_string(),
-                        ..Default::default()
-                    })),
-                }),
-                principal: args.principal.clone().unwrap_or_default(),
-                certificate,
-                ..Default::default()
-            }),
-            request: Some(AttrRequest {
-                http: Some(HttpRequest {
-                    method,
-                    path,
-                    host: authority,
-                    scheme: url.scheme().to_string(),
-                    protocol: "HTTP/1.1".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            context_extensions,
-            ..Default::default()
-        }),
-    })
+    Ok(Described {
+        method,
+        scheme: url.scheme().to_string(),
+        host: authority,
+        path,
+        headers,
+        peer: args.peer.to_string(),
+        principal: args.principal.clone().unwrap_or_default(),
+        certificate,
+        context_extensions,
+    }
+    .into_check_request())
 }
 
 /// A `-H` argument for an error message: the name only, never a value.

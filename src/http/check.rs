@@ -38,11 +38,10 @@ use axum::response::Response;
 
 use super::AppState;
 use crate::policy::overrides::{AUTH_TYPE, SATISFY, SCOPE};
-use crate::proto::auth::attribute_context::{HttpRequest, Peer, Request};
 use crate::proto::auth::check_response::HttpResponse;
-use crate::proto::auth::{AttributeContext, CheckRequest, CheckResponse};
-use crate::proto::core::address::Address as AddressKind;
-use crate::proto::core::{Address, HeaderValueOption, SocketAddress};
+use crate::proto::auth::{CheckRequest, CheckResponse};
+use crate::proto::core::HeaderValueOption;
+use crate::request::described::{Described, add_header};
 use crate::upstream::AUDIENCE_EXTENSION;
 
 /// The prefix Envoy's `http_service.path_prefix` must be set to.
@@ -193,8 +192,7 @@ fn extensions_from_query(query: &str) -> HashMap<String, String> {
     extensions
 }
 
-/// The `CheckRequest` Envoy would have sent for `original`. Repeated
-/// headers are joined as Envoy joins them (`; ` for cookies, `,` else).
+/// The `CheckRequest` Envoy would have sent for `original`.
 fn check_request(
     original: Original,
     headers: &HeaderMap,
@@ -205,41 +203,20 @@ fn check_request(
     for (name, value) in headers {
         let value = std::str::from_utf8(value.as_bytes())
             .map_err(|_| SubrequestError::NotUtf8(name.as_str().to_string()))?;
-        map.entry(name.as_str().to_string())
-            .and_modify(|joined: &mut String| {
-                joined.push_str(if name == "cookie" { "; " } else { "," });
-                joined.push_str(value);
-            })
-            .or_insert_with(|| value.to_string());
+        add_header(&mut map, name.as_str(), value);
     }
     map.insert("host".into(), original.host.clone());
-    Ok(CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                address: Some(Address {
-                    address: Some(AddressKind::SocketAddress(SocketAddress {
-                        address: peer.ip().to_string(),
-                        ..Default::default()
-                    })),
-                }),
-                ..Default::default()
-            }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: original.method,
-                    path: original.path,
-                    host: original.host,
-                    scheme: original.scheme,
-                    protocol: "HTTP/1.1".into(),
-                    headers: map,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            context_extensions,
-            ..Default::default()
-        }),
-    })
+    Ok(Described {
+        method: original.method,
+        scheme: original.scheme,
+        host: original.host,
+        path: original.path,
+        headers: map,
+        peer: peer.ip().to_string(),
+        context_extensions,
+        ..Default::default()
+    }
+    .into_check_request())
 }
 
 /// The HTTP form of a `CheckResponse`.

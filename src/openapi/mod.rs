@@ -54,7 +54,8 @@ pub enum OpenApiError {
 }
 
 /// Keys whose value is a map of user-chosen names (property names,
-/// component names, paths, status codes, media types), not keywords.
+/// component names, paths, status codes, media types), not keywords;
+/// every component section ([`refs::SECTIONS`]) is one too.
 const NAME_MAPS: &[&str] = &[
     "properties",
     "patternProperties",
@@ -62,16 +63,6 @@ const NAME_MAPS: &[&str] = &[
     "definitions",
     "dependentSchemas",
     "components",
-    "schemas",
-    "responses",
-    "parameters",
-    "examples",
-    "requestBodies",
-    "headers",
-    "securitySchemes",
-    "links",
-    "callbacks",
-    "pathItems",
     "paths",
     "webhooks",
     "content",
@@ -85,7 +76,7 @@ const DATA_KEYS: &[&str] = &["example", "default", "enum", "const", "value"];
 
 /// Whether the children of `key` are names rather than keywords.
 pub(crate) fn holds_names(key: &str) -> bool {
-    NAME_MAPS.contains(&key)
+    NAME_MAPS.contains(&key) || refs::SECTIONS.contains(&key)
 }
 
 /// Whether `key`, in an object whose keys are keywords (`!names`), holds

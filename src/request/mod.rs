@@ -2,6 +2,7 @@
 //! `CheckRequest` at the edge. Nothing after this module sees protobuf.
 
 pub mod client_ip;
+pub mod described;
 pub mod path;
 
 use std::collections::HashMap;
