@@ -107,11 +107,12 @@ impl Engine {
     /// and filtered out instead).
     pub async fn check_owned(&self, check: CheckRequest) -> (CheckResponse, Decision) {
         if self.telemetry.spans {
+            // Boxed: the span observer makes this future much larger than
+            // the silent one, and every layer above would move the larger
+            // size on every check, traced or not.
             let mut spans = SpanObserver::start(&check);
             let span = spans.span().clone();
-            self.check_observed(check, &mut spans)
-                .instrument(span)
-                .await
+            Box::pin(self.check_observed(check, &mut spans).instrument(span)).await
         } else {
             self.check_observed(check, &mut Silent).await
         }

@@ -1,16 +1,22 @@
 //! A string that must never be printed: tokens, cookies, shared secrets.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// A secret value. `Debug` and `Display` show only a short fingerprint.
+///
+/// Shared, not copied, when cloned: the token a check verified travels on
+/// in its identity (for `X-Auth-Request-Token`), and a cached identity
+/// takes the presented token on every hit.
 #[derive(Clone, Default)]
-pub struct Secret(String);
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+    pub fn new(value: impl AsRef<str>) -> Self {
+        Secret(Arc::from(value.as_ref()))
     }
 
     /// The secret itself; call only where it must leave the process

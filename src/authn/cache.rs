@@ -64,20 +64,22 @@ impl CachedIdentity {
     }
 
     fn to_identity(&self, token: Secret) -> Identity {
-        let text = |s: Option<&str>| s.map(str::to_string);
+        // `String::from(&str)`, not `Box<str>::to_string()`, which goes
+        // through the formatting machinery (seen in perf on every hit).
+        let text = |s: &str| String::from(s);
         Identity {
-            subject: self.subject.to_string(),
-            username: text(self.username.as_deref()),
-            email: text(self.email.as_deref()),
-            uid: text(self.uid.as_deref()),
-            groups: self.groups.iter().map(|g| g.to_string()).collect(),
-            scopes: self.scopes.iter().map(|s| s.to_string()).collect(),
+            subject: text(&self.subject),
+            username: self.username.as_deref().map(text),
+            email: self.email.as_deref().map(text),
+            uid: self.uid.as_deref().map(text),
+            groups: self.groups.iter().map(|g| text(g)).collect(),
+            scopes: self.scopes.iter().map(|s| text(s)).collect(),
             kind: self.kind,
-            issuer: self.issuer.to_string(),
+            issuer: text(&self.issuer),
             expires_at: self.expires_at,
             token,
             query_parameter: None,
-            tool: text(self.tool.as_deref()),
+            tool: self.tool.as_deref().map(text),
             grant: self.grant.clone(),
         }
     }

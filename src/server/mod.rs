@@ -7,11 +7,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+mod io;
+
+pub use io::BatchedWrites;
 
 use crate::live::LiveEngine;
 use crate::proto::auth::authorization_server::{Authorization, AuthorizationServer};
@@ -271,7 +276,9 @@ fn serve_thread(
                 // TCP_NODELAY: a check answer is one small frame; Nagle's
                 // algorithm would hold it back waiting for Envoy's ACK.
                 .serve_with_incoming_shutdown(
-                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    TcpIncoming::from(listener)
+                        .with_nodelay(Some(true))
+                        .map(|stream| stream.map(BatchedWrites)),
                     stopped(tcp_stop),
                 )
                 .await
@@ -286,7 +293,8 @@ fn serve_thread(
             tonic::transport::Server::builder()
                 .add_routes(services)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(unix),
+                    tokio_stream::wrappers::UnixListenerStream::new(unix)
+                        .map(|stream| stream.map(BatchedWrites)),
                     stopped(stop),
                 )
                 .await
