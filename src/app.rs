@@ -141,7 +141,8 @@ pub fn build_engine_with(
         config.jwt.leeway.as_secs(),
         &config.scopes.group_mapping,
     )
-    .with_cache(config.jwt.cache_size);
+    .with_cache(config.jwt.cache_size)
+    .with_cache_metrics(carry.metrics.token_cache_metrics()?);
     if let Some(internal) = &internal {
         verifier.add_internal_issuer(internal.verification_issuer()?);
     }

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use prometheus::IntCounter;
 use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
@@ -85,6 +86,19 @@ impl CachedIdentity {
     }
 }
 
+/// Counters of cache lookups by outcome
+/// (`gatehouse_token_cache_lookups_total{result}`).
+#[derive(Clone)]
+pub struct TokenCacheMetrics {
+    /// Found and still valid: no signature checked.
+    pub hit: IntCounter,
+    /// Not cached: the token is verified in full.
+    pub miss: IntCounter,
+    /// Cached but expired or verified against a key set since replaced:
+    /// dropped, and the token verified in full.
+    pub stale: IntCounter,
+}
+
 /// One verified token.
 #[derive(Clone)]
 struct Entry {
@@ -100,6 +114,7 @@ struct Entry {
 /// The verified-token cache.
 pub struct TokenCache {
     entries: Cache<TokenDigest, Entry>,
+    metrics: Option<TokenCacheMetrics>,
 }
 
 impl TokenCache {
@@ -107,17 +122,34 @@ impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
             entries: Cache::new(capacity.max(1)),
+            metrics: None,
         }
+    }
+
+    /// Counts lookups into `metrics`.
+    pub fn with_metrics(mut self, metrics: TokenCacheMetrics) -> TokenCache {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The cached identity for a token, if it is still valid at `now`,
     /// with `token` (the one presented) attached.
     pub fn get(&self, digest: &TokenDigest, now: u64, token: &Secret) -> Option<Identity> {
-        let entry = self.entries.get(digest)?;
+        let count = |outcome: fn(&TokenCacheMetrics) -> &IntCounter| {
+            if let Some(metrics) = &self.metrics {
+                outcome(metrics).inc();
+            }
+        };
+        let Some(entry) = self.entries.get(digest) else {
+            count(|m| &m.miss);
+            return None;
+        };
         if now > entry.expires_at || entry.keys.generation() != entry.generation {
             self.entries.remove(digest);
+            count(|m| &m.stale);
             return None;
         }
+        count(|m| &m.hit);
         Some(entry.identity.to_identity(token.clone()))
     }
 

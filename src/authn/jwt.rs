@@ -130,6 +130,12 @@ impl JwtVerifier {
         self
     }
 
+    /// Counts the cache's lookups into `metrics` (no-op without a cache).
+    pub fn with_cache_metrics(mut self, metrics: super::cache::TokenCacheMetrics) -> JwtVerifier {
+        self.cache = self.cache.map(|cache| cache.with_metrics(metrics));
+        self
+    }
+
     /// The verified-token cache, if enabled (revocation, metrics).
     pub fn cache(&self) -> Option<&TokenCache> {
         self.cache.as_ref()

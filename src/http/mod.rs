@@ -126,7 +126,10 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = engine
         .metrics
         .registry()
-        .render(&engine.authn.key_sets())
+        .render(
+            &engine.authn.key_sets(),
+            engine.authn.jwt.cache().map_or(0, |cache| cache.len()),
+        )
         .map_err(|e| {
             tracing::error!(error = %e, "cannot render metrics");
             ApiError::Internal("metrics could not be rendered")

@@ -27,6 +27,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::authn::cache::TokenCacheMetrics;
 use crate::authn::keys::IssuerKeys;
 
 pub use checks::EngineMetrics;
@@ -67,6 +68,8 @@ pub struct Metrics {
     jwks_refresh: IntCounterVec,
     jwks_age: GaugeVec,
     jwks_keys: IntGaugeVec,
+    token_cache: IntCounterVec,
+    token_cache_entries: IntGauge,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
     reloads: IntCounterVec,
@@ -130,6 +133,19 @@ impl Metrics {
                         "Usable keys in the issuer's remote key set (0 until loaded).",
                     ),
                     &["issuer"],
+                )?,
+            )?,
+            token_cache: counter_vec(
+                &registry,
+                "gatehouse_token_cache_lookups_total",
+                "Lookups in the verified-token cache, by result: hit (no signature checked), miss (verified in full), stale (expired or verified against a replaced key set: dropped and verified in full).",
+                &["result"],
+            )?,
+            token_cache_entries: register(
+                &registry,
+                IntGauge::new(
+                    "gatehouse_token_cache_entries",
+                    "Verified tokens held in the serving engine's cache.",
                 )?,
             )?,
             store_duration: histogram_vec(
@@ -196,6 +212,16 @@ impl Metrics {
         })
     }
 
+    /// Handles for the token cache's lookup counters.
+    pub fn token_cache_metrics(&self) -> Result<TokenCacheMetrics, MetricsError> {
+        let result = |name: &str| self.token_cache.get_metric_with_label_values(&[name]);
+        Ok(TokenCacheMetrics {
+            hit: result("hit")?,
+            miss: result("miss")?,
+            stale: result("stale")?,
+        })
+    }
+
     /// Handles for every store operation.
     pub fn store_metrics(&self) -> Result<StoreMetrics, MetricsError> {
         let op = |name: &str| -> Result<StoreOpMetrics, MetricsError> {
@@ -235,9 +261,16 @@ impl Metrics {
     }
 
     /// The text exposition of every metric; the key-set gauges are
-    /// computed now from `key_sets` (the serving engine's).
-    pub fn render(&self, key_sets: &[Arc<IssuerKeys>]) -> Result<String, MetricsError> {
+    /// computed now from `key_sets` and the cache size is
+    /// `token_cache_entries` (both the serving engine's).
+    pub fn render(
+        &self,
+        key_sets: &[Arc<IssuerKeys>],
+        token_cache_entries: usize,
+    ) -> Result<String, MetricsError> {
         let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.token_cache_entries
+            .set(i64::try_from(token_cache_entries).unwrap_or(i64::MAX));
         self.jwks_age.reset();
         self.jwks_keys.reset();
         let now = crate::clock::now_secs();

@@ -62,8 +62,43 @@ fn render(engine: &Engine) -> String {
     engine
         .metrics
         .registry()
-        .render(&engine.authn.key_sets())
+        .render(
+            &engine.authn.key_sets(),
+            engine.authn.jwt.cache().map_or(0, |c| c.len()),
+        )
         .expect("render")
+}
+
+#[tokio::test]
+async fn token_cache_lookups_and_size_are_exposed() {
+    let key = TestKey::generate(Algorithm::ES256, "k");
+    let engine = engine(&key);
+    let lookups = |text: &str, result: &str| {
+        sample(
+            text,
+            &format!(r#"gatehouse_token_cache_lookups_total{{result="{result}"}}"#),
+        )
+    };
+    let before = render(&engine);
+    for result in ["hit", "miss", "stale"] {
+        assert_eq!(lookups(&before, result), Some(0.0), "{result}: {before}");
+    }
+    assert_eq!(sample(&before, "gatehouse_token_cache_entries"), Some(0.0));
+
+    let alice = key.mint(&testkit::claims("https://issuer.test", "api", "alice"));
+    let bob = key.mint(&testkit::claims("https://issuer.test", "api", "bob"));
+    check(&engine, "/x/1", Some(&alice)).await;
+    check(&engine, "/x/2", Some(&alice)).await;
+    check(&engine, "/x/3", Some(&alice)).await;
+    check(&engine, "/x/1", Some(&bob)).await;
+    // An invalid token is looked up (a miss) and never cached.
+    check(&engine, "/x/1", Some("not-a-jwt")).await;
+
+    let text = render(&engine);
+    assert_eq!(lookups(&text, "hit"), Some(2.0), "{text}");
+    assert_eq!(lookups(&text, "miss"), Some(3.0), "{text}");
+    assert_eq!(lookups(&text, "stale"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "gatehouse_token_cache_entries"), Some(2.0));
 }
 
 #[tokio::test]
@@ -170,7 +205,7 @@ async fn store_operations_are_timed_and_failures_counted() {
     assert!(store.set_if_absent("b", b"1", minute).await.is_err());
     assert_eq!(store.get("a").await, Ok(Some(b"1".to_vec())));
     assert_eq!(store.delete("a").await, Ok(true));
-    let text = metrics.render(&[]).expect("render");
+    let text = metrics.render(&[], 0).expect("render");
     let value = |series: &str| sample(&text, series);
     assert_eq!(
         value(r#"gatehouse_store_operation_duration_seconds_count{op="set_if_absent"}"#),
@@ -215,7 +250,9 @@ async fn remote_key_sets_report_fetches_keys_and_age() {
         .with_metrics(metrics.key_metrics("idp").expect("key metrics")),
     );
     // Not loaded yet: no age, zero keys.
-    let text = metrics.render(std::slice::from_ref(&keys)).expect("render");
+    let text = metrics
+        .render(std::slice::from_ref(&keys), 0)
+        .expect("render");
     assert_eq!(
         sample(&text, r#"gatehouse_jwks_keys_age_seconds{issuer="idp"}"#),
         None
@@ -228,7 +265,9 @@ async fn remote_key_sets_report_fetches_keys_and_age() {
     assert!(keys.refetch_for_unknown_kid().await.is_some());
     server.set(serde_json::json!({"keys": []}));
     assert!(keys.refetch_for_unknown_kid().await.is_some(), "kept");
-    let text = metrics.render(std::slice::from_ref(&keys)).expect("render");
+    let text = metrics
+        .render(std::slice::from_ref(&keys), 0)
+        .expect("render");
     let value = |series: &str| sample(&text, series);
     assert_eq!(
         value(r#"gatehouse_jwks_refresh_total{issuer="idp",result="success"}"#),
@@ -242,7 +281,7 @@ async fn remote_key_sets_report_fetches_keys_and_age() {
     let age = value(r#"gatehouse_jwks_keys_age_seconds{issuer="idp"}"#).expect("age");
     assert!((0.0..5.0).contains(&age), "{age}");
     // An issuer the serving engine no longer has disappears.
-    let text = metrics.render(&[]).expect("render");
+    let text = metrics.render(&[], 0).expect("render");
     assert!(
         !text.contains(r#"gatehouse_jwks_keys{issuer="idp"}"#),
         "{text}"
@@ -253,7 +292,7 @@ async fn remote_key_sets_report_fetches_keys_and_age() {
 fn build_info_and_reload_results() {
     let metrics = Metrics::new().expect("metrics");
     metrics.config_started();
-    let text = metrics.render(&[]).expect("render");
+    let text = metrics.render(&[], 0).expect("render");
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(
         sample(
@@ -274,7 +313,7 @@ fn build_info_and_reload_results() {
     assert!(started > 1.7e9, "{started}");
 
     metrics.config_loaded(false, false);
-    let text = metrics.render(&[]).expect("render");
+    let text = metrics.render(&[], 0).expect("render");
     let value = |series: &str| sample(&text, series);
     assert_eq!(
         value(r#"gatehouse_config_reloads_total{result="failure"}"#),
@@ -287,7 +326,7 @@ fn build_info_and_reload_results() {
     assert_eq!(value("gatehouse_config_last_reload_successful"), Some(0.0));
 
     metrics.config_loaded(true, true);
-    let text = metrics.render(&[]).expect("render");
+    let text = metrics.render(&[], 0).expect("render");
     assert_eq!(
         sample(&text, r#"gatehouse_config_reloads_total{result="success"}"#),
         Some(1.0)
@@ -304,13 +343,14 @@ fn every_family_has_help_and_type_and_follows_the_naming_conventions() {
     let _checks = EngineMetrics::new(metrics.clone(), ["r"]).expect("checks");
     let _store = metrics.store_metrics().expect("store");
     let _keys = metrics.key_metrics("idp").expect("keys");
+    let _cache = metrics.token_cache_metrics().expect("token cache");
     let keys = Arc::new(IssuerKeys::remote(
         "idp".into(),
         KeyOrigin::JwksUri("http://127.0.0.1:1/".into()),
         RefreshConfig::default(),
         reqwest::Client::new(),
     ));
-    let text = metrics.render(&[keys]).expect("render");
+    let text = metrics.render(&[keys], 0).expect("render");
     let families: Vec<(&str, &str)> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -332,6 +372,8 @@ fn every_family_has_help_and_type_and_follows_the_naming_conventions() {
             "gatehouse_jwks_refresh_total",
             "gatehouse_store_errors_total",
             "gatehouse_store_operation_duration_seconds",
+            "gatehouse_token_cache_entries",
+            "gatehouse_token_cache_lookups_total",
         ]
     );
     for (name, kind) in families {

@@ -95,7 +95,7 @@ async fn decide(engine: &Engine, path: &str) -> &'static str {
 }
 
 fn reloads(metrics: &Metrics, result: &str) -> Option<f64> {
-    let text = metrics.render(&[]).expect("render");
+    let text = metrics.render(&[], 0).expect("render");
     sample(
         &text,
         &format!(r#"gatehouse_config_reloads_total{{result="{result}"}}"#),
@@ -122,7 +122,7 @@ async fn a_changed_rule_applies_and_checks_in_flight_keep_their_engine() {
     assert_eq!(decide(&in_flight, "/new/x").await, "no_rule");
     assert_eq!(reloads(&s.metrics, "success"), Some(1.0));
     assert_eq!(reloads(&s.metrics, "failure"), Some(0.0));
-    let text = s.metrics.render(&[]).expect("render");
+    let text = s.metrics.render(&[], 0).expect("render");
     assert_eq!(
         sample(
             &text,
@@ -159,7 +159,7 @@ async fn a_bad_file_keeps_the_running_engine_and_is_counted() {
     assert_eq!(decide(&live.load(), "/open/x").await, "allow");
     assert_eq!(reloads(&s.metrics, "failure"), Some(3.0));
     assert_eq!(reloads(&s.metrics, "success"), Some(0.0));
-    let text = s.metrics.render(&[]).expect("render");
+    let text = s.metrics.render(&[], 0).expect("render");
     assert_eq!(
         sample(&text, "gatehouse_config_last_reload_successful"),
         Some(0.0)
@@ -306,7 +306,7 @@ async fn settings_read_at_start_are_reported_and_the_rest_applies() {
     let done = s.reloader.reload("test").await.expect("reload");
     assert_eq!(done.restart_required, ["server.grpc_addr", "log"]);
     assert_eq!(s.reloader.live().load().realm, "other");
-    let text = s.metrics.render(&[]).expect("render");
+    let text = s.metrics.render(&[], 0).expect("render");
     assert_eq!(
         sample(&text, "gatehouse_config_restart_required"),
         Some(1.0)
@@ -316,7 +316,7 @@ async fn settings_read_at_start_are_reported_and_the_rest_applies() {
     write(&s.file, &yaml("", ""));
     let done = s.reloader.reload("test").await.expect("reload");
     assert!(done.restart_required.is_empty());
-    let text = s.metrics.render(&[]).expect("render");
+    let text = s.metrics.render(&[], 0).expect("render");
     assert_eq!(
         sample(&text, "gatehouse_config_restart_required"),
         Some(0.0)

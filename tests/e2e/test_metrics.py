@@ -8,6 +8,8 @@ Depends on gatehouse behaviour:
   buckets;
 - remote key sets report fetches (`gatehouse_jwks_refresh_total`), key
   counts and age; static ones (files, shared secrets) do not;
+- the verified-token cache counts lookups by result (`hit`, `miss`,
+  `stale`) and exposes its size;
 - Envoy does not route `/metrics`: it is for the scraper only.
 """
 
@@ -39,6 +41,26 @@ def test_checks_through_envoy_are_counted_by_decision_reason_and_rule(client, ga
     checked = after.count("gatehouse_check_duration_seconds_count", decision="allow") - before.count(
         "gatehouse_check_duration_seconds_count", decision="allow")
     assert checked == 2
+
+
+def test_token_cache_lookups_are_counted(client, gatehouse, mint):
+    token = mint.token()  # a token gatehouse has never seen
+    before = scrape(gatehouse.http_url)
+    expect.allowed(client.get("/data/1", token=token))
+    middle = scrape(gatehouse.http_url)
+    expect.allowed(client.get("/data/2", token=token))
+    expect.allowed(client.get("/data/3", token=token))
+    after = scrape(gatehouse.http_url)
+
+    def lookups(s, result):
+        return s.count("gatehouse_token_cache_lookups_total", result=result)
+
+    # First sight: verified in full and cached; then answered from the cache.
+    assert lookups(middle, "miss") - lookups(before, "miss") == 1
+    assert lookups(middle, "hit") - lookups(before, "hit") == 0
+    assert lookups(after, "hit") - lookups(middle, "hit") == 2
+    assert lookups(after, "miss") - lookups(middle, "miss") == 0
+    assert after.value("gatehouse_token_cache_entries") >= 1
 
 
 def test_exposition_parses_and_follows_prometheus_conventions(gatehouse):

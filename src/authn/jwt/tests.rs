@@ -296,6 +296,16 @@ fn cached_fixture() -> (JwtVerifier, TestKey, Arc<IssuerKeys>) {
     (verifier, ec, keys)
 }
 
+/// Lookup counters not registered anywhere, to read back in a test.
+fn cache_counters() -> crate::authn::cache::TokenCacheMetrics {
+    let counter = |name: &str| prometheus::IntCounter::new(name, "test").unwrap();
+    crate::authn::cache::TokenCacheMetrics {
+        hit: counter("hit"),
+        miss: counter("miss"),
+        stale: counter("stale"),
+    }
+}
+
 #[tokio::test]
 async fn cache_hit_returns_the_same_identity_with_the_presented_token() {
     let (verifier, ec, _) = cached_fixture();
@@ -325,19 +335,27 @@ async fn cache_hit_returns_the_same_identity_with_the_presented_token() {
 #[tokio::test]
 async fn cached_token_still_fails_after_its_exp() {
     let (verifier, ec, _) = cached_fixture();
+    let counters = cache_counters();
+    let verifier = verifier.with_cache_metrics(counters.clone());
     let now = testkit::now();
     let mut claims = testkit::claims(ISS, AUD, "alice");
     claims["exp"] = json!(now + 60);
     let token = Secret::new(ec.mint(&claims));
     assert!(verifier.verify_at(&token, now).await.is_ok());
+    assert!(verifier.verify_at(&token, now + 1).await.is_ok());
+    assert_eq!((counters.miss.get(), counters.hit.get()), (1, 1));
     // Past exp + leeway (30 s): the cached entry must not be used.
     let err = verifier.verify_at(&token, now + 60 + 31).await.unwrap_err();
     assert_eq!(err, JwtError::Expired);
+    assert_eq!(counters.stale.get(), 1);
+    assert_eq!(counters.hit.get(), 1);
 }
 
 #[tokio::test]
 async fn cached_token_fails_after_its_key_is_removed() {
     let (verifier, ec, keys) = cached_fixture();
+    let counters = cache_counters();
+    let verifier = verifier.with_cache_metrics(counters.clone());
     let token = Secret::new(ec.mint(&testkit::claims(ISS, AUD, "alice")));
     assert!(verifier.verify(&token).await.is_ok());
     let other = TestKey::generate(Algorithm::ES256, "ec2");
@@ -345,6 +363,14 @@ async fn cached_token_fails_after_its_key_is_removed() {
     assert_eq!(
         verifier.verify(&token).await.unwrap_err(),
         JwtError::UnknownKey
+    );
+    assert_eq!(
+        (
+            counters.miss.get(),
+            counters.stale.get(),
+            counters.hit.get()
+        ),
+        (1, 1, 0)
     );
 }
 
