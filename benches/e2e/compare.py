@@ -8,6 +8,12 @@
       on a Unix socket (`ext_authz_uds`), and over
       HTTP (`ext_authz_http`: Envoy's http_service asking gatehouse's side
       port at /ext_authz/<path>),
+  (c-nocache) the same over gRPC/TCP with gatehouse's token cache off, so
+      every check verifies the RS256 signature (`ext_authz_nocache`),
+  (floor) ext_authz over gRPC/TCP to a gatehouse whose only rule lets
+      everyone through with no identity header (`ext_authz_floor`): what
+      Envoy's ext_authz round trip and gatehouse's gRPC transport cost with
+      (almost) no authorization work, the floor under (c),
 
 driven by wrk with the same pool of RS256 tokens (one per user), several
 interleaved rounds, medians reported. For each configuration it prints
@@ -326,36 +332,50 @@ def main() -> None:
                                        "--disable-hot-restart", "--base-id", "11", "-l", "error"], 0, work / "upstream.log"))
         wait_port(up_port)
 
-        # gatehouse, on CPU 1 with the Envoy under test.
-        g_port, g_http_port = free_port(), free_port()
-        g_cfg = {
-            "server": {"grpc_addr": f"127.0.0.1:{g_port}", "http_addr": f"127.0.0.1:{g_http_port}",
-                       "grpc_socket": str(work / "gatehouse.sock")},
-            "log": {"level": "warn"},
-            "jwt": {"issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [args.alg],
-                                 "keys": {"jwks_file": str(jwks_file)}}]},
-            "policy": {"default": "authenticated"},
+        # gatehouse, on CPU 1 with the Envoy under test: the one measured,
+        # one with its token cache off, and the floor (see the docstring).
+        issuers = [{"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [args.alg],
+                    "keys": {"jwks_file": str(jwks_file)}}]
+        variants = {
+            "gatehouse": {"jwt": {"issuers": issuers}, "policy": {"default": "authenticated"}},
+            "gatehouse_nocache": {"jwt": {"issuers": issuers, "cache_size": 0},
+                                  "policy": {"default": "authenticated"}},
+            "gatehouse_floor": {"jwt": {"issuers": issuers}, "policy": {"rules": [{
+                "name": "floor", "match": {"path": {"prefix": "/"}}, "auth": "anonymous", "headers": []}]}},
         }
-        (work / "gatehouse.yaml").write_text(yaml.safe_dump(g_cfg))
-        gatehouse = Proc("gatehouse", [args.gatehouse, "serve", "--config", str(work / "gatehouse.yaml")], 1,
-                         work / "gatehouse.log")
-        procs.append(gatehouse)
-        wait_port(g_port)
-        wait_port(g_http_port)
+        gatehouses: dict[str, Proc] = {}
+        g_ports: dict[str, int] = {}
+        for name, variant in variants.items():
+            g_ports[name], http_port = free_port(), free_port()
+            server = {"grpc_addr": f"127.0.0.1:{g_ports[name]}", "http_addr": f"127.0.0.1:{http_port}"}
+            if name == "gatehouse":
+                server["grpc_socket"] = str(work / "gatehouse.sock")
+                g_http_port = http_port
+            (work / f"{name}.yaml").write_text(yaml.safe_dump({"server": server, "log": {"level": "warn"}, **variant}))
+            gatehouses[name] = Proc(name, [args.gatehouse, "serve", "--config", str(work / f"{name}.yaml")], 1,
+                                    work / f"{name}.log")
+            procs.append(gatehouses[name])
+            wait_port(g_ports[name])
+            wait_port(http_port)
 
         # The Envoy under test: one listener per configuration.
-        ports = {name: free_port() for name in ("bare", "jwt_authn", "jwt_authn+cache", "ext_authz",
-                                                   "ext_authz_uds", "ext_authz_http")}
-        listeners = [
-            hcm("bare", ports["bare"], [], "upstream"),
-            hcm("jwt_authn", ports["jwt_authn"], [jwt_authn_filter(jwks_file, False)], "upstream"),
-            hcm("jwt_authn_cache", ports["jwt_authn+cache"], [jwt_authn_filter(jwks_file, True)], "upstream"),
-            hcm("ext_authz", ports["ext_authz"], [ext_authz_filter()], "upstream"),
-            hcm("ext_authz_uds", ports["ext_authz_uds"], [ext_authz_filter("gatehouse_uds")], "upstream"),
-            hcm("ext_authz_http", ports["ext_authz_http"], [ext_authz_http_filter()], "upstream"),
-        ]
-        clusters = [cluster("upstream", up_port), cluster("gatehouse", g_port, http2=True),
-                    cluster("gatehouse_http", g_http_port), uds_cluster("gatehouse_uds", work / "gatehouse.sock")]
+        filters = {
+            "bare": [],
+            "jwt_authn": [jwt_authn_filter(jwks_file, False)],
+            "jwt_authn+cache": [jwt_authn_filter(jwks_file, True)],
+            "ext_authz": [ext_authz_filter()],
+            "ext_authz_uds": [ext_authz_filter("gatehouse_uds")],
+            "ext_authz_http": [ext_authz_http_filter()],
+            "ext_authz_nocache": [ext_authz_filter("gatehouse_nocache")],
+            "ext_authz_floor": [ext_authz_filter("gatehouse_floor")],
+        }
+        # Which gatehouse process each configuration asks (for its CPU).
+        asks = {"ext_authz_nocache": "gatehouse_nocache", "ext_authz_floor": "gatehouse_floor"}
+        ports = {name: free_port() for name in filters}
+        listeners = [hcm(name.replace("+", "_"), ports[name], f, "upstream") for name, f in filters.items()]
+        clusters = [cluster("upstream", up_port), cluster("gatehouse_http", g_http_port),
+                    uds_cluster("gatehouse_uds", work / "gatehouse.sock"),
+                    *(cluster(name, port, http2=True) for name, port in g_ports.items())]
         cfg = bootstrap(listeners, clusters, free_port())
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         under_test = Proc("envoy", [envoy, "-c", str(work / "envoy.yaml"), "--concurrency", "1",
@@ -370,12 +390,13 @@ def main() -> None:
         for name, port in ports.items():
             status = http_ok(port, {"Authorization": f"Bearer {token}"})
             assert status == 200, f"{name}: {status} with a valid token"
-            if name != "bare":
+            if name not in ("bare", "ext_authz_floor"):
                 assert http_ok(port) == 401, f"{name}: a request without a token must be refused"
 
         results: dict[str, list[dict]] = {name: [] for name in ports}
         for rnd in range(args.rounds):
             for name, port in ports.items():
+                gatehouse = gatehouses[asks.get(name, "gatehouse")]
                 e0, g0 = cpu_ns(under_test.pid), cpu_ns(gatehouse.pid)
                 r = run_wrk(port, args.duration, args.connections, lua, tokens_file)
                 e1, g1 = cpu_ns(under_test.pid), cpu_ns(gatehouse.pid)
