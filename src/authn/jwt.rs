@@ -178,11 +178,11 @@ impl JwtVerifier {
         if let Some(identity) = cache.get(&key, now, token) {
             return Ok(identity);
         }
-        // Boxed: the full verification (which may refetch a key set over
-        // the network) is a large future, and keeping it inline made every
-        // check's future, cached or not, several kilobytes that each layer
-        // of the gRPC stack then moved (seen as memcpy in perf). A cache
-        // miss costs a signature check; one allocation more is noise there.
+        // Boxed, so the state of a full verification (parsed header and
+        // claims, a possible key-set refetch) is allocated on a miss only
+        // instead of being part of every check's future, which each layer
+        // of the gRPC stack moves. A miss costs a signature check; one
+        // allocation more is noise there.
         let (identity, (keys, generation)) = Box::pin(self.verify_uncached(token, now)).await?;
         if let Some(exp) = identity.expires_at {
             cache.insert(key, &identity, exp, keys, generation);
