@@ -273,6 +273,30 @@ pub enum LogFormat {
     Json,
 }
 
+impl Config {
+    /// The files an engine reads besides the configuration itself (JWKS
+    /// files, shared-secret files, signing keys), resolved like
+    /// [`resolve_path`]: a hot reload follows their changes too. Not
+    /// included: upstream credential files, which re-read themselves when
+    /// they change (a projected token rotates hourly; a whole reload for it
+    /// would be wasted).
+    pub fn referenced_files(&self, source: &ConfigSource) -> Vec<PathBuf> {
+        let keys = self.jwt.issuers.iter().filter_map(|i| match &i.keys {
+            KeySourceConfig::JwksFile(path) | KeySourceConfig::SharedSecretFile(path) => Some(path),
+            _ => None,
+        });
+        let signing = self.issuer.iter().flat_map(|i| {
+            i.signing_keys.iter().filter_map(|k| match k {
+                SigningKeyConfig::File(path) => Some(path),
+                SigningKeyConfig::Pem(_) => None,
+            })
+        });
+        keys.chain(signing)
+            .map(|path| resolve_path(source, path))
+            .collect()
+    }
+}
+
 /// Resolves `path` against the directory of the config file, so relative
 /// paths in a config mean the same wherever gatehouse is started.
 pub fn resolve_path(source: &ConfigSource, path: &Path) -> PathBuf {

@@ -1,5 +1,6 @@
-//! Hot reload: SIGHUP, or a change of the watched file ([`watch`]),
-//! loads the configuration file again (with the same `GATEHOUSE_*`
+//! Hot reload: SIGHUP, or a change of the configuration file or of a
+//! file it references (key sets, shared secrets, signing keys: see
+//! [`Config::referenced_files`]) ([`watch`]), loads the configuration file again (with the same `GATEHOUSE_*`
 //! overrides), builds a new engine and swaps it in whole.
 //!
 //! * Validated first: a file that does not load or build keeps the
@@ -27,7 +28,7 @@
 mod tasks;
 pub mod watch;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,9 +98,11 @@ pub struct Reloader {
     live: LiveEngine,
     metrics: Arc<Metrics>,
     state: tokio::sync::Mutex<State>,
-    /// SHA-256 of the file content last loaded, good or bad (the watcher
-    /// reloads when the file differs from it).
+    /// [`inputs_hash`] of what was last loaded, good or bad: the watcher
+    /// reloads when the inputs differ from it.
     loaded: Mutex<Option<[u8; 32]>>,
+    /// The files the last parsed configuration references.
+    referenced: Mutex<Vec<PathBuf>>,
 }
 
 impl Reloader {
@@ -114,7 +117,10 @@ impl Reloader {
         metrics: Arc<Metrics>,
     ) -> Arc<Reloader> {
         let tasks = Tasks::start(&engine);
-        let loaded = file_of(&source).and_then(file_hash);
+        let referenced = config.referenced_files(&source);
+        let loaded = file_of(&source)
+            .and_then(file_hash)
+            .map(|config| inputs_hash(config, &referenced));
         metrics.config_started();
         Arc::new(Reloader {
             source,
@@ -127,6 +133,7 @@ impl Reloader {
                 tasks,
             }),
             loaded: Mutex::new(loaded),
+            referenced: Mutex::new(referenced),
         })
     }
 
@@ -140,9 +147,23 @@ impl Reloader {
         file_of(&self.source)
     }
 
-    /// SHA-256 of the file content last loaded.
+    /// [`inputs_hash`] of the configuration and referenced files last
+    /// loaded.
     pub fn loaded_hash(&self) -> Option<[u8; 32]> {
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The files the last parsed configuration references (watched along
+    /// with it).
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        self.referenced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_loaded(&self, hash: Option<[u8; 32]>) {
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = hash;
     }
 
     /// How many remote key sets are being refreshed (for tests).
@@ -188,8 +209,19 @@ impl Reloader {
 
     async fn try_reload(&self, state: &mut State) -> Result<Reloaded, ReloadError> {
         let path = self.file().ok_or(ReloadError::NoFile)?;
-        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = file_hash(path);
+        // Hashed before anything is read for the new engine: a change made
+        // while it is built shows as a difference at the next look (one
+        // extra reload at worst), never as a change already applied.
+        let config_hash = file_hash(path);
+        let mut referenced = self.referenced_files();
+        self.set_loaded(config_hash.map(|c| inputs_hash(c, &referenced)));
         let config = config::load(&self.source, self.env.iter().cloned())?;
+        let now_referenced = config.referenced_files(&self.source);
+        if now_referenced != referenced {
+            referenced = now_referenced;
+            self.set_loaded(config_hash.map(|c| inputs_hash(c, &referenced)));
+            *self.referenced.lock().unwrap_or_else(|e| e.into_inner()) = referenced;
+        }
         let current = self.live.current();
         let store_kept = config.store == state.applied.store;
         let carry = Carry {
@@ -291,6 +323,23 @@ fn file_of(source: &ConfigSource) -> Option<&Path> {
 /// SHA-256 of the file's content (through symlinks), `None` if unreadable.
 pub fn file_hash(path: &Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
+/// One hash of everything a reload reads from disk: the configuration
+/// file's hash `config` and each referenced file's path and content (an
+/// unreadable file counts as a state of its own, so its return is a change).
+pub fn inputs_hash(config: [u8; 32], referenced: &[PathBuf]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(config);
+    for path in referenced {
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        match file_hash(path) {
+            Some(content) => hasher.update(content),
+            None => hasher.update(b"unreadable"),
+        }
+    }
+    hasher.finalize().into()
 }
 
 #[cfg(test)]

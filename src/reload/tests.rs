@@ -401,3 +401,76 @@ async fn the_watcher_follows_a_kubernetes_style_symlink_swap_once_per_change() {
         task.abort();
     }
 }
+
+/// `allow`, or the deny reason, for `token` on a rule that needs one.
+async fn decide_with(engine: &Engine, token: &str) -> &'static str {
+    let mut headers = std::collections::HashMap::new();
+    headers.insert("authorization".to_string(), format!("Bearer {token}"));
+    let request = testkit::check_request("svc.test", "/api/x", "10.0.0.1", headers);
+    match engine.check(&request).await.1.result {
+        Ok(()) => "allow",
+        Err(deny) => deny.reason_label(),
+    }
+}
+
+#[tokio::test]
+async fn the_watcher_follows_a_referenced_key_file() {
+    let old = TestKey::generate(Algorithm::ES256, "old");
+    let new = TestKey::generate(Algorithm::ES256, "new");
+    let rule = r#"
+    - name: api
+      match: {path: {prefix: /api/}}
+"#;
+    let text = yaml(
+        rule,
+        "reload: {interval: 100ms}\njwt:\n  issuers:\n    - {issuer: https://file.test, name: file, audiences: [api], algorithms: [ES256], keys: {jwks_file: keys/jwks.json}}\n",
+    );
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.0.join("keys")).expect("dir");
+    let jwks = dir.0.join("keys/jwks.json");
+    write(&jwks, &testkit::jwks(&[&old]).to_string());
+    let file = dir.0.join("gatehouse.yaml");
+    write(&file, &text);
+    let source = ConfigSource::File(file);
+    let config = config::load(&source, []).expect("config");
+    assert_eq!(config.referenced_files(&source), vec![jwks.clone()]);
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let engine =
+        app::build_engine_with(&config, &source, &Carry::fresh(metrics.clone())).expect("engine");
+    let reloader = Reloader::start(config.clone(), source, Vec::new(), engine, metrics.clone());
+    let tasks = watch::spawn(reloader.clone(), &config.reload);
+
+    let token = new.mint(&testkit::claims("https://file.test", "api", "alice"));
+    assert_eq!(
+        decide_with(&reloader.live().load(), &token).await,
+        "invalid_token"
+    );
+
+    // The key file alone changes (the configuration file does not).
+    write(&jwks, &testkit::jwks(&[&old, &new]).to_string());
+    wait_for_reloads(&metrics, "success", 1.0).await;
+    assert_eq!(decide_with(&reloader.live().load(), &token).await, "allow");
+
+    // Rewritten with the same content: nothing to reload.
+    write(&jwks, &testkit::jwks(&[&old, &new]).to_string());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(reloads(&metrics, "success"), Some(1.0));
+
+    // Gone: one failed reload, the running keys stay; back: reloaded.
+    std::fs::remove_file(&jwks).expect("remove");
+    wait_for_reloads(&metrics, "failure", 1.0).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(reloads(&metrics, "failure"), Some(1.0));
+    assert_eq!(decide_with(&reloader.live().load(), &token).await, "allow");
+    write(&jwks, &testkit::jwks(&[&new]).to_string());
+    wait_for_reloads(&metrics, "success", 2.0).await;
+    let old_token = old.mint(&testkit::claims("https://file.test", "api", "bob"));
+    assert_eq!(
+        decide_with(&reloader.live().load(), &old_token).await,
+        "invalid_token"
+    );
+    assert_eq!(decide_with(&reloader.live().load(), &token).await, "allow");
+    for task in tasks {
+        task.abort();
+    }
+}

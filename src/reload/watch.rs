@@ -1,5 +1,6 @@
 //! What triggers a reload: SIGHUP, and a change of the configuration
-//! file's content, found by reading it every `reload.interval`.
+//! file's content or of a file it references (JWKS files, shared secrets,
+//! signing keys), found by reading them every `reload.interval`.
 //!
 //! Polling the content rather than subscribing to file events: a
 //! Kubernetes ConfigMap update swaps a `..data` symlink in the mounted
@@ -31,7 +32,8 @@ pub fn spawn(reloader: Arc<Reloader>, config: &ReloadConfig) -> Vec<JoinHandle<(
             tracing::info!(
                 file = %path.display(),
                 interval = %humantime::format_duration(config.interval),
-                "watching the configuration file for changes (SIGHUP also reloads)"
+                referenced = reloader.referenced_files().len(),
+                "watching the configuration file and the files it references for changes (SIGHUP also reloads)"
             );
             tasks.push(tokio::spawn(watch_file(reloader, config.interval)));
         }
@@ -62,8 +64,9 @@ async fn on_sighup(reloader: Arc<Reloader>) {
     drop(reloader);
 }
 
-/// Reads the file every `interval`; reloads when its content differs
-/// from the last loaded and is the same as at the previous read.
+/// Reads the file and the files it references every `interval`; reloads
+/// when their content differs from the last loaded and is the same as at
+/// the previous read.
 async fn watch_file(reloader: Arc<Reloader>, interval: Duration) {
     let Some(path) = reloader.file().map(|p| p.to_path_buf()) else {
         return;
@@ -78,7 +81,10 @@ async fn watch_file(reloader: Arc<Reloader>, interval: Duration) {
             pending = None;
             continue;
         };
-        let hash: [u8; 32] = Sha256::digest(&content).into();
+        let hash = super::inputs_hash(
+            Sha256::digest(&content).into(),
+            &reloader.referenced_files(),
+        );
         if Some(hash) == reloader.loaded_hash() {
             pending = None;
         } else if pending == Some(hash) {
