@@ -7,21 +7,29 @@ Depends on gatehouse behaviour:
 - a file that does not load keeps the running configuration, logs why
   (naming the key) and counts `gatehouse_config_reloads_total{result="failure"}`;
 - `reload.watch: false` leaves reloading to SIGHUP;
+- a change of a file the configuration names (here a `jwks_file`) is
+  watched like the configuration itself: a key added to it is accepted
+  after the next read, one removed is refused;
 - a changed setting read only at start (here `server.drain_timeout`) is
   logged as needing a restart and shown by `gatehouse_config_restart_required`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
 from pathlib import Path
 
+import jwt  # PyJWT: tokens minted independently of gatehouse
 import yaml
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
-from harness import configs
+from harness import configs, secret_registry
+from harness.tokens import AUDIENCE
 from harness.httpc import Client
 from harness.metrics import scrape
 from harness.procs import wait_until
@@ -163,3 +171,56 @@ def test_sighup_reloads_an_unwatched_file_and_names_restart_only_changes(
     assert 'trigger="SIGHUP"' in log or "trigger=SIGHUP" in log, log[-2000:]
     assert "server.drain_timeout" in log
     assert g.alive(), "SIGHUP does not end the process"
+
+
+def _rsa_key(kid: str):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
+    return key, jwk
+
+
+def _token(key, kid: str, iss: str, sub: str) -> str:
+    now = int(time.time())
+    token = jwt.encode({"iss": iss, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 600},
+                       key, algorithm="RS256", headers={"kid": kid})
+    secret_registry.record_token(token, "jwks-file reload token")
+    return token
+
+
+def test_a_rotated_key_file_is_picked_up_without_a_signal(gatehouse_factory, envoy_factory, echo):
+    iss = "https://files.gatehouse.test"
+    old, old_jwk = _rsa_key("old")
+    new, new_jwk = _rsa_key("new")
+    config = {
+        "server": {"drain_timeout": "2s", "realm": configs.REALM},
+        "jwt": {"issuers": [configs.issuer("files", iss, ["RS256"], {"jwks_file": "keys/jwks.json"})]},
+        "policy": {"default": "authenticated", "rules": []},
+        "reload": {"interval": "200ms"},
+        "log": {"level": "info"},
+    }
+    g = gatehouse_factory(config, files={"keys/jwks.json": json.dumps({"keys": [old_jwk]}).encode()},
+                          name="gatehouse-keyfile")
+    g.wait_serving()
+    envoy = envoy_factory(g.port, echo.port, name="envoy-keyfile", gatehouse_http_port=g.http_port)
+    client = Client(envoy.port)
+    old_token, new_token = _token(old, "old", iss, "alice"), _token(new, "new", iss, "bob")
+    assert client.get("/data/1", token=old_token).status == 200
+    assert client.get("/data/1", token=new_token).status == 401
+
+    def replace_keys(jwks: list[dict]) -> None:
+        path = g.workdir / "keys" / "jwks.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"keys": jwks}))
+        os.replace(tmp, path)
+
+    # Rotation: the new key is added (the config file is not touched).
+    replace_keys([old_jwk, new_jwk])
+    wait_until("the added key to be accepted", lambda: client.get("/data/1", token=new_token).status == 200,
+               timeout=10, on_timeout=g.process.log_tail)
+    # ... then the old one is removed: its tokens are refused, cached or not.
+    replace_keys([new_jwk])
+    wait_until("the removed key to be refused", lambda: client.get("/data/1", token=old_token).status == 401,
+               timeout=10, on_timeout=g.process.log_tail)
+    assert client.get("/data/2", token=new_token).status == 200
+    assert scrape(g.http_url).count("gatehouse_config_reloads_total", result="success") == 2
