@@ -141,6 +141,11 @@ impl JwtVerifier {
         self.cache.as_ref()
     }
 
+    /// How many verified tokens are cached (0 without a cache).
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.as_ref().map_or(0, TokenCache::len)
+    }
+
     /// Trusts gatehouse's own issuer. Its tokens are accepted only as
     /// signed links: every one must carry a well-formed grant (`URLs`).
     pub fn add_internal_issuer(&mut self, issuer: Issuer) {

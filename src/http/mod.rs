@@ -126,10 +126,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = engine
         .metrics
         .registry()
-        .render(
-            &engine.authn.key_sets(),
-            engine.authn.jwt.cache().map_or(0, |cache| cache.len()),
-        )
+        .render(&engine.authn.key_sets(), engine.authn.jwt.cached_tokens())
         .map_err(|e| {
             tracing::error!(error = %e, "cannot render metrics");
             ApiError::Internal("metrics could not be rendered")

@@ -62,10 +62,7 @@ fn render(engine: &Engine) -> String {
     engine
         .metrics
         .registry()
-        .render(
-            &engine.authn.key_sets(),
-            engine.authn.jwt.cache().map_or(0, |c| c.len()),
-        )
+        .render(&engine.authn.key_sets(), engine.authn.jwt.cached_tokens())
         .expect("render")
 }
 

@@ -87,7 +87,16 @@ fn start(text: &str) -> Setup {
 
 /// `allow`, or the deny reason.
 async fn decide(engine: &Engine, path: &str) -> &'static str {
-    let request = testkit::check_request("svc.test", path, "10.0.0.1", Default::default());
+    decide_as(engine, path, None).await
+}
+
+/// [`decide`], presenting `token` as a bearer token if given.
+async fn decide_as(engine: &Engine, path: &str, token: Option<&str>) -> &'static str {
+    let mut headers = std::collections::HashMap::new();
+    if let Some(token) = token {
+        headers.insert("authorization".to_string(), format!("Bearer {token}"));
+    }
+    let request = testkit::check_request("svc.test", path, "10.0.0.1", headers);
     match engine.check(&request).await.1.result {
         Ok(()) => "allow",
         Err(deny) => deny.reason_label(),
@@ -402,17 +411,6 @@ async fn the_watcher_follows_a_kubernetes_style_symlink_swap_once_per_change() {
     }
 }
 
-/// `allow`, or the deny reason, for `token` on a rule that needs one.
-async fn decide_with(engine: &Engine, token: &str) -> &'static str {
-    let mut headers = std::collections::HashMap::new();
-    headers.insert("authorization".to_string(), format!("Bearer {token}"));
-    let request = testkit::check_request("svc.test", "/api/x", "10.0.0.1", headers);
-    match engine.check(&request).await.1.result {
-        Ok(()) => "allow",
-        Err(deny) => deny.reason_label(),
-    }
-}
-
 #[tokio::test]
 async fn the_watcher_follows_a_referenced_key_file() {
     let old = TestKey::generate(Algorithm::ES256, "old");
@@ -442,14 +440,17 @@ async fn the_watcher_follows_a_referenced_key_file() {
 
     let token = new.mint(&testkit::claims("https://file.test", "api", "alice"));
     assert_eq!(
-        decide_with(&reloader.live().load(), &token).await,
+        decide_as(&reloader.live().load(), "/api/x", Some(&token)).await,
         "invalid_token"
     );
 
     // The key file alone changes (the configuration file does not).
     write(&jwks, &testkit::jwks(&[&old, &new]).to_string());
     wait_for_reloads(&metrics, "success", 1.0).await;
-    assert_eq!(decide_with(&reloader.live().load(), &token).await, "allow");
+    assert_eq!(
+        decide_as(&reloader.live().load(), "/api/x", Some(&token)).await,
+        "allow"
+    );
 
     // Rewritten with the same content: nothing to reload.
     write(&jwks, &testkit::jwks(&[&old, &new]).to_string());
@@ -461,15 +462,21 @@ async fn the_watcher_follows_a_referenced_key_file() {
     wait_for_reloads(&metrics, "failure", 1.0).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(reloads(&metrics, "failure"), Some(1.0));
-    assert_eq!(decide_with(&reloader.live().load(), &token).await, "allow");
+    assert_eq!(
+        decide_as(&reloader.live().load(), "/api/x", Some(&token)).await,
+        "allow"
+    );
     write(&jwks, &testkit::jwks(&[&new]).to_string());
     wait_for_reloads(&metrics, "success", 2.0).await;
     let old_token = old.mint(&testkit::claims("https://file.test", "api", "bob"));
     assert_eq!(
-        decide_with(&reloader.live().load(), &old_token).await,
+        decide_as(&reloader.live().load(), "/api/x", Some(&old_token)).await,
         "invalid_token"
     );
-    assert_eq!(decide_with(&reloader.live().load(), &token).await, "allow");
+    assert_eq!(
+        decide_as(&reloader.live().load(), "/api/x", Some(&token)).await,
+        "allow"
+    );
     for task in tasks {
         task.abort();
     }
