@@ -4,10 +4,10 @@
 pub mod tool;
 
 use crate::config::Satisfy;
-use crate::deny::Deny;
-use crate::identity::Identity;
-use crate::policy::{Access, Requirement};
-use crate::request::Request;
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::request::Request;
+use crate::model::requirement::{Access, Requirement};
 
 /// Decides whether `identity` meets `requirement`.
 pub fn authorize(requirement: &Requirement, identity: Option<&Identity>) -> Result<(), Deny> {
@@ -57,7 +57,7 @@ pub fn authorize_request(
 mod tests {
     use super::*;
     use crate::config::{AuthType, IdentityHeader};
-    use crate::identity::CredentialKind;
+    use crate::model::identity::CredentialKind;
     use crate::secret::Secret;
 
     fn requirement(scopes: &[&str], satisfy: Satisfy) -> Requirement {
@@ -69,7 +69,7 @@ mod tests {
             },
             auth_type: AuthType::Basic,
             headers: IdentityHeader::default_set().into(),
-            credentials: crate::identity::AcceptedCredentials::ALL,
+            credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
         }
     }
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn a_link_is_held_to_its_grant() {
-        use crate::authn::link::{LinkGrant, NotGranted, UrlPattern};
+        use crate::model::grant::{LinkGrant, NotGranted, UrlPattern};
         let mut id = identity(&["a"]);
         id.grant = Some(std::sync::Arc::new(LinkGrant {
             urls: vec![UrlPattern::Prefix("/k8s/".into())],

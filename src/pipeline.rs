@@ -4,7 +4,8 @@
 //! then one decision log line. The engine is immutable; a reload builds a
 //! new one.
 
-pub mod observe;
+pub use crate::model::observe;
+pub use crate::model::observe::Decision;
 
 use std::sync::Arc;
 
@@ -12,15 +13,15 @@ use ipnet::IpNet;
 use tracing::Instrument as _;
 
 use crate::authn::Authenticators;
-use crate::authn::link;
 use crate::authz;
 use crate::authz::tool::ToolPolicy;
-use crate::deny::Deny;
-use crate::identity::Identity;
 use crate::issuer::InternalIssuer;
-use crate::policy::{Access, Policy};
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::request::Request;
+use crate::model::requirement::Access;
+use crate::policy::Policy;
 use crate::proto::auth::{CheckRequest, CheckResponse};
-use crate::request::Request;
 use crate::response;
 use crate::response::upstream::UpstreamHeaders;
 use crate::store::Store;
@@ -28,6 +29,7 @@ use crate::telemetry::TelemetrySettings;
 use crate::telemetry::decision::{self, DecisionRecord};
 use crate::telemetry::spans::SpanObserver;
 use crate::upstream::UpstreamActions;
+use crate::upstream::once;
 use observe::{Observer, Phase, Silent};
 
 /// Everything a check needs, built once from validated configuration.
@@ -54,15 +56,6 @@ pub struct Engine {
     pub telemetry: TelemetrySettings,
     /// Check counters and latency (recorded by the gRPC service).
     pub metrics: crate::metrics::EngineMetrics,
-}
-
-/// The outcome of a check, for logs and metrics.
-#[derive(Debug)]
-pub struct Decision {
-    /// Name of the rule that applied, if one did.
-    pub rule: Option<Arc<str>>,
-    /// `Ok` for allow, the reason for deny.
-    pub result: Result<(), Deny>,
 }
 
 /// How far a check got: what the response and the decision log are made of.
@@ -223,7 +216,7 @@ impl Engine {
         };
         if let Some(grant) = identity.as_ref().and_then(|id| id.grant.as_deref())
             && let Err(deny) =
-                link::consume(self.store.as_ref(), grant, requirement.auth_type).await
+                once::consume(self.store.as_ref(), grant, requirement.auth_type).await
         {
             return Verdict::deny(obs, Phase::Upstream, Some(request), rule, identity, deny);
         }

@@ -3,16 +3,16 @@
 //! normal `CheckResponse`, never a gRPC error.
 
 use crate::config::{AuthType, IdentityHeader};
-use crate::deny::{Deny, GrpcCode};
-use crate::identity::Identity;
-use crate::policy::{Access, Requirement};
+use crate::model::deny::{Deny, GrpcCode};
+use crate::model::identity::Identity;
+use crate::model::request::Request;
+use crate::model::requirement::{Access, Requirement};
 use crate::proto::auth::{
     CheckResponse, DeniedHttpResponse, OkHttpResponse, check_response::HttpResponse,
 };
 use crate::proto::core::{HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction};
 use crate::proto::http_type::HttpStatus;
 use crate::proto::rpc;
-use crate::request::Request;
 
 /// Prefix of every identity header gatehouse owns.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-auth-request-";

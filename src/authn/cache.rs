@@ -15,8 +15,8 @@ use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use super::keys::IssuerKeys;
-use super::link::LinkGrant;
-use crate::identity::{CredentialKind, Identity};
+use crate::model::grant::LinkGrant;
+use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
 
 /// SHA-256 of a token: the cache key.
@@ -126,18 +126,7 @@ impl CachedIdentity {
     }
 }
 
-/// Counters of cache lookups by outcome
-/// (`gatehouse_token_cache_lookups_total{result}`).
-#[derive(Clone)]
-pub struct TokenCacheMetrics {
-    /// Found and still valid: no signature checked.
-    pub hit: IntCounter,
-    /// Not cached: the token is verified in full.
-    pub miss: IntCounter,
-    /// Cached but expired or verified against a key set since replaced:
-    /// dropped, and the token verified in full.
-    pub stale: IntCounter,
-}
+pub use crate::metrics::TokenCacheMetrics;
 
 /// One verified token.
 #[derive(Clone)]

@@ -28,8 +28,8 @@ pub use self::spiffe::SpiffeId;
 use super::dn::DnError;
 use super::xfcc::{self, ElementChoice, XfccError};
 use crate::config::{CertificatesConfig, ConfigError, XfccElementConfig};
-use crate::identity::Identity;
-use crate::request::Request;
+use crate::model::identity::Identity;
+use crate::model::request::Request;
 
 /// The header a trusted proxy forwards client certificates in.
 pub const XFCC_HEADER: &str = "x-forwarded-client-cert";

@@ -17,8 +17,9 @@ use serde_json::{Map, Value};
 
 use super::cache::{self, TokenCache};
 use super::keys::{IssuerKeys, KeySet};
-use crate::config::{AlgorithmName, ClaimsConfig};
-use crate::identity::{CredentialKind, Identity};
+use crate::config::{AlgorithmName, ClaimsConfig, ConfigError};
+use crate::issuer::{ISSUER_NAME, InternalIssuer, claim_names};
+use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
 
 /// Why a token was refused. The messages go to the client, so they never
@@ -88,6 +89,24 @@ pub struct Issuer {
     pub claims: ClaimsConfig,
 }
 
+impl Issuer {
+    /// Gatehouse's own issuer as the verifier trusts it: the audience is
+    /// the issuer itself (links); reissued tokens, whose audience is
+    /// internal, are for upstreams and not accepted back.
+    pub fn internal(own: &InternalIssuer) -> Result<Issuer, ConfigError> {
+        let set = KeySet::from_jwks(own.jwks())
+            .map_err(|e| ConfigError::invalid("issuer.signing_keys", e.to_string()))?;
+        Ok(Issuer {
+            name: ISSUER_NAME.into(),
+            issuer: own.issuer().to_string(),
+            audiences: vec![own.issuer().to_string()],
+            algorithms: own.algorithms(),
+            keys: Arc::new(IssuerKeys::fixed(ISSUER_NAME.into(), set)),
+            claims: claim_names(),
+        })
+    }
+}
+
 /// Verifies JWTs from any configured issuer.
 pub struct JwtVerifier {
     issuers: HashMap<String, Issuer>,
@@ -114,7 +133,7 @@ impl JwtVerifier {
         leeway_secs: u64,
         group_mapping: &std::collections::BTreeMap<String, Vec<String>>,
     ) -> JwtVerifier {
-        let group_scopes = crate::identity::scopes_by_group(group_mapping);
+        let group_scopes = crate::model::identity::scopes_by_group(group_mapping);
         JwtVerifier {
             issuers: issuers.into_iter().map(|i| (i.issuer.clone(), i)).collect(),
             leeway_secs,
@@ -285,7 +304,7 @@ impl JwtVerifier {
             .ok_or(JwtError::MissingSubject)?
             .to_string();
         let grant = if self.internal_issuer.as_deref() == Some(issuer.issuer.as_str()) {
-            match super::link::LinkGrant::from_claims(claims) {
+            match crate::model::grant::LinkGrant::from_claims(claims) {
                 Ok(Some(grant)) => Some(Arc::new(grant)),
                 Ok(None) => return Err(JwtError::InvalidLink("no URLs claim".into())),
                 Err(reason) => return Err(JwtError::InvalidLink(reason)),

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::verify::KeyMaterial;
 use crate::config::RefreshConfig;
-use crate::metrics::KeyMetrics;
+use crate::metrics::{KeyMetrics, KeySetGauge};
 
 /// Largest JWKS or discovery document accepted from the network.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -364,6 +364,16 @@ impl IssuerKeys {
         self.current.load().is_some()
     }
 
+    /// What the key-set gauges show of this set: `None` for static keys,
+    /// which are never fetched.
+    pub fn gauge(&self) -> Option<KeySetGauge> {
+        self.is_remote().then(|| KeySetGauge {
+            name: self.name.clone(),
+            keys: self.current().map_or(0, |set| set.keys.len()),
+            fetched_at: self.fetched_at(),
+        })
+    }
+
     /// Whether the keys are fetched from the network (and so refreshed).
     pub fn is_remote(&self) -> bool {
         !matches!(self.origin, KeyOrigin::Static)
@@ -535,6 +545,11 @@ fn cache_max_age(value: &str) -> Option<Duration> {
         }
     }
     max_age
+}
+
+/// The gauges of the remote key sets among `key_sets`, for a scrape.
+pub fn gauges(key_sets: &[Arc<IssuerKeys>]) -> Vec<KeySetGauge> {
+    key_sets.iter().filter_map(|k| k.gauge()).collect()
 }
 
 #[cfg(test)]

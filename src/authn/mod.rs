@@ -9,7 +9,6 @@ pub mod cert;
 pub mod dn;
 pub mod jwt;
 pub mod keys;
-pub mod link;
 pub mod sources;
 pub mod verify;
 pub mod xfcc;
@@ -17,25 +16,14 @@ pub mod xfcc;
 use std::sync::Arc;
 
 use crate::config::AuthType;
-use crate::deny::Deny;
-use crate::identity::{AcceptedCredentials, Identity};
-use crate::request::Request;
+use crate::model::deny::Deny;
+use crate::model::identity::{AcceptedCredentials, Identity};
+use crate::model::request::Request;
 use jwt::{JwtError, JwtVerifier};
 use keys::IssuerKeys;
 use sources::TokenSource;
 
-/// The credential a request carries, as logs and `gatehouse explain` name
-/// it: where it was found and a fingerprint, never the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Presented {
-    /// Where it was found: a token source (`bearer`, `basic`, `header`,
-    /// `cookie`, `query`), a client-certificate origin (`peer-certificate`,
-    /// `xfcc`, `principal`), or `unreadable`.
-    pub kind: &'static str,
-    /// First 8 bytes of the credential's SHA-256, hex (none when unreadable
-    /// or a bare principal).
-    pub fingerprint: Option<String>,
-}
+pub use crate::model::identity::Presented;
 
 /// All configured authenticators.
 pub struct Authenticators {

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 
 use crate::config::TokenSourceConfig;
-use crate::request::Request;
+use crate::model::request::Request;
 use crate::secret::Secret;
 
 /// Longest token accepted from any source; longer is malformed, not parsed.

@@ -5,11 +5,11 @@
 
 use std::collections::HashSet;
 
-use crate::config::{ConfigError, ToolsConfig};
-use crate::deny::Deny;
-use crate::identity::Identity;
-use crate::policy::Requirement;
-use crate::request::Request;
+use crate::config::{ConfigError, ToolsConfig, header_name};
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::request::Request;
+use crate::model::requirement::Requirement;
 
 /// Longest tool name accepted from the act-as header.
 pub const MAX_TOOL_BYTES: usize = 255;
@@ -34,7 +34,7 @@ impl ToolPolicy {
         let act_as_header = config
             .act_as_header
             .as_deref()
-            .map(|h| crate::response::upstream::header_name(h, "tools.act_as_header"))
+            .map(|h| header_name(h, "tools.act_as_header"))
             .transpose()?;
         Ok(ToolPolicy {
             superusers: config.superusers.iter().cloned().collect(),
@@ -124,8 +124,8 @@ pub fn authorize_in_place(
 mod tests {
     use super::*;
     use crate::config::{AuthType, IdentityHeader, Satisfy};
-    use crate::identity::{AcceptedCredentials, CredentialKind};
-    use crate::policy::Access;
+    use crate::model::identity::{AcceptedCredentials, CredentialKind};
+    use crate::model::requirement::Access;
     use crate::secret::Secret;
 
     fn policy() -> ToolPolicy {

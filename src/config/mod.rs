@@ -7,6 +7,7 @@
 //! URLs are checked when the engine is built). Every error names the key.
 
 mod certs;
+mod header;
 mod issuer;
 mod jwt;
 mod openapi;
@@ -25,6 +26,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use certs::*;
+pub use header::header_name;
 pub use issuer::*;
 pub use jwt::*;
 pub use openapi::*;
@@ -53,8 +55,10 @@ pub enum ConfigError {
         reason: String,
     },
     /// The engine's metrics could not be set up (a bug, not the file's fault).
+    /// (The text of a `metrics::MetricsError`: config does not import
+    /// metrics, which sits above it.)
     #[error("{0}")]
-    Metrics(#[from] crate::metrics::MetricsError),
+    Metrics(String),
 }
 
 impl ConfigError {

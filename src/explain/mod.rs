@@ -18,9 +18,9 @@ use crate::app;
 use crate::authn::keys::KeySet;
 use crate::authn::sources::find_token;
 use crate::config::{self, ConfigSource};
+use crate::model::request::Request;
 use crate::pipeline::Engine;
 use crate::proto::auth::CheckRequest;
-use crate::request::Request;
 use crate::request::described::{Described, add_header};
 pub use report::{Explanation, Recorder};
 

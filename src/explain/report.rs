@@ -4,17 +4,17 @@
 
 use std::fmt;
 
-use crate::authn::Presented;
 use crate::config::AuthType;
-use crate::deny::Deny;
-use crate::identity::Identity;
-use crate::pipeline::Decision;
-use crate::pipeline::observe::{Observer, Phase};
-use crate::policy::{Access, Requirement};
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::identity::Presented;
+use crate::model::observe::Decision;
+use crate::model::observe::{Observer, Phase};
+use crate::model::request::Request;
+use crate::model::requirement::{Access, Requirement};
 use crate::proto::auth::CheckResponse;
 use crate::proto::auth::check_response::HttpResponse;
 use crate::proto::core::HeaderValueOption;
-use crate::request::Request;
 use crate::secret::{Secret, fingerprint};
 
 /// Header names whose values are always shown as fingerprints.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::pipeline::observe::Phase;
+use crate::model::observe::Phase;
 use crate::testkit::{self, TestKey};
 use jsonwebtoken::Algorithm;
 

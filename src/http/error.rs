@@ -5,8 +5,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::deny::Deny;
 use crate::issuer::link::MintError;
+use crate::model::deny::Deny;
 use crate::response;
 
 /// A refused side-port request.

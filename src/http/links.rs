@@ -14,13 +14,13 @@ use super::redirect::safe_location;
 use super::request::{from_http, parse_query};
 use super::{AppState, now_secs};
 use crate::authn::jwt::JwtError;
-use crate::authn::link;
 use crate::config::AuthType;
-use crate::deny::Deny;
 use crate::issuer::InternalIssuer;
 use crate::issuer::link::{LinkRequest, LinkSubject, MintError};
+use crate::model::deny::Deny;
 use crate::pipeline::Engine;
 use crate::secret::Secret;
+use crate::upstream::once;
 
 fn issuer(engine: &Engine) -> Result<&InternalIssuer, ApiError> {
     engine
@@ -164,7 +164,7 @@ pub(super) async fn set(State(state): State<AppState>, uri: Uri) -> Result<Respo
     };
     let now = now_secs();
     let value = if grant.once {
-        link::consume(engine.store.as_ref(), &grant, AuthType::Bearer)
+        once::consume(engine.store.as_ref(), &grant, AuthType::Bearer)
             .await
             .map_err(|deny| denied(&engine, deny))?;
         let mut reusable = (*grant).clone();

@@ -33,6 +33,7 @@ use axum::routing::{any, get, post};
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
+use crate::authn::keys::gauges;
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
 use crate::live::LiveEngine;
 use error::ApiError;
@@ -126,7 +127,10 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = engine
         .metrics
         .registry()
-        .render(&engine.authn.key_sets(), engine.authn.jwt.cached_tokens())
+        .render(
+            &gauges(&engine.authn.key_sets()),
+            engine.authn.jwt.cached_tokens(),
+        )
         .map_err(|e| {
             tracing::error!(error = %e, "cannot render metrics");
             ApiError::Internal("metrics could not be rendered")

@@ -9,7 +9,7 @@
 //! slashes, backslashes and control characters); the normalized path is
 //! what the `Location` header carries.
 
-use crate::request::path;
+use crate::model::path;
 
 /// Longest accepted target.
 const MAX_LEN: usize = 2048;

@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, Method, Uri};
 use ipnet::IpNet;
 
 use super::error::ApiError;
-use crate::request::{Request, client_ip, path};
+use crate::model::path;
+use crate::model::request::Request;
+use crate::request::client_ip;
 
 /// Longest query string accepted.
 const MAX_QUERY_BYTES: usize = 32 * 1024;

@@ -10,10 +10,10 @@ use serde_json::{Map, Value, json};
 
 use super::duration::{parse_duration, parse_rfc3339};
 use super::{InternalIssuer, first_duplicate, new_jti};
-use crate::authn::link::{LinkGrant, MAX_ENTRIES, UrlPattern, parse_verb};
 use crate::config::{ConfigError, LinksConfig};
-use crate::identity::Identity;
-use crate::request::path;
+use crate::model::grant::{LinkGrant, MAX_ENTRIES, UrlPattern, parse_verb};
+use crate::model::identity::Identity;
+use crate::model::path;
 use crate::secret::Secret;
 
 /// Default lifetime of a link (kube-gateway's `1h`).

@@ -16,13 +16,10 @@ pub mod link;
 pub mod reissue;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use crate::authn::jwt::Issuer;
-use crate::authn::keys::{IssuerKeys, KeySet};
 use crate::config::{
     ClaimsConfig, ConfigError, ConfigSource, InternalIssuerConfig, SigningKeyConfig, resolve_path,
 };
@@ -175,12 +172,9 @@ impl InternalIssuer {
         Ok(Secret::new(format!("{signing_input}.{}", b64(&signature))))
     }
 
-    /// Our keys as an issuer `JwtVerifier` trusts: the audience is the
-    /// issuer itself (links); reissued tokens, whose audience is internal,
-    /// are for upstreams and not accepted back.
-    pub fn verification_issuer(&self) -> Result<Issuer, ConfigError> {
-        let set = KeySet::from_jwks(&self.jwks)
-            .map_err(|e| ConfigError::invalid("issuer.signing_keys", e.to_string()))?;
+    /// The JWS algorithms of the listed keys, each once: what a verifier
+    /// of our own tokens must accept (`authn::jwt::Issuer::internal`).
+    pub fn algorithms(&self) -> Vec<jsonwebtoken::Algorithm> {
         let mut algorithms = Vec::new();
         for key in &self.keys {
             let alg = match key.alg() {
@@ -192,14 +186,7 @@ impl InternalIssuer {
                 algorithms.push(alg);
             }
         }
-        Ok(Issuer {
-            name: ISSUER_NAME.into(),
-            issuer: self.issuer.clone(),
-            audiences: vec![self.issuer.clone()],
-            algorithms,
-            keys: Arc::new(IssuerKeys::fixed(ISSUER_NAME.into(), set)),
-            claims: claim_names(),
-        })
+        algorithms
     }
 }
 

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::{InternalIssuer, new_jti};
 use crate::config::{ConfigError, ReissueConfig};
-use crate::identity::Identity;
+use crate::model::identity::Identity;
 use crate::secret::Secret;
 
 /// Longest lifetime a reissued token may be configured with.

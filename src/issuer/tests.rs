@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::authn::jwt::{JwtError, JwtVerifier};
 use crate::config::{InlinePem, LinksConfig, MintGrantConfig, ReissueConfig};
-use crate::identity::CredentialKind;
 use crate::issuer::link::{LinkRequest, LinkSubject};
+use crate::model::identity::CredentialKind;
 
 const ISS: &str = "https://gatehouse.test";
 
@@ -40,7 +40,7 @@ pub(crate) fn build(cfg: &InternalIssuerConfig) -> Result<InternalIssuer, Config
 
 fn verifier(issuer: &InternalIssuer) -> JwtVerifier {
     let mut v = JwtVerifier::new(Vec::new(), 30, &BTreeMap::new());
-    v.add_internal_issuer(issuer.verification_issuer().expect("keys"));
+    v.add_internal_issuer(crate::authn::jwt::Issuer::internal(&issuer).expect("keys"));
     v
 }
 

@@ -14,9 +14,9 @@ use std::time::Duration;
 use prometheus::{Histogram, IntCounter, IntCounterVec};
 
 use super::{Metrics, MetricsError};
-use crate::deny::REASON_LABELS;
-use crate::pipeline::Decision;
-use crate::policy::{CONTEXT_EXTENSIONS_RULE, DEFAULT_RULE};
+use crate::model::deny::REASON_LABELS;
+use crate::model::observe::Decision;
+use crate::model::requirement::{CONTEXT_EXTENSIONS_RULE, DEFAULT_RULE};
 
 /// The counter slots of one rule: allows, then denies by reason.
 struct RuleCounters {

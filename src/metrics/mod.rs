@@ -19,16 +19,13 @@
 
 pub mod checks;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-
-use crate::authn::cache::TokenCacheMetrics;
-use crate::authn::keys::IssuerKeys;
 
 pub use checks::EngineMetrics;
 
@@ -58,6 +55,37 @@ pub enum MetricsError {
     /// The `prometheus` crate refused a metric, a label or the encoding.
     #[error("metrics: {0}")]
     Prometheus(#[from] prometheus::Error),
+}
+
+impl From<MetricsError> for crate::config::ConfigError {
+    fn from(e: MetricsError) -> Self {
+        crate::config::ConfigError::Metrics(e.to_string())
+    }
+}
+
+/// Counters of token-cache lookups by outcome
+/// (`gatehouse_token_cache_lookups_total{result}`), handed to the cache.
+#[derive(Clone)]
+pub struct TokenCacheMetrics {
+    /// Found and still valid: no signature checked.
+    pub hit: IntCounter,
+    /// Not cached: the token is verified in full.
+    pub miss: IntCounter,
+    /// Cached but expired or verified against a key set since replaced:
+    /// dropped, and the token verified in full.
+    pub stale: IntCounter,
+}
+
+/// What the key-set gauges show of one remote key set, read at scrape
+/// time (`authn::jwt::keys::IssuerKeys::gauge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySetGauge {
+    /// The issuer's name (the `issuer` label).
+    pub name: String,
+    /// Keys in the current set (0 before the first fetch).
+    pub keys: usize,
+    /// When the current set was fetched, seconds since the epoch.
+    pub fetched_at: Option<u64>,
 }
 
 /// The process's registry and every metric family in it.
@@ -265,7 +293,7 @@ impl Metrics {
     /// `token_cache_entries` (both the serving engine's).
     pub fn render(
         &self,
-        key_sets: &[Arc<IssuerKeys>],
+        key_sets: &[KeySetGauge],
         token_cache_entries: usize,
     ) -> Result<String, MetricsError> {
         let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
@@ -274,12 +302,12 @@ impl Metrics {
         self.jwks_age.reset();
         self.jwks_keys.reset();
         let now = crate::clock::now_secs();
-        for keys in key_sets.iter().filter(|k| k.is_remote()) {
-            let count = keys.current().map_or(0, |set| set.keys.len());
+        for keys in key_sets {
+            let count = keys.keys;
             self.jwks_keys
                 .get_metric_with_label_values(&[&keys.name])?
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
-            if let Some(fetched) = keys.fetched_at() {
+            if let Some(fetched) = keys.fetched_at {
                 self.jwks_age
                     .get_metric_with_label_values(&[&keys.name])?
                     .set(now.saturating_sub(fetched) as f64);

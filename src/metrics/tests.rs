@@ -6,7 +6,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::*;
-use crate::authn::keys::KeyOrigin;
+use crate::authn::keys::{IssuerKeys, KeyOrigin, gauges};
 use crate::config::{self, ConfigSource, RefreshConfig};
 use crate::pipeline::Engine;
 use crate::store::Store;
@@ -62,7 +62,10 @@ fn render(engine: &Engine) -> String {
     engine
         .metrics
         .registry()
-        .render(&engine.authn.key_sets(), engine.authn.jwt.cached_tokens())
+        .render(
+            &gauges(&engine.authn.key_sets()),
+            engine.authn.jwt.cached_tokens(),
+        )
         .expect("render")
 }
 
@@ -248,7 +251,7 @@ async fn remote_key_sets_report_fetches_keys_and_age() {
     );
     // Not loaded yet: no age, zero keys.
     let text = metrics
-        .render(std::slice::from_ref(&keys), 0)
+        .render(&gauges(std::slice::from_ref(&keys)), 0)
         .expect("render");
     assert_eq!(
         sample(&text, r#"gatehouse_jwks_keys_age_seconds{issuer="idp"}"#),
@@ -263,7 +266,7 @@ async fn remote_key_sets_report_fetches_keys_and_age() {
     server.set(serde_json::json!({"keys": []}));
     assert!(keys.refetch_for_unknown_kid().await.is_some(), "kept");
     let text = metrics
-        .render(std::slice::from_ref(&keys), 0)
+        .render(&gauges(std::slice::from_ref(&keys)), 0)
         .expect("render");
     let value = |series: &str| sample(&text, series);
     assert_eq!(
@@ -347,7 +350,7 @@ fn every_family_has_help_and_type_and_follows_the_naming_conventions() {
         RefreshConfig::default(),
         reqwest::Client::new(),
     ));
-    let text = metrics.render(&[keys], 0).expect("render");
+    let text = metrics.render(&gauges(&[keys]), 0).expect("render");
     let families: Vec<(&str, &str)> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::config::{Config, ConfigSource, OpenApiConfig, SecuritySchemeConfig, resolve_path};
-use crate::request::path;
+use crate::model::path;
 
 /// Deepest nesting walked in a document.
 pub const MAX_DEPTH: usize = 256;

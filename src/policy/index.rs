@@ -130,7 +130,7 @@ impl RuleIndex {
 mod tests {
     use super::*;
     use crate::config::{MatchConfig, PathMatchConfig};
-    use crate::request::Request;
+    use crate::model::request::Request;
     use proptest::prelude::*;
 
     fn rule(hosts: &[&str], path: Option<PathMatchConfig>) -> RuleMatcher {

@@ -6,7 +6,8 @@ use globset::{GlobBuilder, GlobMatcher};
 use super::host::HostPattern;
 use super::template::PathTemplate;
 use crate::config::{ConfigError, MatchConfig, PathMatchConfig};
-use crate::request::{Request, path};
+use crate::model::path;
+use crate::model::request::Request;
 
 /// A compiled `match` block: every present condition must hold.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::{Access, Requirement};
 use crate::config::{AuthType, IdentityHeader, Satisfy};
-use crate::deny::Deny;
+use crate::model::deny::Deny;
 
 /// Extension key replacing the rule's scopes.
 pub(crate) const SCOPE: &str = "scope";
@@ -96,7 +96,7 @@ impl Overrides {
             },
             auth_type: self.auth_type.unwrap_or_default(),
             headers,
-            credentials: crate::identity::AcceptedCredentials::ALL,
+            credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
         }
     }
@@ -167,7 +167,7 @@ mod tests {
             access,
             auth_type: AuthType::Bearer,
             headers: Arc::from([IdentityHeader::User]),
-            credentials: crate::identity::AcceptedCredentials::ALL,
+            credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
         }
     }
@@ -310,7 +310,7 @@ mod tests {
                 },
                 auth_type: AuthType::Basic,
                 headers,
-                credentials: crate::identity::AcceptedCredentials::ALL,
+                credentials: crate::model::identity::AcceptedCredentials::ALL,
                 tool: None,
             }
         );

@@ -5,7 +5,7 @@
 //! nothing.
 
 use crate::config::ConfigError;
-use crate::request::path;
+use crate::model::path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {

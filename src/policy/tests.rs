@@ -254,7 +254,7 @@ fn default_deny_and_default_authenticated() {
             access: authenticated(&[], Satisfy::All),
             auth_type: AuthType::Bearer,
             headers: IdentityHeader::default_set().into(),
-            credentials: crate::identity::AcceptedCredentials::ALL,
+            credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
         }
     );
@@ -320,7 +320,7 @@ fn without_a_rule_the_extensions_are_the_matcher() {
             access: authenticated(&["a", "b"], Satisfy::Any),
             auth_type: AuthType::Bearer,
             headers: IdentityHeader::default_set().into(),
-            credentials: crate::identity::AcceptedCredentials::ALL,
+            credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
         }
     );

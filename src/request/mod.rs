@@ -3,43 +3,17 @@
 
 pub mod client_ip;
 pub mod described;
-pub mod path;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::deny::Deny;
+use crate::model::deny::Deny;
+use crate::model::path;
+use crate::model::request::Request;
 use crate::proto::auth::CheckRequest;
 use crate::proto::core::address::Address as AddressKind;
-
-/// The request being checked, normalized.
-#[derive(Debug, Clone, Default)]
-pub struct Request {
-    /// Upper-case HTTP method.
-    pub method: String,
-    /// `http` or `https`.
-    pub scheme: String,
-    /// Lower-case host, without port.
-    pub host: String,
-    /// Normalized path (see [`path::normalize`]); rules match on this.
-    pub path: String,
-    /// The raw query string, without `?`, if any.
-    pub query: Option<String>,
-    /// Headers with lower-case names.
-    pub headers: HashMap<String, String>,
-    /// Address of the direct peer (the downstream connection).
-    pub source_ip: Option<IpAddr>,
-    /// The client's address after walking `X-Forwarded-For`.
-    pub client_ip: Option<IpAddr>,
-    /// The peer's authenticated principal (e.g. a SPIFFE ID), if any.
-    pub principal: String,
-    /// URL-encoded PEM of the peer certificate, if Envoy sent it.
-    pub certificate: String,
-    /// Per-route settings from Envoy's `context_extensions`.
-    pub context_extensions: HashMap<String, String>,
-}
 
 impl Request {
     /// Converts Envoy's `CheckRequest`; malformed input is a 400.
@@ -149,11 +123,6 @@ impl Request {
             certificate: source.certificate,
             context_extensions: attrs.context_extensions,
         })
-    }
-
-    /// A header's value by lower-case name.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
     }
 }
 

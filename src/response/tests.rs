@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::Satisfy;
-use crate::identity::CredentialKind;
+use crate::model::identity::CredentialKind;
 use crate::secret::Secret;
 
 fn requirement(headers: &[IdentityHeader]) -> Requirement {
@@ -15,7 +15,7 @@ fn requirement(headers: &[IdentityHeader]) -> Requirement {
         },
         auth_type: AuthType::Bearer,
         headers: headers.into(),
-        credentials: crate::identity::AcceptedCredentials::ALL,
+        credentials: crate::model::identity::AcceptedCredentials::ALL,
         tool: None,
     }
 }

@@ -5,47 +5,12 @@
 //! header is removed or overwritten, on every allowed request.
 
 use crate::authz::tool::ToolPolicy;
-use crate::config::{ConfigError, IdentityHeader, IdentityHeadersConfig};
-use crate::identity::Identity;
-use crate::policy::{Access, Requirement};
+use crate::config::{ConfigError, IdentityHeader, IdentityHeadersConfig, header_name};
+use crate::model::identity::Identity;
+use crate::model::request::Request;
+use crate::model::requirement::{Access, Requirement};
 use crate::proto::auth::CheckResponse;
 use crate::proto::auth::check_response::HttpResponse;
-use crate::request::Request;
-
-/// Headers a configuration may not take over: hop-by-hop, framing,
-/// routing and credential headers.
-const RESERVED: &[&str] = &[
-    "authorization",
-    "connection",
-    "content-length",
-    "cookie",
-    "host",
-    "keep-alive",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// Validates a configured header name and returns it in lower case.
-pub fn header_name(raw: &str, key: &str) -> Result<String, ConfigError> {
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if raw.is_empty() || !raw.bytes().all(tchar) {
-        return Err(ConfigError::invalid(
-            key,
-            format!("{raw:?} is not an HTTP header name"),
-        ));
-    }
-    let lower = raw.to_ascii_lowercase();
-    if RESERVED.contains(&lower.as_str()) {
-        return Err(ConfigError::invalid(
-            key,
-            format!("{raw} cannot carry an identity"),
-        ));
-    }
-    Ok(lower)
-}
 
 /// Compiled extra headers and headers to strip.
 #[derive(Debug, Clone, Default)]

@@ -10,9 +10,9 @@
 //! and `token_fp`, the first 8 bytes of the credential's SHA-256 in hex.
 //! Never the credential itself, a cookie, a header value or the query.
 
-use crate::authn::Presented;
-use crate::pipeline::Decision;
-use crate::request::Request;
+use crate::model::identity::Presented;
+use crate::model::observe::Decision;
+use crate::model::request::Request;
 
 /// The log target of decision lines (`log.level: gatehouse::decision=info`
 /// selects them).

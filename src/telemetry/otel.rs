@@ -195,25 +195,7 @@ pub fn parent_context(http: &HttpRequest) -> Option<opentelemetry::Context> {
     cx.span().span_context().is_valid().then_some(cx)
 }
 
-/// The trace id of a `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`),
-/// if it is well formed and not all zeros.
-pub fn traceparent_trace_id(value: &str) -> Option<&str> {
-    let mut parts = value.trim().split('-');
-    let (version, trace_id, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    let valid = hex(version, 2)
-        && version != "ff"
-        && (version != "00" || parts.next().is_none())
-        && hex(trace_id, 32)
-        && trace_id.bytes().any(|b| b != b'0')
-        && hex(parent, 16)
-        && parent.bytes().any(|b| b != b'0')
-        && hex(flags, 2);
-    valid.then_some(trace_id)
-}
+pub use crate::model::observe::traceparent_trace_id;
 
 /// How long [`SdkTracerProvider::shutdown`] may take at exit.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -19,13 +19,13 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use opentelemetry::trace::TraceContextExt as _;
 
 use super::SPAN_TARGET;
-use crate::deny::Deny;
-use crate::identity::Identity;
-use crate::pipeline::Decision;
-use crate::pipeline::observe::{Observer, Phase};
-use crate::policy::Requirement;
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::observe::Decision;
+use crate::model::observe::{Observer, Phase};
+use crate::model::request::Request;
+use crate::model::requirement::Requirement;
 use crate::proto::auth::CheckRequest;
-use crate::request::Request;
 
 /// Spans for one check.
 #[derive(Debug)]

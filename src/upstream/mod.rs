@@ -15,6 +15,7 @@
 //! edits the allow response.
 
 pub mod file_secret;
+pub mod once;
 
 use crate::clock::now_secs;
 use std::collections::HashMap;
@@ -24,13 +25,13 @@ use crate::authn::sources::TokenSource;
 use crate::config::{
     AuthMode, Config, ConfigError, ConfigSource, UpstreamCredentialConfig, resolve_path,
 };
-use crate::deny::Deny;
-use crate::identity::Identity;
 use crate::issuer::InternalIssuer;
-use crate::policy::Requirement;
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::request::Request;
+use crate::model::requirement::Requirement;
 use crate::proto::auth::CheckResponse;
 use crate::proto::auth::check_response::HttpResponse;
-use crate::request::Request;
 use crate::response;
 use crate::secret::Secret;
 use file_secret::FileSecret;

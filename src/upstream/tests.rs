@@ -3,9 +3,9 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::{self, AuthType, IdentityHeader, Satisfy};
-use crate::identity::CredentialKind;
 use crate::issuer::keys::{SigningAlgorithm, SigningKey};
-use crate::policy::Access;
+use crate::model::identity::CredentialKind;
+use crate::model::requirement::Access;
 use crate::proto::auth::OkHttpResponse;
 
 struct Setup {
@@ -72,7 +72,7 @@ fn requirement(rule: &str) -> Requirement {
         },
         auth_type: AuthType::Bearer,
         headers: IdentityHeader::default_set().into(),
-        credentials: crate::identity::AcceptedCredentials::ALL,
+        credentials: crate::model::identity::AcceptedCredentials::ALL,
         tool: None,
     }
 }

@@ -11,7 +11,7 @@ use super::peer::PeerCredential;
 use super::spiffe::{SpiffeId, SpiffeMap, extend_unique};
 use crate::authn::dn::{AttributeType, DistinguishedName};
 use crate::config::{CertIdentityConfig, CertificatesConfig, ConfigError};
-use crate::identity::{CredentialKind, Identity};
+use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
 
 /// Where an identity field is read from.
@@ -167,7 +167,7 @@ impl IdentityMap {
             }
             subject_scopes.push((pattern, entry.scopes.clone()));
         }
-        let group_scopes = crate::identity::scopes_by_group(group_mapping);
+        let group_scopes = crate::model::identity::scopes_by_group(group_mapping);
         Ok(IdentityMap {
             user: Source::parse(&id.user, &format!("{key}.user"))?,
             email: optional(&id.email, "email")?,

@@ -2,7 +2,7 @@ use std::sync::OnceLock;
 
 use super::*;
 use crate::config::{self, ConfigSource};
-use crate::identity::CredentialKind;
+use crate::model::identity::CredentialKind;
 use crate::testkit::certs::{Leaf, TestCa, url_encoded};
 
 /// 2025-06-01T00:00:00Z: inside the default test validity window.

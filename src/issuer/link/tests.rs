@@ -3,7 +3,7 @@ use std::time::Duration as StdDuration;
 
 use super::*;
 use crate::config::MintGrantConfig;
-use crate::identity::CredentialKind;
+use crate::model::identity::CredentialKind;
 
 const NOW: u64 = 1_700_000_000;
 

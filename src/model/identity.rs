@@ -61,7 +61,7 @@ pub struct Identity {
     pub tool: Option<String>,
     /// What a signed link grants (paths, verbs): set only for links, and
     /// checked by [`crate::authz`].
-    pub grant: Option<std::sync::Arc<crate::authn::link::LinkGrant>>,
+    pub grant: Option<std::sync::Arc<crate::model::grant::LinkGrant>>,
 }
 
 /// Which kinds of credential a route accepts.
@@ -116,4 +116,17 @@ pub fn scopes_by_group(
         }
     }
     by_group
+}
+
+/// The credential a request carries, as logs and `gatehouse explain` name
+/// it: where it was found and a fingerprint, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// Where it was found: a token source (`bearer`, `basic`, `header`,
+    /// `cookie`, `query`), a client-certificate origin (`peer-certificate`,
+    /// `xfcc`, `principal`), or `unreadable`.
+    pub kind: &'static str,
+    /// First 8 bytes of the credential's SHA-256, hex (none when unreadable
+    /// or a bare principal).
+    pub fingerprint: Option<String>,
 }

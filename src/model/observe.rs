@@ -8,11 +8,21 @@
 //!   per check and per phase;
 //! - `gatehouse explain`'s recorder: the steps an operator reads.
 
-use crate::deny::Deny;
-use crate::identity::Identity;
-use crate::pipeline::Decision;
-use crate::policy::Requirement;
-use crate::request::Request;
+use std::sync::Arc;
+
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::request::Request;
+use crate::model::requirement::Requirement;
+
+/// The outcome of a check, for logs and metrics.
+#[derive(Debug)]
+pub struct Decision {
+    /// Name of the rule that applied, if one did.
+    pub rule: Option<Arc<str>>,
+    /// `Ok` for allow, the reason for deny.
+    pub result: Result<(), Deny>,
+}
 
 /// A phase of one check, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +92,7 @@ pub trait Observer: Send {
     fn trace_id(&self, request: Option<&Request>) -> Option<String> {
         request
             .and_then(|r| r.header("traceparent"))
-            .and_then(crate::telemetry::otel::traceparent_trace_id)
+            .and_then(traceparent_trace_id)
             .map(str::to_string)
     }
 }
@@ -92,3 +102,23 @@ pub trait Observer: Send {
 pub struct Silent;
 
 impl Observer for Silent {}
+
+/// The trace id of a `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`),
+/// if it is well formed and not all zeros.
+pub fn traceparent_trace_id(value: &str) -> Option<&str> {
+    let mut parts = value.trim().split('-');
+    let (version, trace_id, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || parts.next().is_none())
+        && hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then_some(trace_id)
+}

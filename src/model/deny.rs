@@ -87,7 +87,7 @@ pub enum Deny {
     ToolMismatch,
     /// A signed link is valid but does not cover this path or method.
     #[error("{0}")]
-    LinkNotGranted(crate::authn::link::NotGranted),
+    LinkNotGranted(crate::model::grant::NotGranted),
     /// The store (one-time link uses) cannot be reached or is full.
     #[error("state store unavailable")]
     StoreUnavailable,
@@ -191,7 +191,7 @@ mod tests {
                 auth_type,
             },
             Deny::ToolMismatch,
-            Deny::LinkNotGranted(crate::authn::link::NotGranted::Path),
+            Deny::LinkNotGranted(crate::model::grant::NotGranted::Path),
             Deny::StoreUnavailable,
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();

@@ -11,16 +11,13 @@
 //! | `nbf`/`exp` | the window: `from` … `from + duration`                 |
 //! | `once`  | `true`: one use only, recorded by `jti` in the store       |
 //!
-//! The grant rides in the [`Identity`](crate::identity::Identity); the
-//! pure [`crate::authz`] step checks it against the normalized path and
-//! method, and [`consume`] records a one-time link's use.
+//! The grant rides in the [`Identity`](crate::model::identity::Identity); the
+//! pure authz step checks it against the normalized path and method, and
+//! the upstream step (`upstream::once`) records a one-time link's use.
 
 use serde_json::{Map, Value};
 
-use crate::config::AuthType;
-use crate::deny::Deny;
-use crate::request::path;
-use crate::store::{self, Store};
+use crate::model::path;
 
 /// Most entries in `URLs` or `verbs`.
 pub const MAX_ENTRIES: usize = 64;
@@ -30,11 +27,6 @@ pub const MAX_URL_LEN: usize = 2048;
 const MAX_VERB_LEN: usize = 32;
 /// Longest `jti`.
 const MAX_JTI_LEN: usize = 128;
-/// Store namespace of one-time link uses.
-pub const USED_NAMESPACE: &str = "link-used";
-/// Kept beyond a one-time link's expiry in the store: the largest clock
-/// leeway the verifier may apply (`jwt.leeway` is at most 10 minutes).
-const USE_RECORD_MARGIN_SECS: u64 = 600;
 
 /// One `URLs` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,46 +225,6 @@ fn string_list(value: &Value, name: &str) -> Result<Vec<String>, String> {
                 .ok_or_else(|| format!("{name} must be a list of strings"))
         })
         .collect()
-}
-
-/// Records the use of a one-time link (nothing to do for other links):
-/// the first use wins, atomically, also across concurrent requests; any
-/// later use is a 401. A store failure is a 503 (fail closed).
-pub async fn consume(
-    store: &dyn Store,
-    grant: &LinkGrant,
-    auth_type: AuthType,
-) -> Result<(), Deny> {
-    if !grant.once {
-        return Ok(());
-    }
-    let Some(jti) = grant.jti.as_deref() else {
-        // from_claims refuses `once` without a jti; never reached.
-        return Err(Deny::InvalidToken {
-            reason: "a one-time link needs a jti".into(),
-            auth_type,
-        });
-    };
-    let now = crate::clock::now_secs();
-    let ttl = grant.expires_at.saturating_sub(now) + USE_RECORD_MARGIN_SECS;
-    match store
-        .set_if_absent(
-            &store::key(USED_NAMESPACE, jti),
-            now.to_string().as_bytes(),
-            std::time::Duration::from_secs(ttl),
-        )
-        .await
-    {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Deny::InvalidToken {
-            reason: "this one-time link has already been used".into(),
-            auth_type,
-        }),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot record a one-time link use");
-            Err(Deny::StoreUnavailable)
-        }
-    }
 }
 
 #[cfg(test)]

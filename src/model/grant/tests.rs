@@ -1,7 +1,6 @@
 use serde_json::json;
 
 use super::*;
-use crate::store::memory::MemoryStore;
 
 fn claims(value: Value) -> Map<String, Value> {
     match value {
@@ -115,34 +114,4 @@ fn malformed_link_claims_are_refused() {
             "{bad}"
         );
     }
-}
-
-#[tokio::test]
-async fn one_time_links_are_consumed_once() {
-    let store = MemoryStore::new(10);
-    let mut g = grant(&["/x"], &["get"]);
-    // Not one-time: never recorded.
-    assert_eq!(consume(&store, &g, AuthType::Bearer).await, Ok(()));
-    assert_eq!(consume(&store, &g, AuthType::Bearer).await, Ok(()));
-    assert!(store.is_empty());
-    g.once = true;
-    g.jti = Some("abc".into());
-    assert_eq!(consume(&store, &g, AuthType::Bearer).await, Ok(()));
-    let again = consume(&store, &g, AuthType::Bearer).await.unwrap_err();
-    assert_eq!(again.http_status(), 401);
-    assert!(again.to_string().contains("already been used"), "{again}");
-}
-
-#[tokio::test]
-async fn a_full_store_fails_closed() {
-    let store = MemoryStore::new(1);
-    let mut g = grant(&["/x"], &["get"]);
-    g.once = true;
-    g.jti = Some("a".into());
-    assert_eq!(consume(&store, &g, AuthType::Bearer).await, Ok(()));
-    g.jti = Some("b".into());
-    assert_eq!(
-        consume(&store, &g, AuthType::Bearer).await,
-        Err(Deny::StoreUnavailable)
-    );
 }

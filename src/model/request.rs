@@ -1,0 +1,40 @@
+//! The request being checked, in our own normalized form. The request
+//! phase (`crate::request`) builds it once from Envoy's `CheckRequest`;
+//! everything after sees only this.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// The request being checked, normalized.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Lower-case host, without port.
+    pub host: String,
+    /// Normalized path (see [`path::normalize`]); rules match on this.
+    pub path: String,
+    /// The raw query string, without `?`, if any.
+    pub query: Option<String>,
+    /// Headers with lower-case names.
+    pub headers: HashMap<String, String>,
+    /// Address of the direct peer (the downstream connection).
+    pub source_ip: Option<IpAddr>,
+    /// The client's address after walking `X-Forwarded-For`.
+    pub client_ip: Option<IpAddr>,
+    /// The peer's authenticated principal (e.g. a SPIFFE ID), if any.
+    pub principal: String,
+    /// URL-encoded PEM of the peer certificate, if Envoy sent it.
+    pub certificate: String,
+    /// Per-route settings from Envoy's `context_extensions`.
+    pub context_extensions: HashMap<String, String>,
+}
+
+impl Request {
+    /// A header's value by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}

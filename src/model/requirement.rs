@@ -1,0 +1,46 @@
+//! What a route demands of a request: the policy phase's answer, read by
+//! every later phase and by the observers.
+
+use std::sync::Arc;
+
+use crate::config::{AuthType, IdentityHeader, Satisfy};
+use crate::model::identity::AcceptedCredentials;
+
+/// The rule name of the requirement given when no rule matches and the
+/// default action is `authenticated`.
+pub const DEFAULT_RULE: &str = "default";
+/// The rule name of the requirement built from `context_extensions` alone,
+/// when no rule matches but the route carries overrides.
+pub const CONTEXT_EXTENSIONS_RULE: &str = "context_extensions";
+
+/// What a route demands of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// Name of the rule that matched (for logs and metrics).
+    pub rule: Arc<str>,
+    /// Whether and how the caller must be authenticated.
+    pub access: Access,
+    /// The challenge scheme of a 401.
+    pub auth_type: AuthType,
+    /// Identity headers to set upstream.
+    pub headers: Arc<[IdentityHeader]>,
+    /// Credential kinds accepted.
+    pub credentials: AcceptedCredentials,
+    /// The tool this request's path names (a rule's `tool_from_path`):
+    /// the caller must own it, or be a superuser.
+    pub tool: Option<String>,
+}
+
+/// Whether and how the caller must be authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; no credential is examined.
+    Anonymous,
+    /// A valid credential holding the scopes.
+    Authenticated {
+        /// Scopes demanded (may be empty).
+        scopes: Arc<[String]>,
+        /// All or any of them.
+        satisfy: Satisfy,
+    },
+}
