@@ -144,7 +144,7 @@ pub fn build_engine_with(
     .with_cache(config.jwt.cache_size)
     .with_cache_metrics(carry.metrics.token_cache_metrics()?);
     if let Some(internal) = &internal {
-        verifier.add_internal_issuer(crate::authn::jwt::Issuer::internal(&internal)?);
+        verifier.add_internal_issuer(crate::authn::jwt::Issuer::internal(internal)?);
     }
     let upstream = UpstreamActions::build(config, source, internal.clone())?;
     if let Some(tracing) = &config.tracing {

@@ -40,7 +40,7 @@ pub(crate) fn build(cfg: &InternalIssuerConfig) -> Result<InternalIssuer, Config
 
 fn verifier(issuer: &InternalIssuer) -> JwtVerifier {
     let mut v = JwtVerifier::new(Vec::new(), 30, &BTreeMap::new());
-    v.add_internal_issuer(crate::authn::jwt::Issuer::internal(&issuer).expect("keys"));
+    v.add_internal_issuer(crate::authn::jwt::Issuer::internal(issuer).expect("keys"));
     v
 }
 
