@@ -15,9 +15,9 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gatehouse::app;
+use gatehouse::check::pipeline::Engine;
 use gatehouse::config::{self, ConfigSource, LogConfig};
 use gatehouse::model::request::Request;
-use gatehouse::pipeline::Engine;
 use gatehouse::proto::auth::CheckRequest;
 use gatehouse::secret::Secret;
 use gatehouse::telemetry;

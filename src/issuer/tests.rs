@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::authn::jwt::{JwtError, JwtVerifier};
+use crate::check::authn::jwt::{JwtError, JwtVerifier};
 use crate::config::{InlinePem, LinksConfig, MintGrantConfig, ReissueConfig};
 use crate::issuer::link::{LinkRequest, LinkSubject};
 use crate::model::identity::CredentialKind;
@@ -40,7 +40,7 @@ pub(crate) fn build(cfg: &InternalIssuerConfig) -> Result<InternalIssuer, Config
 
 fn verifier(issuer: &InternalIssuer) -> JwtVerifier {
     let mut v = JwtVerifier::new(Vec::new(), 30, &BTreeMap::new());
-    v.add_internal_issuer(crate::authn::jwt::Issuer::internal(issuer).expect("keys"));
+    v.add_internal_issuer(crate::check::authn::jwt::Issuer::internal(issuer).expect("keys"));
     v
 }
 
@@ -54,7 +54,7 @@ fn link(issuer: &InternalIssuer) -> Secret {
         username: Some("ci-bot".into()),
         scopes: ["links:mint".to_string(), "read".to_string()].into(),
     };
-    let now = crate::http::now_secs();
+    let now = crate::serve::http::now_secs();
     issuer
         .links()
         .mint(issuer, &who, &request, None, now)
@@ -127,7 +127,7 @@ async fn rotation_keeps_old_tokens_valid_and_signs_with_the_first_key() {
 async fn internal_tokens_must_be_links() {
     let (pem, _) = pem(SigningAlgorithm::ES256);
     let issuer = build(&config(&[&pem])).expect("builds");
-    let now = crate::http::now_secs();
+    let now = crate::serve::http::now_secs();
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(ISS));
     claims.insert("aud".into(), json!(ISS));

@@ -6,9 +6,9 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::*;
-use crate::authn::keys::{IssuerKeys, KeyOrigin, gauges};
+use crate::check::authn::keys::{IssuerKeys, KeyOrigin, gauges};
+use crate::check::pipeline::Engine;
 use crate::config::{self, ConfigSource, RefreshConfig};
-use crate::pipeline::Engine;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::metered::MeteredStore;

@@ -1,41 +1,90 @@
 //! Why a request is refused, with the HTTP status, gRPC code and challenge
 //! declared beside each reason (one place maps failures to responses).
 
+use tonic::Code;
+
 use crate::config::{AuthType, Satisfy};
 
-/// gRPC status codes used in `CheckResponse.status`.
+/// The rendering facts of one reason: every row of the one table that
+/// maps a refusal to what the client and the operator see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrpcCode {
-    /// 0: the request is allowed.
-    Ok = 0,
-    /// 3: the request itself is malformed.
-    InvalidArgument = 3,
-    /// 7: authenticated, but not allowed.
-    PermissionDenied = 7,
-    /// 13: gatehouse or the route is misconfigured.
-    Internal = 13,
-    /// 14: a dependency (an issuer's keys) is not available.
-    Unavailable = 14,
-    /// 16: no valid credential.
-    Unauthenticated = 16,
+pub struct Row {
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// gRPC code placed in `CheckResponse.status`.
+    pub code: tonic::Code,
+    /// The OAuth 2.0 / RFC 6750 error string (JSON body and challenge).
+    pub error: &'static str,
+    /// Short machine-friendly label for logs and metrics.
+    pub label: &'static str,
 }
 
-/// Every deny reason label, indexed by [`Deny::reason_index`].
-pub const REASON_LABELS: [&str; 11] = [
-    "bad_request",
-    "no_credential",
-    "invalid_token",
-    "insufficient_scope",
-    "no_rule",
-    "keys_unavailable",
-    "misconfigured",
-    "invalid_certificate",
-    "tool_mismatch",
-    "link_not_granted",
-    "store_unavailable",
+const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'static str) -> Row {
+    Row {
+        status,
+        code,
+        error,
+        label,
+    }
+}
+
+/// Every reason's row, indexed by [`Deny::reason_index`].
+pub const TABLE: [Row; 11] = [
+    row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
+    row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
+    row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
+    row(
+        403,
+        Code::PermissionDenied,
+        "insufficient_scope",
+        "insufficient_scope",
+    ),
+    row(403, Code::PermissionDenied, "access_denied", "no_rule"),
+    row(
+        503,
+        Code::Unavailable,
+        "temporarily_unavailable",
+        "keys_unavailable",
+    ),
+    row(500, Code::Internal, "server_error", "misconfigured"),
+    row(
+        401,
+        Code::Unauthenticated,
+        "invalid_certificate",
+        "invalid_certificate",
+    ),
+    row(
+        403,
+        Code::PermissionDenied,
+        "access_denied",
+        "tool_mismatch",
+    ),
+    row(
+        403,
+        Code::PermissionDenied,
+        "access_denied",
+        "link_not_granted",
+    ),
+    row(
+        503,
+        Code::Unavailable,
+        "temporarily_unavailable",
+        "store_unavailable",
+    ),
 ];
 
-/// A refusal. Rendering lives in [`crate::response`]; this type only says
+/// Every deny reason label, indexed by [`Deny::reason_index`].
+pub const REASON_LABELS: [&str; TABLE.len()] = {
+    let mut labels = [""; TABLE.len()];
+    let mut i = 0;
+    while i < TABLE.len() {
+        labels[i] = TABLE[i].label;
+        i += 1;
+    }
+    labels
+};
+
+/// A refusal. Rendering lives in [`crate::check::response`]; this type only says
 /// what went wrong and which status, code and challenge that means.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Deny {
@@ -94,56 +143,68 @@ pub enum Deny {
 }
 
 impl Deny {
+    /// This reason's row of [`TABLE`].
+    pub fn row(&self) -> &'static Row {
+        &TABLE[self.reason_index()]
+    }
+
     /// HTTP status sent to the client.
     pub fn http_status(&self) -> u16 {
-        match self {
-            Deny::BadRequest(_) => 400,
-            Deny::NoCredential { .. } | Deny::InvalidToken { .. } => 401,
-            Deny::InsufficientScope { .. } | Deny::NoRule => 403,
-            Deny::Misconfigured(_) => 500,
-            Deny::KeysUnavailable => 503,
-            Deny::InvalidCertificate { .. } => 401,
-            Deny::ToolMismatch => 403,
-            Deny::LinkNotGranted(_) => 403,
-            Deny::StoreUnavailable => 503,
-        }
+        self.row().status
     }
 
     /// gRPC code placed in `CheckResponse.status`.
-    pub fn grpc_code(&self) -> GrpcCode {
-        match self {
-            Deny::BadRequest(_) => GrpcCode::InvalidArgument,
-            Deny::NoCredential { .. } | Deny::InvalidToken { .. } => GrpcCode::Unauthenticated,
-            Deny::InsufficientScope { .. } | Deny::NoRule => GrpcCode::PermissionDenied,
-            Deny::Misconfigured(_) => GrpcCode::Internal,
-            Deny::KeysUnavailable => GrpcCode::Unavailable,
-            Deny::InvalidCertificate { .. } => GrpcCode::Unauthenticated,
-            Deny::ToolMismatch => GrpcCode::PermissionDenied,
-            Deny::LinkNotGranted(_) => GrpcCode::PermissionDenied,
-            Deny::StoreUnavailable => GrpcCode::Unavailable,
-        }
+    pub fn grpc_code(&self) -> tonic::Code {
+        self.row().code
     }
 
     /// The OAuth 2.0 / RFC 6750 error string for the JSON body and challenge.
     pub fn error_code(&self) -> &'static str {
-        match self {
-            Deny::BadRequest(_) => "invalid_request",
-            Deny::NoCredential { .. } => "unauthorized",
-            Deny::InvalidToken { .. } => "invalid_token",
-            Deny::InsufficientScope { .. } => "insufficient_scope",
-            Deny::NoRule => "access_denied",
-            Deny::KeysUnavailable => "temporarily_unavailable",
-            Deny::Misconfigured(_) => "server_error",
-            Deny::InvalidCertificate { .. } => "invalid_certificate",
-            Deny::ToolMismatch => "access_denied",
-            Deny::LinkNotGranted(_) => "access_denied",
-            Deny::StoreUnavailable => "temporarily_unavailable",
-        }
+        self.row().error
     }
 
     /// A short machine-friendly reason label for logs and metrics.
     pub fn reason_label(&self) -> &'static str {
-        REASON_LABELS[self.reason_index()]
+        self.row().label
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3), if this denial
+    /// has one; `description` is the text of the error.
+    pub fn challenge(&self, realm: &str, description: &str) -> Option<String> {
+        let realm = quote(realm);
+        match self {
+            Deny::NoCredential {
+                auth_type: AuthType::Bearer,
+            }
+            | Deny::InvalidCertificate {
+                auth_type: AuthType::Bearer,
+                ..
+            } => Some(format!("Bearer realm={realm}")),
+            Deny::NoCredential {
+                auth_type: AuthType::Basic,
+            }
+            | Deny::InvalidCertificate {
+                auth_type: AuthType::Basic,
+                ..
+            }
+            | Deny::InvalidToken {
+                auth_type: AuthType::Basic,
+                ..
+            } => Some(format!("Basic realm={realm}")),
+            Deny::InvalidToken {
+                auth_type: AuthType::Bearer,
+                ..
+            } => Some(format!(
+                "Bearer realm={realm}, error=\"invalid_token\", error_description={}",
+                quote(description)
+            )),
+            Deny::InsufficientScope { scopes, .. } => Some(format!(
+                "Bearer realm={realm}, error=\"insufficient_scope\", error_description={}, scope={}",
+                quote(description),
+                quote(&scopes.join(" "))
+            )),
+            _ => None,
+        }
     }
 
     /// This reason's position in [`REASON_LABELS`], so metrics can keep
@@ -163,6 +224,20 @@ impl Deny {
             Deny::StoreUnavailable => 10,
         }
     }
+}
+
+/// An HTTP quoted-string: `"` and `\` escaped, control characters dropped.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub struct Identity {
     /// superuser acts for), for tool-ownership rules and `X-…-Tool`.
     pub tool: Option<String>,
     /// What a signed link grants (paths, verbs): set only for links, and
-    /// checked by [`crate::authz`].
+    /// checked by [`crate::check::authz`].
     pub grant: Option<std::sync::Arc<crate::model::grant::LinkGrant>>,
 }
 

@@ -9,6 +9,7 @@
 //! - [`grant::LinkGrant`]: what a signed link allows;
 //! - [`deny::Deny`]: why a request is refused, with every rendering fact
 //!   beside each reason;
+//! - [`outcome::Outcome`]: the answer before an edge renders it;
 //! - [`observe`]: the phases, the decision, and the observer trait that
 //!   metrics, tracing and `gatehouse explain` watch a check through.
 
@@ -16,6 +17,7 @@ pub mod deny;
 pub mod grant;
 pub mod identity;
 pub mod observe;
+pub mod outcome;
 pub mod path;
 pub mod request;
 pub mod requirement;

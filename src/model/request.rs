@@ -1,5 +1,5 @@
 //! The request being checked, in our own normalized form. The request
-//! phase (`crate::request`) builds it once from Envoy's `CheckRequest`;
+//! phase (`crate::check::request`) builds it once from Envoy's `CheckRequest`;
 //! everything after sees only this.
 
 use std::collections::HashMap;

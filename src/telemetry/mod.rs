@@ -5,7 +5,7 @@
 //! # What a check costs when tracing is off
 //!
 //! The per-check spans are not created at all unless the configuration
-//! has a `tracing:` section: [`crate::pipeline::Engine::check_owned`]
+//! has a `tracing:` section: [`crate::check::pipeline::Engine::check_owned`]
 //! picks, once per check, between a [`spans::SpanObserver`] and the silent
 //! observer, and the pipeline is generic over the observer, so the silent
 //! one compiles to nothing. A filter-only approach (spans always created,

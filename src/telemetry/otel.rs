@@ -12,7 +12,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 
 use crate::config::{ConfigError, OtlpProtocol, TracingConfig};
-use crate::proto::auth::attribute_context::HttpRequest;
+use std::collections::HashMap;
 
 /// The path OTLP/HTTP receivers take spans on.
 const HTTP_TRACES_PATH: &str = "/v1/traces";
@@ -162,36 +162,24 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
     }
 }
 
-/// Reads W3C trace context from the checked request's headers.
-struct RequestHeaders<'a>(&'a HttpRequest);
+/// Reads W3C trace context from the checked request's headers
+/// (lower-case names).
+struct RequestHeaders<'a>(&'a HashMap<String, String>);
 
 impl Extractor for RequestHeaders<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        if let Some(value) = self.0.headers.get(key) {
-            return Some(value.as_str());
-        }
-        let map = self.0.header_map.as_ref()?;
-        map.headers
-            .iter()
-            .find(|h| h.key.eq_ignore_ascii_case(key))
-            .and_then(|h| {
-                if h.raw_value.is_empty() {
-                    Some(h.value.as_str())
-                } else {
-                    std::str::from_utf8(&h.raw_value).ok()
-                }
-            })
+        self.0.get(key).map(String::as_str)
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.headers.keys().map(String::as_str).collect()
+        self.0.keys().map(String::as_str).collect()
     }
 }
 
 /// The caller's trace context from `traceparent` / `tracestate`, if the
 /// request carries a valid one.
-pub fn parent_context(http: &HttpRequest) -> Option<opentelemetry::Context> {
-    let cx = TraceContextPropagator::new().extract(&RequestHeaders(http));
+pub fn parent_context(headers: &HashMap<String, String>) -> Option<opentelemetry::Context> {
+    let cx = TraceContextPropagator::new().extract(&RequestHeaders(headers));
     cx.span().span_context().is_valid().then_some(cx)
 }
 
@@ -227,10 +215,10 @@ mod tests {
 
     #[test]
     fn parent_context_comes_from_headers() {
-        let mut http = HttpRequest::default();
-        assert!(parent_context(&http).is_none());
-        http.headers.insert("traceparent".into(), PARENT.into());
-        let cx = parent_context(&http).expect("valid traceparent");
+        let mut headers = HashMap::new();
+        assert!(parent_context(&headers).is_none());
+        headers.insert("traceparent".into(), PARENT.into());
+        let cx = parent_context(&headers).expect("valid traceparent");
         let span = cx.span();
         let sc = span.span_context();
         assert_eq!(

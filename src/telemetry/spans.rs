@@ -25,7 +25,7 @@ use crate::model::observe::Decision;
 use crate::model::observe::{Observer, Phase};
 use crate::model::request::Request;
 use crate::model::requirement::Requirement;
-use crate::proto::auth::CheckRequest;
+use std::collections::HashMap;
 
 /// Spans for one check.
 #[derive(Debug)]
@@ -40,7 +40,8 @@ pub struct SpanObserver {
 impl SpanObserver {
     /// Opens the `check` span, parented on the request's `traceparent`
     /// (and `tracestate`) when it carries a valid one.
-    pub fn start(check: &CheckRequest) -> SpanObserver {
+    /// `headers`: the checked request's, when it could be read.
+    pub fn start(headers: Option<&HashMap<String, String>>) -> SpanObserver {
         let span = tracing::info_span!(
             target: SPAN_TARGET,
             "check",
@@ -55,12 +56,7 @@ impl SpanObserver {
             gatehouse.reason = Empty,
             http.response.status_code = Empty,
         );
-        let parent = check
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref())
-            .and_then(super::otel::parent_context);
+        let parent = headers.and_then(super::otel::parent_context);
         if let Some(parent) = parent {
             // Fails only when no OpenTelemetry layer is installed; then
             // there is no trace to join anyway.

@@ -1,0 +1,239 @@
+//! The response phase: an allowed request's header mutations, planned
+//! once ([`plan`], then [`upstream`]'s extra headers and the upstream
+//! step's swap and reissue), and the renderings of an [`Outcome`] as
+//! Envoy's `CheckResponse` ([`render`]). A denial's status, headers and
+//! body come from [`denial`], which the HTTP edge renders too. A denial is
+//! a normal `CheckResponse`, never a gRPC error.
+
+use crate::config::IdentityHeader;
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::outcome::{HeaderPlan, Outcome};
+use crate::model::request::Request;
+use crate::model::requirement::{Access, Requirement};
+use crate::proto::auth::{
+    CheckResponse, DeniedHttpResponse, OkHttpResponse, check_response::HttpResponse,
+};
+use crate::proto::core::{HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction};
+use crate::proto::http_type::HttpStatus;
+use crate::proto::rpc;
+
+/// Prefix of every identity header gatehouse owns.
+pub const IDENTITY_HEADER_PREFIX: &str = "x-auth-request-";
+
+/// The identity part of an allow: our identity headers set, and every
+/// client-supplied `X-Auth-Request-*` header we do not set removed (ours
+/// overwrite the rest), so a client can never smuggle one upstream.
+/// `tool` is the tool authz settled on.
+pub fn plan(
+    request: &Request,
+    requirement: &Requirement,
+    identity: Option<&Identity>,
+    tool: Option<&str>,
+) -> HeaderPlan {
+    let set = identity_headers(request, requirement, identity, tool);
+    let remove = request
+        .headers
+        .keys()
+        .filter(|name| name.starts_with(IDENTITY_HEADER_PREFIX))
+        .filter(|name| !set.iter().any(|(ours, _)| ours.eq_ignore_ascii_case(name)))
+        .cloned()
+        .collect();
+    HeaderPlan {
+        set: set.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        remove,
+        remove_query: identity
+            .and_then(|id| id.query_parameter.clone())
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// The identity headers a rule asks for, as (name, value) pairs. Values
+/// that are not safe in an HTTP header (control characters) are dropped.
+fn identity_headers(
+    request: &Request,
+    requirement: &Requirement,
+    identity: Option<&Identity>,
+    tool: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = Vec::with_capacity(10);
+    for header in requirement.headers.iter() {
+        if *header == IdentityHeader::Scopes {
+            // Scopes also carries what the route accepted.
+            if let Access::Authenticated { scopes, satisfy } = &requirement.access {
+                if let Some(value) = field(*header, request, requirement, identity, tool) {
+                    out.push(("x-auth-request-token-scopes", value));
+                }
+                out.push(("x-auth-request-token-scopes-accepted", scopes.join(" ")));
+                out.push((
+                    "x-auth-request-token-scopes-satisfy",
+                    satisfy.as_str().to_string(),
+                ));
+            }
+        } else if let Some(value) = field(*header, request, requirement, identity, tool) {
+            out.push((header_of(*header), value));
+        }
+    }
+    out.retain(|(name, value)| {
+        let safe = header_value_is_safe(value);
+        if !safe {
+            tracing::warn!(
+                header = name,
+                "identity header value has control characters; not sent"
+            );
+        }
+        safe
+    });
+    out
+}
+
+/// The `X-Auth-Request-*` header of one identity field.
+fn header_of(field: IdentityHeader) -> &'static str {
+    match field {
+        IdentityHeader::User => "x-auth-request-user",
+        IdentityHeader::Email => "x-auth-request-email",
+        IdentityHeader::Uid => "x-auth-request-uid",
+        IdentityHeader::Groups => "x-auth-request-groups",
+        IdentityHeader::Scopes => "x-auth-request-token-scopes",
+        IdentityHeader::Token => "x-auth-request-token",
+        IdentityHeader::Tool => "x-auth-request-tool",
+        IdentityHeader::ClientIp => "x-auth-request-client-ip",
+    }
+}
+
+/// The value of one identity field, as its `X-Auth-Request-*` header and
+/// any configured extra header carry it: the one mapping from identity
+/// fields to header values.
+pub(crate) fn field(
+    field: IdentityHeader,
+    request: &Request,
+    requirement: &Requirement,
+    identity: Option<&Identity>,
+    tool: Option<&str>,
+) -> Option<String> {
+    if field == IdentityHeader::ClientIp {
+        return request.client_ip.map(|ip| ip.to_string());
+    }
+    let id = identity?;
+    match field {
+        IdentityHeader::User => Some(id.username.clone().unwrap_or_else(|| id.subject.clone())),
+        IdentityHeader::Email => id.email.clone(),
+        IdentityHeader::Uid => id.uid.clone(),
+        IdentityHeader::Groups => (!id.groups.is_empty()).then(|| id.groups.join(",")),
+        IdentityHeader::Scopes => matches!(requirement.access, Access::Authenticated { .. })
+            .then(|| id.scopes.iter().cloned().collect::<Vec<_>>().join(" ")),
+        IdentityHeader::Token => Some(id.token.expose().to_string()).filter(|t| !t.is_empty()),
+        IdentityHeader::Tool => tool.map(str::to_string),
+        IdentityHeader::ClientIp => None,
+    }
+}
+
+/// Visible characters, spaces and tabs only: no CR/LF header injection.
+pub(crate) fn header_value_is_safe(value: &str) -> bool {
+    value.chars().all(|c| c == '\t' || !c.is_control())
+}
+
+/// A header set on the request, replacing any value it had.
+fn overwrite(key: &str, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value,
+            ..Default::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+/// An [`Outcome`] as Envoy's `CheckResponse`: the gRPC edge's rendering.
+pub fn render(outcome: Outcome, realm: &str) -> CheckResponse {
+    match outcome {
+        Outcome::Permit(plan) => render_allow(plan),
+        Outcome::Deny(reason) => deny(&reason, realm),
+    }
+}
+
+/// An allow's `CheckResponse`.
+pub fn render_allow(plan: HeaderPlan) -> CheckResponse {
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: tonic::Code::Ok as i32,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers: plan
+                .set
+                .into_iter()
+                .map(|(k, v)| overwrite(&k, v))
+                .collect(),
+            headers_to_remove: plan.remove,
+            query_parameters_to_remove: plan.remove_query,
+            ..Default::default()
+        })),
+        dynamic_metadata: None,
+    }
+}
+
+/// What a client is sent for a denial, whichever edge sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers: `cache-control`, `content-type`, and the challenge if any.
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body: `error` and `error_description`.
+    pub body: String,
+}
+
+/// The status, headers and JSON body of a denial.
+pub fn denial(deny: &Deny, realm: &str) -> Denial {
+    let description = deny.to_string();
+    let mut headers = vec![
+        ("cache-control", "no-cache, no-store".to_string()),
+        ("content-type", "application/json".to_string()),
+    ];
+    if let Some(challenge) = deny.challenge(realm, &description) {
+        headers.push(("www-authenticate", challenge));
+    }
+    let body = serde_json::json!({
+        "error": deny.error_code(),
+        "error_description": description,
+    })
+    .to_string();
+    Denial {
+        status: deny.http_status(),
+        headers,
+        body,
+    }
+}
+
+/// The response for a refused request.
+pub fn deny(deny: &Deny, realm: &str) -> CheckResponse {
+    let denial = denial(deny, realm);
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: deny.grpc_code() as i32,
+            message: deny.reason_label().to_string(),
+            details: Vec::new(),
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(denial.status),
+            }),
+            headers: denial
+                .headers
+                .into_iter()
+                .map(|(k, v)| overwrite(k, v))
+                .collect(),
+            body: denial.body,
+        })),
+        dynamic_metadata: None,
+    }
+}
+
+pub mod upstream;
+
+#[cfg(test)]
+mod tests;

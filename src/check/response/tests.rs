@@ -1,0 +1,276 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{AuthType, Satisfy};
+use crate::model::identity::CredentialKind;
+use crate::secret::Secret;
+
+/// The whole identity part of an allow, rendered for Envoy.
+fn allow(
+    request: &Request,
+    requirement: &Requirement,
+    identity: Option<&Identity>,
+) -> CheckResponse {
+    let tool = identity.and_then(|i| i.tool.as_deref());
+    render_allow(plan(request, requirement, identity, tool))
+}
+
+fn requirement(headers: &[IdentityHeader]) -> Requirement {
+    Requirement {
+        rule: "r".into(),
+        access: Access::Authenticated {
+            scopes: Arc::from(vec!["read".to_string(), "write".to_string()]),
+            satisfy: Satisfy::Any,
+        },
+        auth_type: AuthType::Bearer,
+        headers: headers.into(),
+        credentials: crate::model::identity::AcceptedCredentials::ALL,
+        tool: None,
+    }
+}
+
+fn identity() -> Identity {
+    Identity {
+        subject: "sub-1".into(),
+        username: Some("alice".into()),
+        email: Some("alice@example.com".into()),
+        uid: Some("1001".into()),
+        groups: vec!["g1".into(), "g2".into()],
+        scopes: BTreeSet::from(["write".to_string(), "admin".to_string()]),
+        kind: CredentialKind::Jwt,
+        issuer: "i".into(),
+        expires_at: None,
+        token: Secret::new("the.jwt.value"),
+        query_parameter: None,
+        tool: None,
+        grant: None,
+    }
+}
+
+fn request(headers: &[(&str, &str)]) -> Request {
+    Request {
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        client_ip: Some("203.0.113.5".parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+fn ok_parts(resp: &CheckResponse) -> (Vec<(String, String)>, Vec<String>) {
+    assert_eq!(resp.status.as_ref().unwrap().code, 0);
+    let Some(HttpResponse::OkResponse(ok)) = &resp.http_response else {
+        panic!("not an ok response");
+    };
+    for h in &ok.headers {
+        assert_eq!(
+            h.append_action,
+            HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+        );
+    }
+    let set = ok
+        .headers
+        .iter()
+        .map(|h| {
+            let h = h.header.as_ref().unwrap();
+            (h.key.clone(), h.value.clone())
+        })
+        .collect();
+    (set, ok.headers_to_remove.clone())
+}
+
+fn value<'a>(set: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    set.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn allow_sets_identity_headers() {
+    let all = [
+        IdentityHeader::User,
+        IdentityHeader::Email,
+        IdentityHeader::Uid,
+        IdentityHeader::Groups,
+        IdentityHeader::Scopes,
+        IdentityHeader::ClientIp,
+        IdentityHeader::Token,
+    ];
+    let resp = allow(&request(&[]), &requirement(&all), Some(&identity()));
+    let (set, removed) = ok_parts(&resp);
+    assert_eq!(value(&set, "x-auth-request-user"), Some("alice"));
+    assert_eq!(
+        value(&set, "x-auth-request-email"),
+        Some("alice@example.com")
+    );
+    assert_eq!(value(&set, "x-auth-request-uid"), Some("1001"));
+    assert_eq!(value(&set, "x-auth-request-groups"), Some("g1,g2"));
+    assert_eq!(
+        value(&set, "x-auth-request-token-scopes"),
+        Some("admin write")
+    );
+    assert_eq!(
+        value(&set, "x-auth-request-token-scopes-accepted"),
+        Some("read write")
+    );
+    assert_eq!(
+        value(&set, "x-auth-request-token-scopes-satisfy"),
+        Some("any")
+    );
+    assert_eq!(value(&set, "x-auth-request-client-ip"), Some("203.0.113.5"));
+    assert_eq!(value(&set, "x-auth-request-token"), Some("the.jwt.value"));
+    assert!(removed.is_empty());
+}
+
+#[test]
+fn spoofed_identity_headers_are_removed_or_overwritten() {
+    let req = request(&[
+        ("x-auth-request-user", "mallory"),
+        ("x-auth-request-token", "forged"),
+        ("x-auth-request-foo", "bar"),
+        ("x-other", "kept"),
+    ]);
+    let resp = allow(
+        &req,
+        &requirement(&[IdentityHeader::User]),
+        Some(&identity()),
+    );
+    let (set, mut removed) = ok_parts(&resp);
+    removed.sort();
+    assert_eq!(value(&set, "x-auth-request-user"), Some("alice"));
+    assert_eq!(removed, vec!["x-auth-request-foo", "x-auth-request-token"]);
+}
+
+#[test]
+fn token_only_when_opted_in_and_unsafe_values_dropped() {
+    let mut id = identity();
+    id.email = Some("evil\r\nx-injected: 1".into());
+    let resp = allow(
+        &request(&[]),
+        &requirement(&IdentityHeader::default_set()),
+        Some(&id),
+    );
+    let (set, _) = ok_parts(&resp);
+    assert_eq!(value(&set, "x-auth-request-token"), None);
+    assert_eq!(value(&set, "x-auth-request-email"), None);
+    assert_eq!(value(&set, "x-auth-request-user"), Some("alice"));
+}
+
+fn denied(resp: &CheckResponse) -> (&DeniedHttpResponse, i32) {
+    let Some(HttpResponse::DeniedResponse(d)) = &resp.http_response else {
+        panic!("not a denial");
+    };
+    (d, resp.status.as_ref().unwrap().code)
+}
+
+fn header<'a>(d: &'a DeniedHttpResponse, name: &str) -> Option<&'a str> {
+    d.headers
+        .iter()
+        .filter_map(|h| h.header.as_ref())
+        .find(|h| h.key == name)
+        .map(|h| h.value.as_str())
+}
+
+#[test]
+fn deny_no_credential_has_bare_challenge() {
+    let resp = deny(
+        &Deny::NoCredential {
+            auth_type: AuthType::Bearer,
+        },
+        "r\"x",
+    );
+    let (d, code) = denied(&resp);
+    assert_eq!(code, 16);
+    assert_eq!(d.status.as_ref().unwrap().code, 401);
+    assert_eq!(
+        header(d, "www-authenticate"),
+        Some(r#"Bearer realm="r\"x""#)
+    );
+    assert_eq!(header(d, "cache-control"), Some("no-cache, no-store"));
+    let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["error"], "unauthorized");
+}
+
+#[test]
+fn deny_invalid_token_and_basic() {
+    let resp = deny(
+        &Deny::InvalidToken {
+            reason: "token has expired".into(),
+            auth_type: AuthType::Bearer,
+        },
+        "gh",
+    );
+    let (d, _) = denied(&resp);
+    assert_eq!(
+        header(d, "www-authenticate"),
+        Some(
+            r#"Bearer realm="gh", error="invalid_token", error_description="invalid token: token has expired""#
+        )
+    );
+    let resp = deny(
+        &Deny::NoCredential {
+            auth_type: AuthType::Basic,
+        },
+        "gh",
+    );
+    assert_eq!(
+        header(denied(&resp).0, "www-authenticate"),
+        Some(r#"Basic realm="gh""#)
+    );
+}
+
+#[test]
+fn deny_insufficient_scope_is_403_no_store() {
+    let resp = deny(
+        &Deny::InsufficientScope {
+            scopes: vec!["a".into(), "b".into()],
+            satisfy: Satisfy::All,
+        },
+        "gh",
+    );
+    let (d, code) = denied(&resp);
+    assert_eq!(code, 7);
+    assert_eq!(d.status.as_ref().unwrap().code, 403);
+    let challenge = header(d, "www-authenticate").unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(challenge.ends_with(r#"scope="a b""#), "{challenge}");
+    assert!(header(d, "cache-control").unwrap().contains("no-store"));
+    let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+}
+
+#[test]
+fn deny_bad_request_has_no_challenge() {
+    let resp = deny(&Deny::BadRequest("encoded slash".into()), "gh");
+    let (d, code) = denied(&resp);
+    assert_eq!(code, 3);
+    assert_eq!(d.status.as_ref().unwrap().code, 400);
+    assert_eq!(header(d, "www-authenticate"), None);
+}
+
+#[test]
+fn token_query_parameter_is_removed_upstream() {
+    let mut id = identity();
+    id.query_parameter = Some("access_token".into());
+    let resp = allow(
+        &request(&[]),
+        &requirement(&[IdentityHeader::User]),
+        Some(&id),
+    );
+    let Some(HttpResponse::OkResponse(ok)) = &resp.http_response else {
+        panic!("not an ok response");
+    };
+    assert_eq!(ok.query_parameters_to_remove, vec!["access_token"]);
+    let resp = allow(
+        &request(&[]),
+        &requirement(&[IdentityHeader::User]),
+        Some(&identity()),
+    );
+    let Some(HttpResponse::OkResponse(ok)) = &resp.http_response else {
+        panic!("not an ok response");
+    };
+    assert!(ok.query_parameters_to_remove.is_empty());
+}

@@ -1,0 +1,198 @@
+//! What an allowed request carries upstream beyond the identity headers:
+//! a swapped credential and a reissued token.
+//!
+//! - **Credential swap** (rule `upstream_credential`): the caller's
+//!   credential is replaced with gatehouse's own (`Authorization: Bearer`
+//!   from a file, like a projected service-account token), and
+//!   gatehouse's token cookies and token headers are removed, so the
+//!   upstream never sees the caller's token or link.
+//! - **Reissue** (rule `audience`, or the `audience` context extension,
+//!   which wins): a short-lived token for that internal audience in
+//!   `X-Auth-Request-Token`, replacing the caller's own.
+//!
+//! Actions are compiled per rule name once; [`UpstreamActions::prepare`]
+//! decides for one request (and can fail, closed); the response phase
+//! applies what it decided (`response::upstream::apply_prepared`).
+
+pub mod file_secret;
+pub mod once;
+
+use crate::clock::now_secs;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::check::authn::sources::TokenSource;
+use crate::config::{
+    AuthMode, Config, ConfigError, ConfigSource, UpstreamCredentialConfig, resolve_path,
+};
+use crate::issuer::InternalIssuer;
+use crate::model::deny::Deny;
+use crate::model::identity::Identity;
+use crate::model::request::Request;
+use crate::model::requirement::Requirement;
+use crate::secret::Secret;
+use file_secret::FileSecret;
+
+/// The context extension naming the reissue audience.
+pub const AUDIENCE_EXTENSION: &str = "audience";
+/// Header carrying the reissued token.
+pub const TOKEN_HEADER: &str = "x-auth-request-token";
+
+/// What one rule does upstream.
+#[derive(Debug, Default)]
+struct RuleActions {
+    credential: Option<Arc<FileSecret>>,
+    audience: Option<String>,
+}
+
+/// Compiled upstream actions of every rule.
+#[derive(Debug, Default)]
+pub struct UpstreamActions {
+    rules: HashMap<Arc<str>, RuleActions>,
+    issuer: Option<Arc<InternalIssuer>>,
+    /// Cookie names holding gatehouse tokens (removed on a swap).
+    token_cookies: Vec<String>,
+    /// Header names holding gatehouse tokens (removed on a swap).
+    token_headers: Vec<String>,
+}
+
+/// The changes decided for one allowed request.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The credential sent upstream as `Authorization: Bearer`.
+    pub authorization: Option<Secret>,
+    /// Remove gatehouse's token cookies and headers (with a swap).
+    pub strip_credentials: bool,
+    /// The token reissued for the route's audience.
+    pub reissued: Option<Secret>,
+}
+
+impl UpstreamActions {
+    /// Validates the rules' `upstream_credential` and `audience` and reads
+    /// the credential files once.
+    pub fn build(
+        config: &Config,
+        source: &ConfigSource,
+        issuer: Option<Arc<InternalIssuer>>,
+    ) -> Result<UpstreamActions, ConfigError> {
+        let mut rules = HashMap::new();
+        for (i, rule) in config.policy.rules.iter().enumerate() {
+            let key = format!("policy.rules[{i}]");
+            let anonymous = rule.auth == AuthMode::Anonymous;
+            let credential = match &rule.upstream_credential {
+                None => None,
+                Some(_) if anonymous => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.upstream_credential"),
+                        "an anonymous rule would hand the upstream credential to anyone",
+                    ));
+                }
+                Some(UpstreamCredentialConfig::BearerFile(path)) => {
+                    let path = resolve_path(source, path);
+                    let secret = FileSecret::load(&path, file_secret::RECHECK).map_err(|e| {
+                        ConfigError::invalid(format!("{key}.upstream_credential.bearer_file"), e)
+                    })?;
+                    Some(Arc::new(secret))
+                }
+            };
+            if let Some(audience) = &rule.audience {
+                let key = format!("{key}.audience");
+                if anonymous {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "an anonymous rule has no identity to reissue",
+                    ));
+                }
+                let known = issuer
+                    .as_ref()
+                    .is_some_and(|iss| iss.reissuer().knows(audience));
+                if !known {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!("{audience:?} is not one of issuer.reissue.audiences"),
+                    ));
+                }
+            }
+            if credential.is_some() || rule.audience.is_some() {
+                rules.insert(
+                    Arc::from(rule.name.as_str()),
+                    RuleActions {
+                        credential,
+                        audience: rule.audience.clone(),
+                    },
+                );
+            }
+        }
+        let sources: Vec<TokenSource> = config.jwt.sources.iter().map(TokenSource::from).collect();
+        Ok(UpstreamActions {
+            rules,
+            issuer,
+            token_cookies: sources
+                .iter()
+                .filter_map(|s| match s {
+                    TokenSource::Cookie(name) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
+            token_headers: sources
+                .iter()
+                .filter_map(|s| match s {
+                    TokenSource::Header(name) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
+        })
+    }
+
+    /// Decides the upstream changes for an allowed request. Errors are
+    /// denials: an unknown `audience` extension is a misconfigured route
+    /// (500); so is one when gatehouse has no issuer.
+    pub fn prepare(
+        &self,
+        request: &Request,
+        requirement: &Requirement,
+        identity: Option<&Identity>,
+    ) -> Result<Prepared, Deny> {
+        let rule = self.rules.get(&requirement.rule);
+        let audience = match request.context_extensions.get(AUDIENCE_EXTENSION) {
+            Some(aud) => Some(aud.trim()),
+            None => rule.and_then(|r| r.audience.as_deref()),
+        };
+        let mut prepared = Prepared::default();
+        // Without an identity (anonymous routes) there is no caller
+        // credential to replace and nobody to reissue for.
+        let Some(identity) = identity else {
+            return Ok(prepared);
+        };
+        if let Some(secret) = rule.and_then(|r| r.credential.as_ref()) {
+            prepared.authorization = Some(secret.current());
+            prepared.strip_credentials = true;
+        }
+        if let Some(audience) = audience {
+            let issuer = self.issuer.as_ref().ok_or_else(|| {
+                Deny::Misconfigured(format!(
+                    "audience {audience:?} requested, but gatehouse has no issuer configured"
+                ))
+            })?;
+            let token = issuer
+                .reissuer()
+                .token(issuer, identity, audience, now_secs())
+                .map_err(|e| Deny::Misconfigured(e.to_string()))?;
+            prepared.reissued = Some(token);
+        }
+        Ok(prepared)
+    }
+
+    /// Cookie names holding gatehouse tokens (removed on a swap).
+    pub fn token_cookies(&self) -> &[String] {
+        &self.token_cookies
+    }
+
+    /// Header names holding gatehouse tokens (removed on a swap).
+    pub fn token_headers(&self) -> &[String] {
+        &self.token_headers
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use super::*;
+use crate::check::response::{
+    self,
+    upstream::{Stripped, apply_prepared, strip_cookies},
+};
+use crate::config::{self, AuthType, IdentityHeader, Satisfy};
+use crate::issuer::keys::{SigningAlgorithm, SigningKey};
+use crate::model::identity::CredentialKind;
+use crate::model::requirement::Access;
+use crate::proto::auth::CheckResponse;
+use crate::proto::auth::OkHttpResponse;
+use crate::proto::auth::check_response::HttpResponse;
+
+struct Setup {
+    dir: PathBuf,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-upstream-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("sa.token"), "sa-token-1\n").expect("write");
+        Setup { dir }
+    }
+
+    fn yaml(&self, rules: &str, with_issuer: bool) -> (Config, ConfigSource) {
+        let issuer = if with_issuer {
+            let (_, pem) = SigningKey::generate(SigningAlgorithm::ES256).expect("key");
+            let indented: String = pem
+                .expose()
+                .lines()
+                .map(|l| format!("          {l}\n"))
+                .collect();
+            format!(
+                "issuer:\n  issuer: https://gh.test\n  signing_keys:\n    - pem: |\n{indented}  reissue: {{audiences: [internal, other]}}\n"
+            )
+        } else {
+            String::new()
+        };
+        let yaml = format!(
+            "jwt:\n  sources: [bearer, {{cookie: gh}}, {{header: x-token}}]\n{issuer}policy:\n  rules:\n{rules}"
+        );
+        let path = self.dir.join("gatehouse.yaml");
+        std::fs::write(&path, &yaml).expect("write");
+        let source = ConfigSource::File(path);
+        (config::load(&source, []).expect("loads"), source)
+    }
+
+    fn actions(&self, rules: &str, with_issuer: bool) -> Result<UpstreamActions, ConfigError> {
+        let (cfg, source) = self.yaml(rules, with_issuer);
+        let issuer = cfg
+            .issuer
+            .as_ref()
+            .map(|i| Arc::new(InternalIssuer::build(i, &source, &["gh".into()]).expect("issuer")));
+        UpstreamActions::build(&cfg, &source, issuer)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const RULES: &str = "    - name: k8s\n      match: {path: {prefix: /k8s/}}\n      upstream_credential: {bearer_file: sa.token}\n    - name: svc\n      match: {path: {prefix: /svc/}}\n      audience: internal\n    - name: plain\n      match: {path: {prefix: /}}\n";
+
+fn requirement(rule: &str) -> Requirement {
+    Requirement {
+        rule: rule.into(),
+        access: Access::Authenticated {
+            scopes: Arc::from([]),
+            satisfy: Satisfy::All,
+        },
+        auth_type: AuthType::Bearer,
+        headers: IdentityHeader::default_set().into(),
+        credentials: crate::model::identity::AcceptedCredentials::ALL,
+        tool: None,
+    }
+}
+
+fn identity(token: &str) -> Identity {
+    Identity {
+        subject: "alice-sub".into(),
+        username: Some("alice".into()),
+        email: Some("alice@example.org".into()),
+        uid: Some("4242".into()),
+        groups: vec!["readers".into()],
+        scopes: BTreeSet::from(["read".to_string()]),
+        kind: CredentialKind::Jwt,
+        issuer: "idp".into(),
+        expires_at: Some(crate::serve::http::now_secs() + 3600),
+        token: Secret::new(token),
+        query_parameter: None,
+        tool: None,
+        grant: None,
+    }
+}
+
+fn request(headers: &[(&str, &str)], extensions: &[(&str, &str)]) -> Request {
+    Request {
+        method: "GET".into(),
+        path: "/x".into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        context_extensions: extensions
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+        ..Request::default()
+    }
+}
+
+fn ok(response: &CheckResponse) -> &OkHttpResponse {
+    match response.http_response.as_ref() {
+        Some(HttpResponse::OkResponse(ok)) => ok,
+        other => panic!("not an allow: {other:?}"),
+    }
+}
+
+fn header<'a>(ok: &'a OkHttpResponse, name: &str) -> Vec<&'a str> {
+    ok.headers
+        .iter()
+        .filter_map(|h| h.header.as_ref())
+        .filter(|h| h.key == name)
+        .map(|h| h.value.as_str())
+        .collect()
+}
+
+fn run(
+    actions: &UpstreamActions,
+    rule: &str,
+    req: &Request,
+    id: &Identity,
+) -> Result<CheckResponse, Deny> {
+    let requirement = requirement(rule);
+    let prepared = actions.prepare(req, &requirement, Some(id))?;
+    let mut plan = response::plan(req, &requirement, Some(id), id.tool.as_deref());
+    apply_prepared(actions, prepared, req, &mut plan);
+    Ok(response::render_allow(plan))
+}
+
+#[test]
+fn credential_swap_replaces_authorization_and_strips_our_tokens() {
+    let setup = Setup::new("swap");
+    let actions = setup.actions(RULES, true).expect("valid");
+    let req = request(
+        &[
+            ("authorization", "Bearer caller-token"),
+            ("cookie", "theme=dark; gh=link-token; lang=en"),
+            ("x-token", "another"),
+            ("x-auth-request-token", "spoofed"),
+        ],
+        &[],
+    );
+    let response = run(&actions, "k8s", &req, &identity("caller-token")).expect("allowed");
+    let allow = ok(&response);
+    assert_eq!(header(allow, "authorization"), vec!["Bearer sa-token-1"]);
+    assert_eq!(header(allow, "cookie"), vec!["theme=dark; lang=en"]);
+    assert!(allow.headers_to_remove.contains(&"x-token".to_string()));
+    assert!(
+        allow
+            .headers_to_remove
+            .contains(&"x-auth-request-token".to_string())
+    );
+
+    // Only our cookie: the Cookie header goes.
+    let req = request(&[("cookie", "gh=link")], &[]);
+    let response = run(&actions, "k8s", &req, &identity("t")).expect("allowed");
+    assert!(
+        ok(&response)
+            .headers_to_remove
+            .contains(&"cookie".to_string())
+    );
+    assert!(header(ok(&response), "cookie").is_empty());
+
+    // Other rules leave credentials alone.
+    let response = run(&actions, "plain", &req, &identity("t")).expect("allowed");
+    assert!(header(ok(&response), "authorization").is_empty());
+    assert!(
+        !ok(&response)
+            .headers_to_remove
+            .contains(&"cookie".to_string())
+    );
+}
+
+#[test]
+fn reissue_for_an_audience_is_cached_and_replaces_the_token_header() {
+    let setup = Setup::new("reissue");
+    let actions = setup.actions(RULES, true).expect("valid");
+    let req = request(&[("x-auth-request-token", "spoofed")], &[]);
+    let id = identity("caller-1");
+    let first = run(&actions, "svc", &req, &id).expect("allowed");
+    let tokens = header(ok(&first), "x-auth-request-token");
+    assert_eq!(tokens.len(), 1);
+    assert!(
+        !ok(&first)
+            .headers_to_remove
+            .contains(&"x-auth-request-token".to_string())
+    );
+    let claims = decode_claims(tokens[0]);
+    assert_eq!(claims["aud"], "internal");
+    assert_eq!(claims["iss"], "https://gh.test");
+    assert_eq!(claims["sub"], "alice-sub");
+    assert_eq!(claims["preferred_username"], "alice");
+    assert_eq!(claims["uidNumber"], 4242);
+    assert_eq!(claims["groups"], serde_json::json!(["readers"]));
+    assert_eq!(claims["scope"], "read");
+    let lifetime = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert_eq!(lifetime, 300);
+
+    // Reused for the same credential and audience …
+    let second = run(&actions, "svc", &req, &id).expect("allowed");
+    assert_eq!(header(ok(&second), "x-auth-request-token"), tokens);
+    // … not for another credential, nor for another audience.
+    let other = run(&actions, "svc", &req, &identity("caller-2")).expect("allowed");
+    assert_ne!(header(ok(&other), "x-auth-request-token"), tokens);
+    let ext = request(&[], &[("audience", "other")]);
+    let by_extension = run(&actions, "svc", &ext, &id).expect("allowed");
+    let claims = decode_claims(header(ok(&by_extension), "x-auth-request-token")[0]);
+    assert_eq!(claims["aud"], "other");
+    // The extension also works on rules without an audience.
+    let plain = run(&actions, "plain", &ext, &id).expect("allowed");
+    assert_eq!(header(ok(&plain), "x-auth-request-token").len(), 1);
+}
+
+#[test]
+fn reissue_never_outlives_the_callers_token() {
+    let setup = Setup::new("short");
+    let actions = setup.actions(RULES, true).expect("valid");
+    let mut id = identity("short-lived");
+    id.expires_at = Some(crate::serve::http::now_secs() + 20);
+    let response = run(&actions, "svc", &request(&[], &[]), &id).expect("allowed");
+    let claims = decode_claims(header(ok(&response), "x-auth-request-token")[0]);
+    assert_eq!(claims["exp"].as_u64(), id.expires_at);
+}
+
+#[test]
+fn unknown_audiences_are_misconfigurations() {
+    let setup = Setup::new("unknown");
+    let actions = setup.actions(RULES, true).expect("valid");
+    let ext = request(&[], &[("audience", "nope")]);
+    let err = run(&actions, "plain", &ext, &identity("t")).unwrap_err();
+    assert_eq!(err.http_status(), 500);
+    let without_issuer = setup
+        .actions(
+            RULES.replace("      audience: internal\n", "").as_str(),
+            false,
+        )
+        .expect("valid");
+    let err = run(
+        &without_issuer,
+        "plain",
+        &request(&[], &[("audience", "internal")]),
+        &identity("t"),
+    )
+    .unwrap_err();
+    assert_eq!(err.http_status(), 500);
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let setup = Setup::new("config");
+    let err = |rules: &str, issuer: bool| setup.actions(rules, issuer).unwrap_err().to_string();
+    let e = err(
+        "    - name: a\n      auth: anonymous\n      upstream_credential: {bearer_file: sa.token}\n",
+        false,
+    );
+    assert!(e.contains("policy.rules[0].upstream_credential"), "{e}");
+    let e = err(
+        "    - name: a\n      upstream_credential: {bearer_file: missing.token}\n",
+        false,
+    );
+    assert!(
+        e.contains("policy.rules[0].upstream_credential.bearer_file"),
+        "{e}"
+    );
+    let e = err("    - name: a\n      audience: internal\n", false);
+    assert!(e.contains("policy.rules[0].audience"), "{e}");
+    let e = err("    - name: a\n      audience: elsewhere\n", true);
+    assert!(e.contains("policy.rules[0].audience"), "{e}");
+    let e = err(
+        "    - name: a\n      auth: anonymous\n      audience: internal\n",
+        true,
+    );
+    assert!(e.contains("policy.rules[0].audience"), "{e}");
+}
+
+#[test]
+fn cookie_stripping() {
+    let names = ["gh".to_string()];
+    assert_eq!(strip_cookies("a=1; b=2", &names), Stripped::Unchanged);
+    assert_eq!(strip_cookies("gh=x", &names), Stripped::Empty);
+    assert_eq!(
+        strip_cookies("a=1;gh=x ;  b=2", &names),
+        Stripped::Kept("a=1; b=2".into())
+    );
+    assert_eq!(strip_cookies("ghx=1; xgh=2", &names), Stripped::Unchanged);
+}
+
+fn decode_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).expect("claims part");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}

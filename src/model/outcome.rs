@@ -1,0 +1,46 @@
+//! What a check decided, before any edge renders it: an allow with the
+//! header mutations it makes upstream, or a denial. The gRPC edge renders
+//! it as Envoy's `CheckResponse`, the HTTP check endpoints as an HTTP
+//! response; neither decides anything.
+
+use crate::model::deny::Deny;
+
+/// The header mutations of an allowed request, decided once: identity
+/// headers, client copies stripped, a swapped credential, a reissued
+/// token. Names are lower case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderPlan {
+    /// Set on the upstream request, replacing any value it had, in order.
+    pub set: Vec<(String, String)>,
+    /// Removed from the upstream request.
+    pub remove: Vec<String>,
+    /// Query parameters removed from the upstream URL (a token that came
+    /// in the query).
+    pub remove_query: Vec<String>,
+}
+
+impl HeaderPlan {
+    /// Sets `name`, replacing whatever the plan said of it before (an
+    /// earlier value, or a removal).
+    pub fn replace(&mut self, name: &str, value: String) {
+        self.set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.remove.retain(|n| !n.eq_ignore_ascii_case(name));
+        self.set.push((name.to_string(), value));
+    }
+
+    /// Removes the client's `name`, once.
+    pub fn strip(&mut self, name: &str) {
+        if !self.remove.iter().any(|n| n == name) {
+            self.remove.push(name.to_string());
+        }
+    }
+}
+
+/// A check's answer: allowed with these header mutations, or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Let the request through with these mutations.
+    Permit(HeaderPlan),
+    /// Refuse it for this reason.
+    Deny(Deny),
+}
