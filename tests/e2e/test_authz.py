@@ -3,7 +3,7 @@ per-route context_extensions, default deny, anonymous rules.
 
 Depends on gatehouse behaviour:
 - scopes held = the token's `scope` claim (space-separated) plus
-  `scopes.group_mapping` of its `groups` claim (src/identity.rs);
+  `scopes.group_mapping` of its `groups` claim (src/model/identity.rs);
 - first matching rule wins; `context_extensions` (`scope`, `satisfy`,
   `auth_type`) override it, or define an authenticated requirement when no
   rule matches (the /admin/ and /basic/ routes in envoy.yaml);
@@ -132,7 +132,7 @@ def test_anonymous_rule_needs_no_token(client):
 
 
 def test_anonymous_rule_ignores_credentials(client):
-    # auth: anonymous — "no credential is looked at" (src/config.rs).
+    # auth: anonymous — "no credential is looked at" (src/config/policy.rs).
     expect.allowed(client.get("/anon/x", token="not-a-jwt"))
 
 

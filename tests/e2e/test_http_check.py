@@ -1,4 +1,4 @@
-"""Checks over plain HTTP (src/http/check.rs), against the shared gatehouse:
+"""Checks over plain HTTP (src/serve/http/check.rs), against the shared gatehouse:
 
 - Envoy's ext_authz in `http_service` mode: the shipped example with its
   `grpc_service` swapped for the `http_service` block the README documents

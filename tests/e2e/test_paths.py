@@ -6,7 +6,7 @@ resolves `.`/`..` (also `%2e%2e`), turns `\\` into `/`, clamps `/../x` to
 `/x`, and rejects `%00`, `%2F` and `%5C` itself with 400.
 Envoy also resolves servlet-style `..;`/`.;` segments, but not
 `%2e%2e;`. Gatehouse (depends on its path check): refuses dot segments with
-`;` parameters with 400 `invalid_request` (src/deny.rs) before looking at
+`;` parameters with 400 `invalid_request` (src/model/deny.rs) before looking at
 credentials. (Encoded slashes that reach it, e.g. behind a proxy that keeps
 them, are refused too: see the Rust tests.)
 """
