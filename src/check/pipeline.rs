@@ -54,7 +54,8 @@ pub struct Engine {
     pub upstream: UpstreamActions,
     /// Spans per check (tracing on) and which decisions are logged.
     pub telemetry: TelemetrySettings,
-    /// Check counters and latency (recorded by the gRPC service).
+    /// Check counters and latency, recorded per check by the serving
+    /// engine (`serve::live::LiveEngine`) for gRPC and HTTP checks alike.
     pub metrics: crate::metrics::EngineMetrics,
 }
 

@@ -205,16 +205,6 @@ impl TokenCache {
         );
     }
 
-    /// Forgets a token (revocation).
-    pub fn revoke(&self, digest: &TokenDigest) {
-        self.entries.remove(digest);
-    }
-
-    /// Forgets everything.
-    pub fn clear(&self) {
-        self.entries.clear();
-    }
-
     /// Number of cached tokens.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -118,10 +118,6 @@ impl AttributeType {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    fn is_oid(&self) -> bool {
-        self.0.starts_with(|c: char| c.is_ascii_digit())
-    }
 }
 
 impl fmt::Display for AttributeType {
@@ -456,11 +452,6 @@ impl Attribute {
                 opaque: true,
             }),
         }
-    }
-
-    /// Whether the type is a dotted OID with no known name.
-    pub fn has_oid_type(&self) -> bool {
-        self.kind.is_oid()
     }
 }
 

@@ -155,8 +155,9 @@ impl JwtVerifier {
         self
     }
 
-    /// The verified-token cache, if enabled (revocation, metrics).
-    pub fn cache(&self) -> Option<&TokenCache> {
+    /// The verified-token cache, if enabled (for tests to look inside).
+    #[cfg(test)]
+    pub(crate) fn cache(&self) -> Option<&TokenCache> {
         self.cache.as_ref()
     }
 

@@ -248,7 +248,8 @@ pub struct IssuerKeys {
     pub name: String,
     origin: KeyOrigin,
     refresh: RefreshConfig,
-    http: reqwest::Client,
+    /// The HTTP client of a remote set; static keys have none.
+    http: Option<reqwest::Client>,
     current: ArcSwapOption<KeySet>,
     /// Bumped whenever the key set's content changes (cache invalidation).
     generation: AtomicU64,
@@ -270,7 +271,7 @@ impl IssuerKeys {
             name,
             origin: KeyOrigin::Static,
             refresh: RefreshConfig::default(),
-            http: reqwest::Client::new(),
+            http: None,
             current: ArcSwapOption::from_pointee(set),
             generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
@@ -291,7 +292,7 @@ impl IssuerKeys {
             name,
             origin,
             refresh,
-            http,
+            http: Some(http),
             current: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             last_refetch: Mutex::new(None),
@@ -485,8 +486,10 @@ impl IssuerKeys {
             url: url.to_string(),
             reason,
         };
-        let mut response = self
-            .http
+        let Some(http) = &self.http else {
+            return Err(fail("static keys are not fetched".into()));
+        };
+        let mut response = http
             .get(url)
             .timeout(self.refresh.timeout)
             .header("accept", "application/json")

@@ -375,7 +375,7 @@ async fn cached_token_fails_after_its_key_is_removed() {
 }
 
 #[tokio::test]
-async fn unchanged_key_set_keeps_the_cache_and_revocation_drops_the_entry() {
+async fn unchanged_key_set_keeps_the_cache() {
     let (verifier, ec, keys) = cached_fixture();
     let token = Secret::new(ec.mint(&testkit::claims(ISS, AUD, "alice")));
     assert!(verifier.verify(&token).await.is_ok());
@@ -386,7 +386,4 @@ async fn unchanged_key_set_keeps_the_cache_and_revocation_drops_the_entry() {
     let cache = verifier.cache().unwrap();
     let digest = crate::check::authn::cache::digest(token.expose());
     assert!(cache.get(&digest, testkit::now(), &token).is_some());
-    cache.revoke(&digest);
-    assert!(cache.get(&digest, testkit::now(), &token).is_none());
-    assert!(cache.is_empty());
 }
