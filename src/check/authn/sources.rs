@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 
+use crate::check::request::form_decode;
 use crate::config::TokenSourceConfig;
 use crate::model::request::Request;
 use crate::secret::Secret;
@@ -167,33 +168,8 @@ fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 fn query_value(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
+        (k == name).then(|| form_decode(v))
     })
-}
-
-/// Lenient percent-decoding: malformed escapes are kept literally (the
-/// token then fails verification, as it should).
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b == b'+' { b' ' } else { b });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -307,9 +283,9 @@ mod tests {
 
     #[test]
     fn percent_decoding_is_lenient() {
-        assert_eq!(percent_decode("a%41+b"), "aA b");
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(percent_decode("%4"), "%4");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(form_decode("a%41+b"), "aA b");
+        assert_eq!(form_decode("%"), "%");
+        assert_eq!(form_decode("%4"), "%4");
+        assert_eq!(form_decode("%zz"), "%zz");
     }
 }

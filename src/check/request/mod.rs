@@ -165,6 +165,26 @@ impl Described {
     }
 }
 
+/// Decodes one `application/x-www-form-urlencoded` value (a query
+/// parameter): `+` is a space, then percent-escapes. Lenient, like a
+/// browser: a malformed escape is kept as it is and invalid UTF-8 is
+/// replaced (a token decoded this way then fails verification).
+pub fn form_decode(value: &str) -> String {
+    percent_encoding::percent_decode_str(&value.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Whether every `%` in `value` starts a well-formed escape (two hex
+/// digits): for callers that refuse what [`form_decode`] would keep.
+pub fn escapes_are_well_formed(value: &str) -> bool {
+    value.split('%').skip(1).all(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
 /// `example.com:8443` → `example.com`; `[::1]:80` → `[::1]`.
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -248,6 +268,48 @@ mod tests {
     fn traversal_is_bad_request() {
         let err = Request::from_check(&check("/../etc/passwd", "h", &[]), &[]).unwrap_err();
         assert_eq!(err.http_status(), 400);
+    }
+
+    #[test]
+    fn repeated_headers_join_like_envoy_whichever_field_carries_them() {
+        // RFC 9113 §8.2.3 and RFC 6265: cookies join with "; ", every
+        // other repeated header with ",".
+        use crate::proto::core::{HeaderMap, HeaderValue};
+        let mut c = check(
+            "/",
+            "h",
+            &[("cookie", "a=1"), ("x-forwarded-for", "10.0.0.1")],
+        );
+        let http = c
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+            .expect("built above");
+        let header = |key: &str, raw: &str| HeaderValue {
+            key: key.into(),
+            raw_value: raw.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        http.header_map = Some(HeaderMap {
+            headers: vec![
+                header("Cookie", "b=2"),
+                header("x-forwarded-for", "10.0.0.2"),
+            ],
+        });
+        let req = Request::from_check(&c, &[]).expect("valid");
+        assert_eq!(req.header("cookie"), Some("a=1; b=2"));
+        assert_eq!(req.header("x-forwarded-for"), Some("10.0.0.1,10.0.0.2"));
+    }
+
+    #[test]
+    fn form_values_decode_leniently_and_escapes_are_checked() {
+        assert_eq!(form_decode("a%41+b%2B"), "aA b+");
+        assert_eq!(form_decode("%zz%4"), "%zz%4");
+        assert!(escapes_are_well_formed("a%41b%2b"));
+        for bad in ["%", "%4", "%zz", "a%4g"] {
+            assert!(!escapes_are_well_formed(bad), "{bad}");
+        }
     }
 
     #[test]

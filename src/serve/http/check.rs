@@ -40,6 +40,7 @@ use axum::response::Response;
 use super::AppState;
 use crate::check::policy::overrides::{AUTH_TYPE, SATISFY, SCOPE};
 use crate::check::request::described::{Described, add_header};
+use crate::check::request::form_decode;
 use crate::check::response::Denial;
 use crate::check::upstream::AUDIENCE_EXTENSION;
 use crate::model::outcome::HeaderPlan;
@@ -177,9 +178,7 @@ fn extensions_from_query(query: &str) -> HashMap<String, String> {
     let mut scopes: Vec<String> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned();
+        let value = form_decode(value);
         if key == SCOPE {
             scopes.push(value);
         } else if key == SATISFY || key == AUTH_TYPE || key == AUDIENCE_EXTENSION {

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use ipnet::IpNet;
 
 use super::error::ApiError;
-use crate::check::request::client_ip;
+use crate::check::request::{client_ip, escapes_are_well_formed};
 use crate::model::path;
 use crate::model::request::Request;
 
@@ -103,34 +103,18 @@ pub fn parse_query(query: Option<&str>) -> Result<HashMap<String, String>, ApiEr
     Ok(out)
 }
 
-/// Percent-decoding (`+` is a space); malformed escapes are an error.
+/// Percent-decoding (`+` is a space); malformed escapes and invalid
+/// UTF-8 are an error.
 fn decode(text: &str) -> Result<String, ApiError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
-                let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
-                    return Err(ApiError::BadRequest(
-                        "malformed percent-encoding in the query".into(),
-                    ));
-                };
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    if !escapes_are_well_formed(text) {
+        return Err(ApiError::BadRequest(
+            "malformed percent-encoding in the query".into(),
+        ));
     }
-    String::from_utf8(out).map_err(|_| ApiError::BadRequest("query is not UTF-8".into()))
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| ApiError::BadRequest("query is not UTF-8".into()))
 }
 
 #[cfg(test)]
