@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::check::authn::Authenticators;
 use crate::check::authn::cert::CertAuthenticator;
-use crate::check::authn::jwt::{self, Issuer, JwtVerifier};
+use crate::check::authn::jwt::{Issuer, JwtVerifier};
 use crate::check::authn::keys::{IssuerKeys, KeyOrigin, KeySet};
 use crate::check::authn::sources::TokenSource;
 use crate::check::authz::tool::ToolPolicy;
@@ -245,7 +245,7 @@ fn build_issuer(
             "list at least one algorithm",
         ));
     }
-    let algorithms: Vec<_> = cfg.algorithms.iter().map(|a| jwt::algorithm(*a)).collect();
+    let algorithms = cfg.algorithms.clone();
     let hmac = algorithms
         .iter()
         .filter(|a| a.family() == jsonwebtoken::AlgorithmFamily::Hmac)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 /// JWT authentication settings.
@@ -50,36 +51,6 @@ pub enum TokenSourceConfig {
     Query(String),
 }
 
-/// JWT signature algorithms gatehouse accepts. `none` does not exist here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[allow(clippy::upper_case_acronyms)]
-pub enum AlgorithmName {
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    RS256,
-    /// RSASSA-PKCS1-v1_5 with SHA-384.
-    RS384,
-    /// RSASSA-PKCS1-v1_5 with SHA-512.
-    RS512,
-    /// RSASSA-PSS with SHA-256.
-    PS256,
-    /// RSASSA-PSS with SHA-384.
-    PS384,
-    /// RSASSA-PSS with SHA-512.
-    PS512,
-    /// ECDSA P-256 with SHA-256.
-    ES256,
-    /// ECDSA P-384 with SHA-384.
-    ES384,
-    /// Ed25519.
-    EdDSA,
-    /// HMAC with SHA-256; only with a `shared_secret_file` key source.
-    HS256,
-    /// HMAC with SHA-384; only with a `shared_secret_file` key source.
-    HS384,
-    /// HMAC with SHA-512; only with a `shared_secret_file` key source.
-    HS512,
-}
-
 /// One trusted token issuer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,8 +62,10 @@ pub struct IssuerConfig {
     pub issuer: String,
     /// Accepted `aud` values; a token must carry at least one.
     pub audiences: Vec<String>,
-    /// Accepted signature algorithms.
-    pub algorithms: Vec<AlgorithmName>,
+    /// Accepted signature algorithms, by their JWS names (`RS256`, `ES256`,
+    /// `EdDSA`, ...). `none` is not an `Algorithm`, so it is refused when
+    /// the configuration is read; HS256/384/512 need a `shared_secret_file`.
+    pub algorithms: Vec<Algorithm>,
     /// Where the verification keys come from.
     pub keys: KeySourceConfig,
     /// Key refresh behaviour for fetched key sets.
@@ -186,6 +159,31 @@ impl Default for ClaimsConfig {
             email: "email".into(),
             uid: "uidNumber".into(),
             groups: "isMemberOf".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::Algorithm;
+
+    /// The names `algorithms` accepts: exactly these twelve. A jsonwebtoken
+    /// upgrade that adds a variant (the enum is `non_exhaustive`) fails here.
+    #[test]
+    fn accepted_algorithm_names_are_pinned() {
+        let names = [
+            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+            "HS256", "HS384", "HS512",
+        ];
+        for name in names {
+            let alg: Algorithm = serde_json::from_value(name.into()).expect(name);
+            assert_eq!(format!("{alg:?}"), name);
+        }
+        for name in ["none", "None", "ES512", "ES256K", "Ed25519", "rs256", ""] {
+            assert!(
+                serde_json::from_value::<Algorithm>(name.into()).is_err(),
+                "{name} must be refused"
+            );
         }
     }
 }

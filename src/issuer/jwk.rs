@@ -1,8 +1,12 @@
 //! Public JWKs of our signing keys and their RFC 7638 thumbprints.
 
 use base64::Engine as _;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, OctetKeyPairParameters, OctetKeyPairType, RSAKeyParameters,
+    RSAKeyType, ThumbprintHash,
+};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 /// The public half of a signing key, as JWK members (RFC 7517/7518/8037).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +48,7 @@ impl PublicKey {
         }
     }
 
-    /// The required members only, in lexicographic order: the input of
-    /// the RFC 7638 thumbprint.
+    /// The required members (RFC 7638 §3.2), as published in `to_jwk`.
     fn required_members(&self) -> Vec<(&'static str, String)> {
         match self {
             PublicKey::Rsa { n, e } => vec![("e", b64(e)), ("kty", "RSA".into()), ("n", b64(n))],
@@ -63,17 +66,49 @@ impl PublicKey {
         }
     }
 
-    /// RFC 7638 thumbprint (SHA-256, base64url): the `kid` of our keys.
+    /// The same key as a `jsonwebtoken` JWK (required members only).
+    fn to_jose(&self) -> Jwk {
+        let algorithm = match self {
+            PublicKey::Rsa { n, e } => AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: b64(n),
+                e: b64(e),
+            }),
+            PublicKey::P256 { x, y } => {
+                AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                    key_type: EllipticCurveKeyType::EC,
+                    curve: EllipticCurve::P256,
+                    x: b64(x),
+                    y: b64(y),
+                })
+            }
+            PublicKey::Ed25519 { x } => AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: b64(x),
+            }),
+        };
+        Jwk {
+            common: CommonParameters::default(),
+            algorithm,
+        }
+    }
+
+    /// RFC 7638 thumbprint (SHA-256, base64url without padding): the `kid`
+    /// of our keys, computed by `jsonwebtoken` (the same canonical JSON of
+    /// the required members, byte for byte).
+    #[allow(clippy::expect_used)] // Cannot fail: see below.
     pub fn thumbprint(&self) -> String {
-        // The members are fixed, ASCII-only base64url/labels, so plain
-        // concatenation is exactly the canonical JSON (no escaping needed).
-        let body = self
-            .required_members()
-            .iter()
-            .map(|(k, v)| format!("\"{k}\":\"{v}\""))
-            .collect::<Vec<_>>()
-            .join(",");
-        b64(&Sha256::digest(format!("{{{body}}}").as_bytes()))
+        // `Jwk::thumbprint` fails only for (1) an EC key on Ed25519 or an
+        // OKP key on a NIST curve, (2) `AlgorithmParameters::Other`, or
+        // (3) a digest error of the process `CryptoProvider`. `to_jose`
+        // builds neither (1) nor (2), and (3) cannot happen: with only the
+        // `aws_lc_rs` feature and no `install_default` in this crate, the
+        // provider is jsonwebtoken's aws-lc one, whose `compute_digest`
+        // always returns `Ok`.
+        self.to_jose()
+            .thumbprint(ThumbprintHash::SHA256)
+            .expect("thumbprint of a well-formed RSA, P-256 or Ed25519 JWK")
     }
 
     /// The full public JWK with `kid`, `alg` and `use: sig`.
@@ -129,6 +164,18 @@ mod tests {
         assert_eq!(jwk["kty"], "EC");
         assert_eq!(jwk["use"], "sig");
         assert!(jwk.get("d").is_none());
+    }
+
+    #[test]
+    fn rfc8037_ed25519_thumbprint() {
+        // RFC 8037 §A.3.
+        let key = PublicKey::Ed25519 {
+            x: unb64("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+        };
+        assert_eq!(
+            key.thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]

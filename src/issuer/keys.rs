@@ -9,7 +9,6 @@ use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
     RsaKeyPair,
 };
-use base64::Engine as _;
 
 use super::jwk::PublicKey;
 
@@ -240,60 +239,55 @@ impl SigningKey {
 
 /// The label and DER of the first private-key PEM block in `text`
 /// (other blocks, such as `EC PARAMETERS`, are skipped).
+///
+/// `pem::parse_many` decodes every block before we look at any, so a
+/// malformed block anywhere in the file (bad base64, even in a skipped
+/// `CERTIFICATE`) refuses it, and, as in RFC 1421, text before a blank
+/// line inside a block is its headers: a blank line within the base64 body
+/// or just before the END line is refused as a malformed header.
 fn first_private_key_block(text: &str) -> Result<(String, Vec<u8>), KeyError> {
-    let mut lines = text.lines().map(str::trim);
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|l| l.strip_suffix("-----"))
-        else {
-            continue;
-        };
-        let end = format!("-----END {label}-----");
-        let mut body = String::new();
-        let mut closed = false;
-        for inner in lines.by_ref() {
-            if inner == end {
-                closed = true;
-                break;
-            }
-            if inner.contains(':') {
-                // RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`).
-                return Err(KeyError::Encrypted);
-            }
-            body.push_str(inner);
+    // `PemError` is not carried into `KeyError`: its base64 error quotes
+    // a byte of the (private) body.
+    let blocks = pem::parse_many(text).map_err(|e| {
+        KeyError::MalformedPem(match e {
+            pem::PemError::InvalidData(_) => "body is not base64",
+            pem::PemError::MismatchedTags(..) | pem::PemError::MissingEndTag => "missing END line",
+            pem::PemError::InvalidHeader(_) => "malformed header",
+            _ => "malformed PEM block",
+        })
+    })?;
+    let found = blocks.len();
+    for block in blocks {
+        if block.headers().iter().next().is_some() {
+            // RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`).
+            return Err(KeyError::Encrypted);
         }
-        if !closed {
-            return Err(KeyError::MalformedPem("missing END line"));
-        }
-        match label {
+        match block.tag() {
             "ENCRYPTED PRIVATE KEY" => return Err(KeyError::Encrypted),
             "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
-                let der = base64::engine::general_purpose::STANDARD
-                    .decode(body.as_bytes())
-                    .map_err(|_| KeyError::MalformedPem("body is not base64"))?;
-                return Ok((label.to_string(), der));
+                return Ok((block.tag().to_string(), block.into_contents()));
             }
-            _ => continue,
+            _ => {}
         }
+    }
+    // `parse_many` silently drops a last block that has no END line.
+    if text.matches("-----BEGIN ").count() > found {
+        return Err(KeyError::MalformedPem("missing END line"));
     }
     Err(KeyError::NoPrivateKey)
 }
 
-/// PEM-encodes DER with 64-character lines.
+/// PEM-encodes DER with LF line endings and 64-character lines.
 fn encode_pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
     use jsonwebtoken::{Algorithm, DecodingKey, jwk::Jwk};
 
     use super::*;

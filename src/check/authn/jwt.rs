@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::cache::{self, TokenCache};
 use super::keys::{IssuerKeys, KeySet};
-use crate::config::{AlgorithmName, ClaimsConfig, ConfigError};
+use crate::config::{ClaimsConfig, ConfigError};
 use crate::issuer::{ISSUER_NAME, InternalIssuer, claim_names};
 use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
@@ -387,41 +387,10 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError
     serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
 }
 
-/// The header's `alg`; `none` and anything unknown are refused.
+/// The header's `alg`, parsed by jsonwebtoken's own `FromStr` (exact,
+/// case-sensitive names); `none` and anything unknown are refused.
 fn parse_algorithm(alg: &str) -> Result<Algorithm, JwtError> {
-    Ok(match alg {
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        _ => return Err(JwtError::UnsupportedAlgorithm),
-    })
-}
-
-/// Maps a configured algorithm name to `jsonwebtoken`'s.
-pub fn algorithm(name: AlgorithmName) -> Algorithm {
-    match name {
-        AlgorithmName::RS256 => Algorithm::RS256,
-        AlgorithmName::RS384 => Algorithm::RS384,
-        AlgorithmName::RS512 => Algorithm::RS512,
-        AlgorithmName::PS256 => Algorithm::PS256,
-        AlgorithmName::PS384 => Algorithm::PS384,
-        AlgorithmName::PS512 => Algorithm::PS512,
-        AlgorithmName::ES256 => Algorithm::ES256,
-        AlgorithmName::ES384 => Algorithm::ES384,
-        AlgorithmName::EdDSA => Algorithm::EdDSA,
-        AlgorithmName::HS256 => Algorithm::HS256,
-        AlgorithmName::HS384 => Algorithm::HS384,
-        AlgorithmName::HS512 => Algorithm::HS512,
-    }
+    alg.parse().map_err(|_| JwtError::UnsupportedAlgorithm)
 }
 
 /// Tries the candidate keys; with a `kid` there is normally exactly one.
