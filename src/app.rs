@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::check::authn::Authenticators;
 use crate::check::authn::cert::CertAuthenticator;
+use crate::check::authn::jwt::keys::{IssuerKeys, KeyOrigin, KeySet};
 use crate::check::authn::jwt::{Issuer, JwtVerifier};
-use crate::check::authn::keys::{IssuerKeys, KeyOrigin, KeySet};
 use crate::check::authn::sources::TokenSource;
 use crate::check::authz::tool::ToolPolicy;
 use crate::check::pipeline::Engine;

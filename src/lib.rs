@@ -19,5 +19,6 @@ pub mod secret;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
 #[doc(hidden)]
 pub mod testkit;

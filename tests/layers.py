@@ -8,7 +8,9 @@ left out; `tests.rs` files are tests, not layers) and fails when:
    PHASES below) or the pipeline that drives it;
 3. a module imports a layer it must never see (NEVER below): the leaf
    types, config, metrics, telemetry and the store never import the
-   check, the servers or the operator tools, and so on.
+   check, the servers or the operator tools, and so on;
+4. a module breaks the one file convention: a module with submodules is a
+   directory with a `mod.rs`, never a `name.rs` beside a `name/`.
 
 usage: python3 tests/layers.py [SRC_DIR]   (prints the module graph; exit 1 on a violation)
 """
@@ -64,6 +66,16 @@ def imports(src):
                     if target:
                         out.append((me, target, path))
     return out
+
+
+def sibling_style(src):
+    """`name.rs` files that sit beside a `name/` directory."""
+    found = []
+    for folder, dirs, files in os.walk(src):
+        for name in files:
+            if name.endswith(".rs") and name[:-3] in dirs and name != "main.rs":
+                found.append(os.path.join(folder, name))
+    return sorted(found)
 
 
 def cycles(adjacency):
@@ -124,6 +136,8 @@ def main():
             continue
         if PHASES.index(b) > PHASES.index(a):
             errors.append(f"{path}: check::{a} imports check::{b}, which runs after it")
+    for path in sibling_style(src):
+        errors.append(f"{path}: a module with submodules is a directory with a mod.rs")
     for a in sorted(top):
         print(f"{a} -> {' '.join(sorted(top[a]))}")
     for e in sorted(set(errors)):

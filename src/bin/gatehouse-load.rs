@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use gatehouse::check::request::described::Described;
 use gatehouse::proto::auth::CheckRequest;
 use gatehouse::proto::auth::authorization_client::AuthorizationClient;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -234,7 +235,7 @@ fn check_request(args: &Args, kind: Kind, token: &str) -> CheckRequest {
         }
         Kind::Missing => {}
     }
-    gatehouse::testkit::check_request(&args.host, &args.path, "127.0.0.1", headers)
+    Described::get(&args.host, &args.path, "127.0.0.1", headers).into_check_request()
 }
 
 /// Closed loop: `concurrency` workers, each sending back to back.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::*;
-use crate::check::authn::keys::{IssuerKeys, KeyOrigin, gauges};
+use crate::check::authn::jwt::keys::{IssuerKeys, KeyOrigin, gauges};
 use crate::check::pipeline::Engine;
 use crate::config::{self, ConfigSource, RefreshConfig};
 use crate::store::Store;

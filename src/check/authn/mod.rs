@@ -4,14 +4,9 @@
 //! first credential present decides. An invalid credential is a 401, never
 //! a fall-through to the next authenticator.
 
-pub mod cache;
 pub mod cert;
-pub mod dn;
 pub mod jwt;
-pub mod keys;
 pub mod sources;
-pub mod verify;
-pub mod xfcc;
 
 use std::sync::Arc;
 
@@ -19,8 +14,8 @@ use crate::config::AuthType;
 use crate::model::deny::Deny;
 use crate::model::identity::{AcceptedCredentials, Identity};
 use crate::model::request::Request;
+use jwt::keys::IssuerKeys;
 use jwt::{JwtError, JwtVerifier};
-use keys::IssuerKeys;
 use sources::TokenSource;
 
 pub use crate::model::identity::Presented;

@@ -35,6 +35,20 @@ pub struct Described {
 }
 
 impl Described {
+    /// A `GET` over https from peer `peer`, with the given lower-case
+    /// headers: the common shape of the load generator's and tests' requests.
+    pub fn get(host: &str, path: &str, peer: &str, headers: HashMap<String, String>) -> Described {
+        Described {
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: host.into(),
+            path: path.into(),
+            headers,
+            peer: peer.into(),
+            ..Default::default()
+        }
+    }
+
     /// The `CheckRequest` Envoy would send for this request (HTTP/1.1).
     pub fn into_check_request(self) -> CheckRequest {
         CheckRequest {

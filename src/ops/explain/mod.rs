@@ -15,7 +15,7 @@ use clap::Args;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::app;
-use crate::check::authn::keys::KeySet;
+use crate::check::authn::jwt::keys::KeySet;
 use crate::check::authn::sources::find_token;
 use crate::check::pipeline::Engine;
 use crate::check::request::described::{Described, add_header};

@@ -33,7 +33,7 @@ use axum::routing::{any, get, post};
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
-use crate::check::authn::keys::gauges;
+use crate::check::authn::jwt::keys::gauges;
 use crate::issuer::{DISCOVERY_PATH, JWKS_PATH};
 use crate::serve::live::LiveEngine;
 use error::ApiError;

@@ -35,7 +35,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::app::{self, Carry};
-use crate::check::authn::keys::IssuerKeys;
+use crate::check::authn::jwt::keys::IssuerKeys;
 use crate::check::pipeline::Engine;
 use crate::config::{self, Config, ConfigError, ConfigSource};
 use crate::metrics::Metrics;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::task::AbortHandle;
 
-use crate::check::authn::keys::IssuerKeys;
+use crate::check::authn::jwt::keys::IssuerKeys;
 use crate::check::pipeline::Engine;
 use crate::store::Store;
 

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use regex::Regex;
 
 use super::CertError;
+use super::dn::{AttributeType, DistinguishedName};
 use super::peer::PeerCredential;
 use super::spiffe::{SpiffeId, SpiffeMap, extend_unique};
-use crate::check::authn::dn::{AttributeType, DistinguishedName};
 use crate::config::{CertIdentityConfig, CertificatesConfig, ConfigError};
 use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;

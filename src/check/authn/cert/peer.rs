@@ -9,8 +9,8 @@ use x509_parser::der_parser::asn1_rs::ToDer;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
 
 use super::CertError;
-use crate::check::authn::dn::{Attribute, DistinguishedName};
-use crate::check::authn::xfcc::XfccElement;
+use super::dn::{Attribute, DistinguishedName};
+use super::xfcc::XfccElement;
 
 /// Largest URL-encoded PEM accepted (a leaf certificate is a few KiB).
 pub const MAX_PEM_BYTES: usize = 64 * 1024;

@@ -4,7 +4,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::*;
-use crate::check::authn::keys::{IssuerKeys, KeySet};
+use crate::check::authn::jwt::keys::{IssuerKeys, KeySet};
 use crate::testkit::{self, TestKey};
 
 const ISS: &str = "https://issuer.test";
@@ -263,7 +263,7 @@ async fn keys_not_loaded_fail_closed() {
         algorithms: vec![Algorithm::ES256],
         keys: Arc::new(IssuerKeys::remote(
             "remote".into(),
-            crate::check::authn::keys::KeyOrigin::JwksUri("http://127.0.0.1:9/jwks".into()),
+            crate::check::authn::jwt::keys::KeyOrigin::JwksUri("http://127.0.0.1:9/jwks".into()),
             crate::config::RefreshConfig::default(),
             reqwest::Client::new(),
         )),
@@ -297,9 +297,9 @@ fn cached_fixture() -> (JwtVerifier, TestKey, Arc<IssuerKeys>) {
 }
 
 /// Lookup counters not registered anywhere, to read back in a test.
-fn cache_counters() -> crate::check::authn::cache::TokenCacheMetrics {
+fn cache_counters() -> crate::check::authn::jwt::cache::TokenCacheMetrics {
     let counter = |name: &str| prometheus::IntCounter::new(name, "test").unwrap();
-    crate::check::authn::cache::TokenCacheMetrics {
+    crate::check::authn::jwt::cache::TokenCacheMetrics {
         hit: counter("hit"),
         miss: counter("miss"),
         stale: counter("stale"),
@@ -384,6 +384,6 @@ async fn unchanged_key_set_keeps_the_cache() {
     keys.install(KeySet::from_jwks(&testkit::jwks(&[&ec])).unwrap());
     assert_eq!(keys.generation(), generation);
     let cache = verifier.cache().unwrap();
-    let digest = crate::check::authn::cache::digest(token.expose());
+    let digest = crate::check::authn::jwt::cache::digest(token.expose());
     assert!(cache.get(&digest, testkit::now(), &token).is_some());
 }

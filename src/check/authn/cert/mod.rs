@@ -14,9 +14,11 @@
 //! refused wherever it came from. The chain itself is verified by the TLS
 //! layer that terminated the connection (Envoy, or the trusted proxy).
 
+pub mod dn;
 pub mod mapping;
 pub mod peer;
 pub mod spiffe;
+pub mod xfcc;
 
 use std::collections::BTreeMap;
 
@@ -25,11 +27,11 @@ use ipnet::IpNet;
 use self::mapping::IdentityMap;
 pub use self::peer::{Origin, PeerCredential};
 pub use self::spiffe::SpiffeId;
-use super::dn::DnError;
-use super::xfcc::{self, ElementChoice, XfccError};
 use crate::config::{CertificatesConfig, ConfigError, XfccElementConfig};
 use crate::model::identity::Identity;
 use crate::model::request::Request;
+use dn::DnError;
+use xfcc::{ElementChoice, XfccError};
 
 /// The header a trusted proxy forwards client certificates in.
 pub const XFCC_HEADER: &str = "x-forwarded-client-cert";

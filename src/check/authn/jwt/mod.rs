@@ -5,6 +5,14 @@
 //! crypto against a key whose type serves the header's algorithm, and the
 //! registered claims are validated here, so every refusal has a precise,
 //! client-safe reason.
+//!
+//! Submodules: `keys` (issuer key sets, fetched and refreshed), `verify`
+//! (keys parsed once for signature checks), `cache` (verified tokens kept
+//! until they expire).
+
+pub mod cache;
+pub mod keys;
+pub mod verify;
 
 use crate::clock::now_secs;
 use std::collections::{BTreeSet, HashMap};
@@ -15,12 +23,12 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::cache::{self, TokenCache};
-use super::keys::{IssuerKeys, KeySet};
 use crate::config::{ClaimsConfig, ConfigError};
 use crate::issuer::{ISSUER_NAME, InternalIssuer, claim_names};
 use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
+use cache::TokenCache;
+use keys::{IssuerKeys, KeySet};
 
 /// Why a token was refused. The messages go to the client, so they never
 /// contain the token or claim values.
@@ -150,7 +158,7 @@ impl JwtVerifier {
     }
 
     /// Counts the cache's lookups into `metrics` (no-op without a cache).
-    pub fn with_cache_metrics(mut self, metrics: super::cache::TokenCacheMetrics) -> JwtVerifier {
+    pub fn with_cache_metrics(mut self, metrics: cache::TokenCacheMetrics) -> JwtVerifier {
         self.cache = self.cache.map(|cache| cache.with_metrics(metrics));
         self
     }

@@ -1,5 +1,8 @@
 //! Signing keys and token minting for tests (unit, integration, benches).
-//! Not used by the service itself.
+//! Not used by the service itself: compiled only for the crate's own unit
+//! tests and with the `testkit` feature, which the integration tests and
+//! benches turn on through the crate's dev-dependency on itself. The
+//! release binary does not link it (nor `rcgen`).
 #![doc(hidden)]
 // Test-only helper: a failure here is a broken test setup, so panicking is right.
 #![allow(clippy::expect_used)]
@@ -94,14 +97,6 @@ pub fn check_request(
     source: &str,
     headers: std::collections::HashMap<String, String>,
 ) -> crate::proto::auth::CheckRequest {
-    crate::check::request::described::Described {
-        method: "GET".into(),
-        scheme: "https".into(),
-        host: host.into(),
-        path: path.into(),
-        headers,
-        peer: source.into(),
-        ..Default::default()
-    }
-    .into_check_request()
+    crate::check::request::described::Described::get(host, path, source, headers)
+        .into_check_request()
 }
