@@ -3,15 +3,18 @@
 //! it as Envoy's `CheckResponse`, the HTTP check endpoints as an HTTP
 //! response; neither decides anything.
 
+use std::borrow::Cow;
+
 use crate::model::deny::Deny;
 
 /// The header mutations of an allowed request, decided once: identity
 /// headers, client copies stripped, a swapped credential, a reissued
-/// token. Names are lower case.
+/// token. Names are lower case; gatehouse's own are borrowed statics, so
+/// planning an allow allocates no header name that rendering copies again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderPlan {
     /// Set on the upstream request, replacing any value it had, in order.
-    pub set: Vec<(String, String)>,
+    pub set: Vec<(Cow<'static, str>, String)>,
     /// Removed from the upstream request.
     pub remove: Vec<String>,
     /// Query parameters removed from the upstream URL (a token that came
@@ -22,10 +25,11 @@ pub struct HeaderPlan {
 impl HeaderPlan {
     /// Sets `name`, replacing whatever the plan said of it before (an
     /// earlier value, or a removal).
-    pub fn replace(&mut self, name: &str, value: String) {
-        self.set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.remove.retain(|n| !n.eq_ignore_ascii_case(name));
-        self.set.push((name.to_string(), value));
+    pub fn replace(&mut self, name: impl Into<Cow<'static, str>>, value: String) {
+        let name = name.into();
+        self.set.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        self.remove.retain(|n| !n.eq_ignore_ascii_case(&name));
+        self.set.push((name, value));
     }
 
     /// Removes the client's `name`, once.

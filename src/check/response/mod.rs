@@ -5,6 +5,8 @@
 //! body come from [`denial`], which the HTTP edge renders too. A denial is
 //! a normal `CheckResponse`, never a gRPC error.
 
+use std::borrow::Cow;
+
 use crate::config::IdentityHeader;
 use crate::model::deny::Deny;
 use crate::model::identity::Identity;
@@ -40,7 +42,7 @@ pub fn plan(
         .cloned()
         .collect();
     HeaderPlan {
-        set: set.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        set,
         remove,
         remove_query: identity
             .and_then(|id| id.query_parameter.clone())
@@ -56,30 +58,33 @@ fn identity_headers(
     requirement: &Requirement,
     identity: Option<&Identity>,
     tool: Option<&str>,
-) -> Vec<(&'static str, String)> {
-    let mut out: Vec<(&'static str, String)> = Vec::with_capacity(10);
+) -> Vec<(Cow<'static, str>, String)> {
+    let mut out: Vec<(Cow<'static, str>, String)> = Vec::with_capacity(10);
     for header in requirement.headers.iter() {
         if *header == IdentityHeader::Scopes {
             // Scopes also carries what the route accepted.
             if let Access::Authenticated { scopes, satisfy } = &requirement.access {
                 if let Some(value) = field(*header, request, requirement, identity, tool) {
-                    out.push(("x-auth-request-token-scopes", value));
+                    out.push(("x-auth-request-token-scopes".into(), value));
                 }
-                out.push(("x-auth-request-token-scopes-accepted", scopes.join(" ")));
                 out.push((
-                    "x-auth-request-token-scopes-satisfy",
+                    "x-auth-request-token-scopes-accepted".into(),
+                    scopes.join(" "),
+                ));
+                out.push((
+                    "x-auth-request-token-scopes-satisfy".into(),
                     satisfy.as_str().to_string(),
                 ));
             }
         } else if let Some(value) = field(*header, request, requirement, identity, tool) {
-            out.push((header_of(*header), value));
+            out.push((header_of(*header).into(), value));
         }
     }
     out.retain(|(name, value)| {
         let safe = header_value_is_safe(value);
         if !safe {
             tracing::warn!(
-                header = name,
+                header = %name,
                 "identity header value has control characters; not sent"
             );
         }
@@ -135,10 +140,10 @@ pub(crate) fn header_value_is_safe(value: &str) -> bool {
 }
 
 /// A header set on the request, replacing any value it had.
-fn overwrite(key: &str, value: String) -> HeaderValueOption {
+fn overwrite(key: String, value: String) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key: key.to_string(),
+            key,
             value,
             ..Default::default()
         }),
@@ -166,7 +171,7 @@ pub fn render_allow(plan: HeaderPlan) -> CheckResponse {
             headers: plan
                 .set
                 .into_iter()
-                .map(|(k, v)| overwrite(&k, v))
+                .map(|(k, v)| overwrite(k.into_owned(), v))
                 .collect(),
             headers_to_remove: plan.remove,
             query_parameters_to_remove: plan.remove_query,
@@ -225,7 +230,7 @@ pub fn deny(deny: &Deny, realm: &str) -> CheckResponse {
             headers: denial
                 .headers
                 .into_iter()
-                .map(|(k, v)| overwrite(k, v))
+                .map(|(k, v)| overwrite(k.to_string(), v))
                 .collect(),
             body: denial.body,
         })),

@@ -79,7 +79,7 @@ impl UpstreamHeaders {
                 .flatten()
                 .filter(|v| super::header_value_is_safe(v));
             match value {
-                Some(v) => plan.set.push((name.clone(), v)),
+                Some(v) => plan.set.push((name.clone().into(), v)),
                 None if request.headers.contains_key(name) => plan.remove.push(name.clone()),
                 None => {}
             }

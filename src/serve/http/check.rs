@@ -225,7 +225,7 @@ fn into_http(answer: Result<HeaderPlan, Denial>) -> Response {
             let mut http = Response::new(Body::empty());
             set_headers(
                 http.headers_mut(),
-                plan.set.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                plan.set.iter().map(|(k, v)| (k.as_ref(), v.as_str())),
             );
             if !plan.remove.is_empty()
                 && let Ok(value) = HeaderValue::from_str(&plan.remove.join(","))
