@@ -41,6 +41,14 @@ impl HeaderPlan {
 }
 
 /// A check's answer: allowed with these header mutations, or refused.
+///
+/// The allow carries its plan, not the identity: every edge today renders
+/// headers, and the identity is already in the plan (`X-Auth-Request-*`)
+/// and in the `Decision`'s log line. Carrying it was measured (criterion,
+/// `pipeline/check` cached, three interleaved rounds against this shape):
+/// 4–5% slower per allowed check, for moving the larger enum up through
+/// the pipeline's futures, with no reader. An edge that needs it can add
+/// it then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Let the request through with these mutations.
