@@ -242,7 +242,7 @@ ${BOLD}Everything keeps running until Ctrl-C.${RESET} In another terminal:
 
   TOKEN=\$(cat $TOKEN_FILE)
   curl -i -H "Authorization: Bearer \$TOKEN" $BASE/data/x
-  curl -i $BASE/public/anything                       # no check (rule: public)
+  curl -i $BASE/public/anything                       # 200: Envoy skips the check on /public/
   $GATEHOUSE explain --config $REPO/config/demo.yaml --url $BASE/data/x -X POST -H "Authorization: Bearer \$TOKEN"
 
 Logs: $WORK/{gatehouse,envoy,echo}.log
