@@ -3,10 +3,11 @@
 # The gatehouse container image: one static binary on distroless/static,
 # running as the unprivileged user 65532 (distroless's `nonroot`).
 #
-#   docker build -t gatehouse:0.1.0 .
+#   docker build -t gatehouse:0.1.0 \
+#       --build-arg GATEHOUSE_GIT_COMMIT="$(git rev-parse --short HEAD)" .
 #   docker run --rm -p 9191:9191 -p 8080:8080 \
 #       -v "$PWD/my-config:/etc/gatehouse:ro" gatehouse:0.1.0
-#   docker run --rm gatehouse:0.1.0 check-config /etc/gatehouse/config.yaml
+#   docker run --rm gatehouse:0.1.0 check-config -c /etc/gatehouse/config.yaml
 #
 # The build stage runs the README's build command. What it needs beyond the
 # Rust image:
@@ -40,6 +41,12 @@ COPY proto ./proto
 COPY src ./src
 COPY config ./config
 COPY benches ./benches
+# `gatehouse version` names the commit and build date; the context has no
+# .git, so pass them: --build-arg GATEHOUSE_GIT_COMMIT=$(git rev-parse
+# --short HEAD) --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct).
+# Unset: commit `unknown`, today's date.
+ARG GATEHOUSE_GIT_COMMIT
+ARG SOURCE_DATE_EPOCH
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     export CARGO_BUILD_TARGET="$(cat /rust-target)" \
@@ -50,7 +57,7 @@ RUN if readelf -d /gatehouse | grep -q NEEDED; then \
         echo "gatehouse is dynamically linked" >&2; exit 1; \
     fi \
  && /gatehouse --version \
- && /gatehouse check-config config/demo.yaml
+ && /gatehouse check-config -c config/demo.yaml
 
 FROM gcr.io/distroless/static-debian12:nonroot
 LABEL org.opencontainers.image.title="gatehouse" \

@@ -10,7 +10,7 @@
 //! the server's CPU time per check (from `/proc/<pid>/task/*/schedstat`).
 //!
 //! By default tokens are signed with the demo key, so it works against
-//! `gatehouse serve` with the embedded demo configuration:
+//! `gatehouse serve --demo` (the embedded demo configuration):
 //!
 //! ```text
 //! gatehouse-load --rate 5000 --duration 20s --server-pid $(pgrep -x gatehouse)

@@ -36,8 +36,8 @@ pub use store::*;
 pub use telemetry::*;
 pub use upstream::*;
 
-/// The demo configuration compiled into the binary: `gatehouse serve` with
-/// no `--config` runs on it, with nothing else running.
+/// The demo configuration compiled into the binary: `gatehouse serve --demo`
+/// runs on it, with nothing else running.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.yaml");
 
 /// Why a configuration could not be loaded.

@@ -72,7 +72,7 @@ def check_config(gatehouse_bin: Path, rendered: Rendered, workdir: Path) -> subp
     ctr = container(rendered.get("Deployment", RELEASE), "gatehouse")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     env.update({e["name"]: e["value"] for e in ctr.get("env", []) if "value" in e})
-    return subprocess.run([str(gatehouse_bin), "check-config", str(config)], env=env,
+    return subprocess.run([str(gatehouse_bin), "check-config", "-c", str(config)], env=env,
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
 

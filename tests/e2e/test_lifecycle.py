@@ -5,8 +5,8 @@ Depends on gatehouse behaviour:
   issuer's keys are loaded, then SERVING (the gRPC port listens before);
 - the HTTP side port's `/healthz` follows the same readiness (503, 200);
 - SIGTERM drains both servers and exits 0 within `server.drain_timeout`;
-- `gatehouse check-config FILE` exits 0 for a valid file, non-zero with the
-  offending key named on stderr otherwise.
+- `gatehouse check-config -c FILE` exits 0 for a valid file, 78 (a configuration
+  error) with the offending key named on stderr otherwise.
 """
 
 from __future__ import annotations
@@ -82,14 +82,14 @@ def _demo_with(tmp_path: Path, old: str, new: str) -> Path:
 def test_check_config_names_an_unknown_key(tmp_path):
     path = _demo_with(tmp_path, "server:\n", "server:\n  grpc_adress: 127.0.0.1:1\n")
     r = check_config(path)
-    assert r.returncode != 0
+    assert r.returncode == 78, r.stderr
     assert "grpc_adress" in r.stderr, r.stderr
 
 
 def test_check_config_names_a_bad_value(tmp_path):
     path = _demo_with(tmp_path, "grpc_addr: 127.0.0.1:9191", "grpc_addr: not-an-address")
     r = check_config(path)
-    assert r.returncode != 0
+    assert r.returncode == 78, r.stderr
     assert "server.grpc_addr" in r.stderr, r.stderr
 
 
@@ -109,4 +109,4 @@ def test_check_config_resolves_relative_paths_against_the_file(tmp_path, keys):
     assert ok.returncode == 0, ok.stderr
     (tmp_path / configs.HMAC_SECRET_FILE).unlink()
     missing = check_config(path)
-    assert missing.returncode != 0, "a missing secret file must fail validation"
+    assert missing.returncode == 78, "a missing secret file must fail validation"

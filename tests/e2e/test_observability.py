@@ -196,4 +196,4 @@ def test_explain_command_with_a_pyjwt_token(tmp_path, idp):
     assert "decision:    DENY 401 (no_credential)" in denied.stdout
 
     bad = _explain(path, "--url", "not a url")
-    assert bad.returncode == 2 and "--url" in bad.stderr
+    assert bad.returncode == 64 and "--url" in bad.stderr  # a usage error

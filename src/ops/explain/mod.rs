@@ -21,14 +21,16 @@ use crate::check::pipeline::Engine;
 use crate::check::request::described::{Described, add_header};
 use crate::config::{self, ConfigSource};
 use crate::model::request::Request;
+use crate::ops::cli::CliError;
 use crate::proto::auth::CheckRequest;
 pub use report::{Explanation, Recorder};
 
 /// `gatehouse explain` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
-    /// Configuration file (YAML); `GATEHOUSE_*` variables override it.
-    #[arg(long, short)]
+    /// Configuration file (YAML); `GATEHOUSE_<SECTION>__<KEY>` variables
+    /// override it.
+    #[arg(long, short, env = crate::ops::cli::CONFIG_ENV, value_name = "FILE")]
     pub config: PathBuf,
     /// The request's method.
     #[arg(long, short = 'X', default_value = "GET")]
@@ -80,14 +82,15 @@ pub enum ExplainError {
 }
 
 /// Runs `gatehouse explain`: prints the explanation; exit code 0 when the
-/// request would be allowed, 1 when denied, 2 on an error.
+/// request would be allowed, 1 when denied, and on an error that of
+/// [`CliError`] (64 for an argument, 78 for the configuration).
 pub fn run(args: &ExplainArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+        Err(e) => return CliError::Failure(format!("cannot start the runtime: {e}")).report(),
     };
     match runtime.block_on(explain(args)) {
         Ok(explanation) => {
@@ -98,13 +101,8 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Err(e) => fail(&e.to_string()),
+        Err(e) => CliError::from(e).report(),
     }
-}
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("gatehouse: {message}");
-    ExitCode::from(2)
 }
 
 /// Builds the engine from `args.config` (offline) and explains the request.

@@ -45,9 +45,9 @@ def require_binary() -> Path:
 
 
 def check_config(path: Path, timeout: float = 30.0) -> subprocess.CompletedProcess:
-    """`gatehouse check-config FILE`."""
+    """`gatehouse check-config -c FILE`."""
     return subprocess.run(
-        [str(require_binary()), "check-config", str(path)],
+        [str(require_binary()), "check-config", "-c", str(path)],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
 
