@@ -31,7 +31,6 @@ BASE="http://127.0.0.1:$ENVOY_PORT"
 
 # How gatehouse is started on its demo configuration.
 DEMO_SERVE=(serve --demo)
-DEMO_SERVE=(serve)   # TEMPORARY (issue 18): this branch's CLI has no `serve --demo` yet; delete this line when it lands
 
 CHECK="${DEMO_EXIT:-0}"
 case "${1:-}" in
