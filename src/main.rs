@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: gatehouse::ops::cli::TokenCommand,
     },
+    /// The configuration's JSON Schema and reference.
+    Config {
+        #[command(subcommand)]
+        command: gatehouse::ops::config::ConfigCommand,
+    },
     /// The aggregated OpenAPI document.
     Openapi {
         #[command(subcommand)]
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => return gatehouse::ops::explain::run(&args),
         Command::Keys { command } => return gatehouse::ops::cli::keys(command),
         Command::Token { command } => return gatehouse::ops::cli::token(command),
+        Command::Config { command } => return gatehouse::ops::config::run(command),
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = match config::load(&source, env.iter().cloned()) {
