@@ -8,13 +8,14 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 /// The duration grammar of the configuration (`humantime`): one or more
-/// `<number><unit>` spans, e.g. `30s`, `5m`, `1h 30m`, `2d`, `1.5h`.
+/// `<number><unit>` spans, e.g. `30s`, `5m`, `1h 30m`, `2d`, `1.5h`; or a
+/// bare `0`.
 pub const DURATION_PATTERN: &str = concat!(
-    r"^\s*([0-9]+(\.[0-9]+)?\s*",
+    r"^(0|\s*([0-9]+(\.[0-9]+)?\s*",
     "(nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|",
     "minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|",
     "weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)",
-    r"\s*)+$"
+    r"\s*)+)$"
 );
 
 /// A duration written as text (`humantime`), e.g. `30s` or `1h 30m`.
@@ -132,7 +133,7 @@ mod tests {
         let pattern = regex::Regex::new(DURATION_PATTERN).expect("a valid regex");
         let samples = [
             "30s", "5m", "2d", "1h 30m", "1h30m", "15s", " 1s ", "10 s", "1.5h", "250ms", "1w",
-            "2weeks", "3 days", "1M", "1y", "100us", "5µs", "7nanos", "0s", "", "0", "5", "s",
+            "2weeks", "3 days", "1M", "1y", "100us", "5µs", "7nanos", "0s", "", "0", " 0", "00", "5", "s",
             "5x", "1.h", "-5s", "5s,", "1h-30m", "soon", "1e3s", ".5s",
         ];
         for sample in samples {

@@ -145,7 +145,11 @@ pub fn splice(text: &str) -> Result<String, ChartSchemaError> {
         .map(|at| body + at + "\n    }".len())
         .ok_or(ChartSchemaError::NoConfigProperty("no closing brace"))?;
     let rendered = serde_json::to_string_pretty(&generated)?.replace('\n', "\n    ");
-    let spliced = format!("{}    \"config\": {rendered}{}", &text[..start], &text[end..]);
+    let spliced = format!(
+        "{}    \"config\": {rendered}{}",
+        &text[..start],
+        &text[end..]
+    );
     // The splice replaced exactly the `config` property.
     let mut expected = original;
     if let Some(config) = expected.pointer_mut("/properties/config") {

@@ -133,7 +133,7 @@ key and sets `gatehouse_config_restart_required` to 1 until the next start.
 **Durations** are text: one or more `<number><unit>` spans, e.g. `250ms`,
 `30s`, `5m`, `1h 30m`, `2d`, `1.5h`. Units: `ms`, `s`, `m`, `h`, `d`, `w`
 (and long forms such as `sec`, `min`, `hours`, `days`); `M` is a month of
-30.44 days and `y` a year of 365.25 days. A bare number is refused.
+30.44 days and `y` a year of 365.25 days. A bare number is refused, except `0`.
 
 **JSON Schema.** `gatehouse config schema` prints the JSON Schema of this
 file (this page is generated from it). Editors that read
