@@ -133,8 +133,8 @@ mod tests {
         let pattern = regex::Regex::new(DURATION_PATTERN).expect("a valid regex");
         let samples = [
             "30s", "5m", "2d", "1h 30m", "1h30m", "15s", " 1s ", "10 s", "1.5h", "250ms", "1w",
-            "2weeks", "3 days", "1M", "1y", "100us", "5µs", "7nanos", "0s", "", "0", " 0", "00", "5", "s",
-            "5x", "1.h", "-5s", "5s,", "1h-30m", "soon", "1e3s", ".5s",
+            "2weeks", "3 days", "1M", "1y", "100us", "5µs", "7nanos", "0s", "", "0", " 0", "00",
+            "5", "s", "5x", "1.h", "-5s", "5s,", "1h-30m", "soon", "1e3s", ".5s",
         ];
         for sample in samples {
             assert_eq!(
