@@ -73,7 +73,7 @@ fn finish(root: &mut Value) {
         object.insert(
             "description".into(),
             json!(
-                "The gatehouse configuration file (YAML). Generated from gatehouse's configuration types by `gatehouse config schema`."
+                "The gatehouse configuration file (YAML). Generated from gatehouse's configuration types by `gatehouse config schema`. `x-reload` on a key: `live` (a hot reload applies a change) or `restart` (read only at start); a key without it has its section's."
             ),
         );
         if let Some(Value::Object(sections)) = object.get_mut("properties") {
