@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: gatehouse::ops::cli::TokenCommand,
     },
+    /// The configuration's JSON Schema and reference.
+    Config {
+        #[command(subcommand)]
+        command: gatehouse::ops::config::ConfigCommand,
+    },
     /// The aggregated OpenAPI document.
     Openapi {
         #[command(subcommand)]
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => gatehouse::ops::explain::run(&args),
         Command::Keys { command } => gatehouse::ops::cli::keys(command),
         Command::Token { command } => gatehouse::ops::cli::token(command),
+        Command::Config { command } => gatehouse::ops::config::run(command),
         Command::Version => {
             println!("gatehouse {VERSION}");
             ExitCode::SUCCESS

@@ -4,16 +4,20 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
 
 use super::IdentityHeader;
 
 /// Client-certificate authentication: who a peer certificate, a trusted
 /// proxy's `x-forwarded-client-cert` or an mTLS principal names.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificatesConfig {
     /// Clock skew allowed for the certificate's validity window.
+    #[schemars(with = "schema::DurationText")]
     #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
     /// When `x-forwarded-client-cert` is believed.
@@ -36,16 +40,18 @@ fn default_leeway() -> Duration {
 }
 
 /// When `x-forwarded-client-cert` is believed, and which element.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct XfccConfig {
     /// Direct peers (CIDRs) whose XFCC header is believed. Empty: never.
+    #[schemars(with = "Vec<schema::Cidr>")]
     pub trusted_proxies: Vec<IpNet>,
     /// Direct peers, by their mTLS principal (e.g. a gateway's SPIFFE ID),
     /// whose XFCC header is believed.
     pub trusted_principals: Vec<String>,
     /// Which element: `last` (default: the one the nearest proxy added),
     /// `first`, or a position (0 = first, -1 = last).
+    #[schemars(with = "schema::XfccElement")]
     pub element: XfccElementConfig,
     /// Refuse an element without `Cert=` (whose validity window cannot be
     /// checked). `false` believes `Subject=`/`URI=`/`DNS=` alone.
@@ -67,7 +73,7 @@ impl Default for XfccConfig {
 }
 
 /// `last`, `first`, or an index (negative from the end).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum XfccElementConfig {
     /// A position.
@@ -85,7 +91,7 @@ impl Default for XfccElementConfig {
 /// Where identity fields come from. A source is a DN attribute type
 /// (`CN`, `OU`, `UID`, `2.5.4.45`, …) or a SAN: `san:dns`, `san:uri`,
 /// `san:email`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CertIdentityConfig {
     /// The user name (must appear exactly once).
@@ -113,7 +119,7 @@ impl Default for CertIdentityConfig {
 }
 
 /// The tool, from a pattern over a certificate field.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolFromConfig {
     /// The source (as for `user`), e.g. `CN`.
@@ -125,7 +131,7 @@ pub struct ToolFromConfig {
 }
 
 /// One subject DN pattern and the scopes it grants.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectScopesConfig {
     /// An RFC 4514 DN; every attribute must be in the subject.
@@ -135,7 +141,7 @@ pub struct SubjectScopesConfig {
 }
 
 /// SPIFFE settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpiffeConfig {
     /// Accepted trust domains; empty: any.
@@ -148,7 +154,7 @@ pub struct SpiffeConfig {
 }
 
 /// One SPIFFE mapping: exactly one of `id` and `prefix`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpiffeMappingConfig {
     /// An exact SPIFFE ID.
@@ -169,7 +175,7 @@ pub struct SpiffeMappingConfig {
 }
 
 /// Tool ownership: superusers and acting for a tool.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ToolsConfig {
     /// User names that may act for any tool.
@@ -179,7 +185,7 @@ pub struct ToolsConfig {
 }
 
 /// Extra identity headers, beside `X-Auth-Request-*`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityHeadersConfig {
     /// Headers set from identity fields (sent where the rule's `headers`
@@ -188,7 +194,7 @@ pub struct IdentityHeadersConfig {
 }
 
 /// One extra identity header.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtraHeaderConfig {
     /// The header name, e.g. `X-Toolforge-User`.
@@ -198,7 +204,7 @@ pub struct ExtraHeaderConfig {
 }
 
 /// Which kinds of credential a rule accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialKindConfig {
     /// A JWT (bearer, basic, header, cookie, query).

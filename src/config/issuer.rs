@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
 
 /// The internal issuer (`issuer:`). Absent: gatehouse issues nothing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InternalIssuerConfig {
     /// The `iss` of every token gatehouse signs, an `http(s)` URL: the
@@ -27,7 +30,7 @@ pub struct InternalIssuerConfig {
 }
 
 /// Where one signing key comes from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SigningKeyConfig {
     /// A PEM file (PKCS#8 `PRIVATE KEY`, or `RSA PRIVATE KEY` /
@@ -38,7 +41,7 @@ pub enum SigningKeyConfig {
 }
 
 /// Inline PEM text; `Debug` never shows it.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct InlinePem(pub String);
 
@@ -49,13 +52,15 @@ impl std::fmt::Debug for InlinePem {
 }
 
 /// Signed links (`POST /auth/jwt/request`, `GET /auth/jwt/set`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LinksConfig {
     /// Longest `duration` a link may be minted for.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub max_duration: Duration,
     /// How far in the future a link's `from` may lie.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub max_start_delay: Duration,
     /// The cookie `/auth/jwt/set` stores a link in: one of the `cookie`
@@ -78,7 +83,7 @@ impl Default for LinksConfig {
 }
 
 /// Callers holding `scope` may mint links for paths under `prefixes`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintGrantConfig {
     /// The scope a caller must hold.
@@ -91,12 +96,13 @@ pub struct MintGrantConfig {
 /// Reissued tokens: `aud` restricted to an internal audience, sent
 /// upstream in `X-Auth-Request-Token` (rule `audience:` or the `audience`
 /// context extension).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReissueConfig {
     /// The audiences a route may ask for.
     pub audiences: Vec<String>,
     /// Lifetime of a reissued token (never beyond the caller's own expiry).
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub lifetime: Duration,
     /// Most reissued tokens cached for reuse.

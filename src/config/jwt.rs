@@ -4,10 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
 
 /// JWT authentication settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     /// Accepted issuers.
@@ -15,6 +18,7 @@ pub struct JwtConfig {
     /// Where a token is looked for, in order; the first one present is used.
     pub sources: Vec<TokenSourceConfig>,
     /// Clock skew allowed for `exp`, `nbf` and `iat`.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
     /// How many verified tokens to remember (0 turns the cache off). An
@@ -35,7 +39,7 @@ impl Default for JwtConfig {
 }
 
 /// Where to look for a token in a request.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenSourceConfig {
     /// `Authorization: Bearer <token>`.
@@ -52,7 +56,7 @@ pub enum TokenSourceConfig {
 }
 
 /// One trusted token issuer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// Short name for logs and metrics; defaults to the `issuer` URL.
@@ -65,6 +69,7 @@ pub struct IssuerConfig {
     /// Accepted signature algorithms, by their JWS names (`RS256`, `ES256`,
     /// `EdDSA`, ...). `none` is not an `Algorithm`, so it is refused when
     /// the configuration is read; HS256/384/512 need a `shared_secret_file`.
+    #[schemars(with = "Vec<schema::JwsAlgorithm>")]
     pub algorithms: Vec<Algorithm>,
     /// Where the verification keys come from.
     pub keys: KeySourceConfig,
@@ -77,11 +82,11 @@ pub struct IssuerConfig {
 }
 
 /// Where an issuer's verification keys come from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeySourceConfig {
     /// An inline JWKS document (`{"keys": [...]}`).
-    Jwks(serde_json::Value),
+    Jwks(#[schemars(with = "schema::Jwks")] serde_json::Value),
     /// A JWKS document in a file, read at start-up.
     JwksFile(PathBuf),
     /// A JWKS URL, fetched and refreshed in the background.
@@ -94,7 +99,7 @@ pub enum KeySourceConfig {
 }
 
 /// OIDC discovery settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiscoveryConfig {
     /// Discovery document URL; defaults to the issuer's well-known URL.
@@ -102,25 +107,31 @@ pub struct DiscoveryConfig {
 }
 
 /// How fetched key sets are refreshed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RefreshConfig {
     /// Refresh interval when the response has no `Cache-Control: max-age`.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     /// Lower bound for a `max-age`-derived interval.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub min_interval: Duration,
     /// Upper bound for a `max-age`-derived interval.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub max_interval: Duration,
     /// Retry delay after a failed fetch.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub retry_interval: Duration,
     /// At most one refetch per this interval is triggered by unknown `kid`s.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub unknown_kid_interval: Duration,
     /// HTTP timeout of one fetch.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -139,7 +150,7 @@ impl Default for RefreshConfig {
 }
 
 /// Which claims carry identity fields.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClaimsConfig {
     /// Claim giving the user name (`X-Auth-Request-User`).

@@ -13,6 +13,7 @@ mod jwt;
 mod openapi;
 mod policy;
 mod reload;
+pub mod schema;
 mod store;
 mod telemetry;
 mod upstream;
@@ -23,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 pub use certs::*;
 pub use header::header_name;
@@ -134,7 +136,7 @@ fn is_override(name: &str) -> bool {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listening addresses and shutdown behaviour.
@@ -157,6 +159,7 @@ pub struct Config {
     pub log: LogConfig,
     /// OpenTelemetry trace export; absent: off.
     #[serde(default)]
+    #[schemars(extend("x-reload" = "restart"))]
     pub tracing: Option<TracingConfig>,
     /// Client-certificate authentication; absent: off.
     #[serde(default)]
@@ -182,24 +185,30 @@ pub struct Config {
 }
 
 /// Listening addresses and shutdown behaviour.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// gRPC address for `Authorization/Check`, health and reflection.
+    #[schemars(extend("x-reload" = "restart"))]
     pub grpc_addr: SocketAddr,
     /// How long SIGTERM waits for in-flight checks before exiting.
+    #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
+    #[schemars(extend("x-reload" = "restart"))]
     pub drain_timeout: Duration,
     /// The realm named in `WWW-Authenticate` challenges.
     pub realm: String,
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
     /// `/auth/jwt/request`, `/auth/jwt/set`, `/healthz`.
+    #[schemars(extend("x-reload" = "restart"))]
     pub http_addr: SocketAddr,
     /// Also serve gRPC on this Unix domain socket (for an Envoy in the same
     /// pod or host: no TCP stack per check). Absent: TCP only.
+    #[schemars(extend("x-reload" = "restart"))]
     pub grpc_socket: Option<PathBuf>,
     /// Threads serving gRPC checks, each with its own single-threaded
     /// runtime (`0`: one per CPU gatehouse may run on).
+    #[schemars(extend("x-reload" = "restart"))]
     pub grpc_threads: usize,
 }
 
@@ -228,16 +237,17 @@ impl Default for ServerConfig {
 }
 
 /// Network trust settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
     /// CIDRs of proxies whose `X-Forwarded-For` entries are believed. The
     /// client IP is the right-most address not in these ranges.
+    #[schemars(with = "Vec<schema::Cidr>")]
     pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Scope settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScopesConfig {
     /// scope → groups whose members hold it.
@@ -245,12 +255,14 @@ pub struct ScopesConfig {
 }
 
 /// Logging settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
+    #[schemars(extend("x-reload" = "restart"))]
     pub format: LogFormat,
     /// A `tracing` filter directive, e.g. `info` or `gatehouse=debug`.
+    #[schemars(extend("x-reload" = "restart"))]
     pub level: String,
     /// Which checks get a decision log line: `deny` (default), `all`, `none`.
     pub decisions: DecisionLogMode,
@@ -267,7 +279,7 @@ impl Default for LogConfig {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Human-readable lines.

@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
 
 /// How the aggregated document is built.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenApiConfig {
     /// `info.title` of the merged document.
@@ -23,6 +26,7 @@ pub struct OpenApiConfig {
     #[serde(default)]
     pub servers: Vec<String>,
     /// Timeout of one backend fetch.
+    #[schemars(with = "schema::DurationText")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Security schemes declared; default: `mutual_tls` when certificates
@@ -46,7 +50,7 @@ fn default_timeout() -> Duration {
 }
 
 /// A security scheme gatehouse enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SecuritySchemeConfig {
     /// Client certificates (`type: mutualTLS`).
@@ -56,7 +60,7 @@ pub enum SecuritySchemeConfig {
 }
 
 /// One backend API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenApiBackendConfig {
     /// Short name (`[A-Za-z0-9_.-]`), used to rename colliding components.

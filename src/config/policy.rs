@@ -1,9 +1,10 @@
 //! Configuration of route rules.
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Route rules and what happens when none matches.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// What a request matching no rule gets.
@@ -13,7 +14,7 @@ pub struct PolicyConfig {
 }
 
 /// What a request matching no rule gets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DefaultAction {
     /// 403: no rule allows this request.
@@ -24,7 +25,7 @@ pub enum DefaultAction {
 }
 
 /// One route rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Name shown in logs, metrics and headers.
@@ -66,7 +67,7 @@ pub struct RuleConfig {
 }
 
 /// Which requests a rule covers; an absent field matches anything.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MatchConfig {
     /// Hosts: exact (`api.example.com`) or wildcard (`*.example.com`).
@@ -78,7 +79,7 @@ pub struct MatchConfig {
 }
 
 /// A path matcher.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PathMatchConfig {
     /// The whole path.
@@ -96,7 +97,7 @@ pub enum PathMatchConfig {
 }
 
 /// Whether a rule needs a credential.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
     /// A valid credential is required.
@@ -107,7 +108,7 @@ pub enum AuthMode {
 }
 
 /// How several required scopes combine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Satisfy {
     /// Every scope is needed.
@@ -128,7 +129,7 @@ impl Satisfy {
 }
 
 /// The challenge scheme in a 401's `WWW-Authenticate`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
     /// `Bearer realm=…`.
@@ -139,7 +140,9 @@ pub enum AuthType {
 }
 
 /// An identity header gatehouse can set on an allowed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityHeader {
     /// `X-Auth-Request-User`.

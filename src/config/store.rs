@@ -1,9 +1,10 @@
 //! Configuration of the store (shared state: one-time link uses).
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Which store backend holds gatehouse's state.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StoreConfig {
     /// In this process's memory (the default; one replica).
@@ -17,7 +18,7 @@ impl Default for StoreConfig {
 }
 
 /// Settings of the in-memory store.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryStoreConfig {
     /// Most live entries held; when full, operations that add one fail

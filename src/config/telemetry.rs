@@ -1,10 +1,13 @@
 //! Configuration of tracing (OpenTelemetry export) and of the decision log.
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
 
 /// `tracing:` — OpenTelemetry spans exported over OTLP. Absent: off, and
 /// checks create no spans at all.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TracingConfig {
     /// Where the OTLP receiver listens: for `grpc` e.g.
@@ -19,11 +22,13 @@ pub struct TracingConfig {
     /// Share of the traces gatehouse starts that are recorded, 0.0 to 1.0.
     /// A caller's `traceparent` decision (its sampled flag) is followed.
     #[serde(default = "default_sample_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub sample_ratio: f64,
     /// The `service.name` resource attribute.
     #[serde(default = "default_service_name")]
     pub service_name: String,
     /// How long one export may take before it is abandoned.
+    #[schemars(with = "schema::DurationText")]
     #[serde(default = "default_export_timeout", with = "humantime_serde")]
     pub export_timeout: std::time::Duration,
 }
@@ -41,7 +46,7 @@ fn default_export_timeout() -> std::time::Duration {
 }
 
 /// How spans travel to the receiver.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OtlpProtocol {
     /// OTLP over gRPC (`opentelemetry.proto.collector.trace.v1.TraceService`).
@@ -62,7 +67,7 @@ impl OtlpProtocol {
 }
 
 /// Which checks get a decision log line (`log.decisions`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionLogMode {
     /// None (metrics and traces still see every check).

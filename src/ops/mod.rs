@@ -1,7 +1,9 @@
 //! Operator tools, apart from the request path: [`explain`] (one request
 //! walked through the pipeline, step by step), [`openapi`] (the
-//! aggregated spec) and the [`cli`] commands.
+//! aggregated spec), [`config`] (the configuration's JSON Schema and
+//! reference) and the [`cli`] commands.
 
 pub mod cli;
+pub mod config;
 pub mod explain;
 pub mod openapi;

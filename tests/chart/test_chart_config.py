@@ -84,13 +84,12 @@ def test_gatehouse_accepts_the_rendered_config(rendered: Rendered, gatehouse_bin
 
 
 def test_gatehouse_refuses_a_broken_rendered_config(chart, gatehouse_bin: Path, tmp_path: Path):
-    """check-config is not a rubber stamp: a rule with an unknown scope
-    satisfaction mode (the schema leaves rules to gatehouse) is refused."""
-    values = {"config": {"policy": {"rules": [
-        {"name": "x", "match": {"path": {"prefix": "/"}}, "satisfy": "most"}]}}}
+    """check-config is not a rubber stamp: what the schema cannot see (a
+    credential header named as the act-as header) is refused."""
+    values = {"config": {"tools": {"act_as_header": "Authorization"}}}
     result = check_config(gatehouse_bin, chart.render(values), tmp_path)
     assert result.returncode != 0
-    assert "policy.rules[0].satisfy" in result.stderr + result.stdout
+    assert "tools.act_as_header" in result.stderr + result.stdout
 
 
 def test_config_listens_where_the_probes_and_services_look(rendered: Rendered):
