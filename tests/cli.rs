@@ -324,7 +324,7 @@ fn token_issue_reads_durations_as_the_config_file_does() {
     let bad = issue("2 fortnights");
     assert_eq!(code(&bad), 64);
     assert!(
-        text(&bad.stderr).contains("e.g. 90s, 30m, 1h30m or 2d"),
+        text(&bad.stderr).contains("a duration like 30s, 5m, 1h30m or 2d"),
         "{}",
         text(&bad.stderr)
     );

@@ -7,6 +7,7 @@
 //! URLs are checked when the engine is built). Every error names the key.
 
 mod certs;
+mod decode;
 mod header;
 mod issuer;
 mod jwt;
@@ -17,6 +18,7 @@ pub mod schema;
 mod store;
 mod telemetry;
 mod upstream;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use certs::*;
+pub use decode::{DURATION_EXAMPLE, env_name};
 pub use header::header_name;
 pub use issuer::*;
 pub use jwt::*;
@@ -37,6 +40,7 @@ pub use reload::*;
 pub use store::*;
 pub use telemetry::*;
 pub use upstream::*;
+pub use validate::ConfigWarning;
 
 /// The demo configuration compiled into the binary: `gatehouse serve --demo`
 /// runs on it, with nothing else running.
@@ -53,6 +57,16 @@ pub enum ConfigError {
     Invalid {
         /// Dotted path of the offending key.
         key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key set by a `GATEHOUSE_*` environment variable has a bad value.
+    #[error("key `{key}` (set by environment variable `{variable}`): {reason}")]
+    InvalidOverride {
+        /// Dotted path of the offending key.
+        key: String,
+        /// The variable that set it.
+        variable: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -90,8 +104,9 @@ pub fn load(
     source: &ConfigSource,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let env_map: config::Map<String, String> =
+    let overrides: Vec<(String, String)> =
         env.into_iter().filter(|(k, _)| is_override(k)).collect();
+    let env_map: config::Map<String, String> = overrides.iter().cloned().collect();
     let builder = config::Config::builder();
     let builder = match source {
         ConfigSource::File(path) => builder.add_source(
@@ -112,17 +127,8 @@ pub fn load(
                 .source(Some(env_map)),
         )
         .build()?;
-    serde_path_to_error::deserialize(merged).map_err(|e| {
-        let key = e.path().to_string();
-        ConfigError::Invalid {
-            key: if key == "." {
-                "(top level)".into()
-            } else {
-                key
-            },
-            reason: e.into_inner().to_string(),
-        }
-    })
+    let tree: serde_json::Value = merged.try_deserialize()?;
+    decode::decode(tree, &overrides)
 }
 
 /// Whether an environment variable is a configuration override: the

@@ -172,7 +172,8 @@ pub fn load_config(source: &ConfigSource) -> Result<config::Config, CliError> {
 /// file): `90s`, `30m`, `1h30m`, `2d`, `1w`, `500ms`. Used as a clap
 /// `value_parser`, so a bad value is a usage error (exit 64).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 90s, 30m, 1h30m or 2d)"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; expected {}", crate::config::DURATION_EXAMPLE))
 }
 
 /// `gatehouse check-config`: loads and builds the configuration as `serve`
@@ -180,6 +181,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn check_config(source: &ConfigSource) -> Result<String, CliError> {
     let config = load_config(source)?;
     app::build_engine(&config, source)?;
+    for warning in config.warnings() {
+        eprintln!("gatehouse: warning: {warning}");
+    }
     Ok(format!(
         "configuration ok: {} issuer(s), {} rule(s)",
         config.jwt.issuers.len(),

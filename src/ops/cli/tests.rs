@@ -30,7 +30,10 @@ fn durations_use_the_config_grammar() {
     assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(7 * 86_400)));
     for bad in ["", "2", "d", "2x", "-1h", "soon"] {
         let err = parse_duration(bad).expect_err(bad);
-        assert!(err.contains("(e.g. 90s, 30m, 1h30m or 2d)"), "{bad}: {err}");
+        assert!(
+            err.contains(crate::config::DURATION_EXAMPLE),
+            "{bad}: {err}"
+        );
     }
 }
 

@@ -182,6 +182,10 @@ fn changed_value(key: &Key<'_>) -> String {
         }
         _ => {}
     }
+    if key.path == "log.level" {
+        // A level filter is validated: any other valid one.
+        return "debug".into();
+    }
     match key.type_label.as_str() {
         "duration" => "17s".into(),
         l if l.starts_with("`last`") => "first".into(),
