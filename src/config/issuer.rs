@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::schema;
 
 /// The internal issuer (`issuer:`). Absent: gatehouse issues nothing.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InternalIssuerConfig {
     /// The `iss` of every token gatehouse signs, an `http(s)` URL: the
@@ -30,7 +30,7 @@ pub struct InternalIssuerConfig {
 }
 
 /// Where one signing key comes from.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SigningKeyConfig {
     /// A PEM file (PKCS#8 `PRIVATE KEY`, or `RSA PRIVATE KEY` /
@@ -40,10 +40,19 @@ pub enum SigningKeyConfig {
     Pem(InlinePem),
 }
 
-/// Inline PEM text; `Debug` never shows it.
+/// Inline PEM text; never printed (not in logs, not by `config show`).
 #[derive(Clone, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct InlinePem(pub String);
+
+impl Serialize for InlinePem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+/// What `config show` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
 
 impl std::fmt::Debug for InlinePem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -142,7 +142,7 @@ fn is_override(name: &str) -> bool {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listening addresses and shutdown behaviour.

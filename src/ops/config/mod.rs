@@ -28,6 +28,10 @@ pub enum ConfigCommand {
     /// type, default, environment variable and reload behaviour), the
     /// content of docs/configuration.md.
     Reference,
+    /// Print the effective configuration (JSON, which YAML reads too):
+    /// the file with its `GATEHOUSE_*` overrides and every default filled
+    /// in; inline secrets (PEM keys) are shown as `<redacted>`.
+    Show(crate::ops::cli::ConfigArg),
 }
 
 /// Runs `gatehouse config …`.
@@ -49,7 +53,22 @@ pub fn run(command: ConfigCommand) -> ExitCode {
             }
         },
         ConfigCommand::Reference => print(&reference::render()),
+        ConfigCommand::Show(args) => match effective(&args.source()) {
+            Ok(text) => print(&text),
+            Err(e) => crate::ops::cli::finish(Err(e)),
+        },
     }
+}
+
+/// The effective configuration as pretty JSON, secrets redacted.
+pub fn effective(
+    source: &crate::config::ConfigSource,
+) -> Result<String, crate::ops::cli::CliError> {
+    let config = crate::ops::cli::load_config(source)?;
+    let value = serde_json::to_value(&config).map_err(|e| {
+        crate::ops::cli::CliError::Failure(format!("the configuration cannot be shown: {e}"))
+    })?;
+    Ok(pretty(&value))
 }
 
 /// Pretty JSON with a final newline.

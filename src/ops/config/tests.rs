@@ -312,3 +312,19 @@ fn reference_rows_carry_type_default_env_and_reload() {
         assert!(text.contains(&format!("\n## `{section}`\n")), "{section}");
     }
 }
+
+#[test]
+fn show_prints_the_effective_configuration_with_secrets_redacted() {
+    let demo = super::effective(&ConfigSource::Text(crate::config::DEMO_CONFIG.into()))
+        .expect("the demo shows");
+    assert!(crate::config::DEMO_CONFIG.contains("PRIVATE KEY"));
+    assert!(!demo.contains("PRIVATE KEY"), "{demo}");
+    assert!(demo.contains(crate::config::REDACTED));
+    // Without inline secrets, what is shown loads back as the same
+    // configuration (JSON is YAML), defaults included.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/toolforge.yaml");
+    let shown = super::effective(&ConfigSource::File(path.into())).expect("toolforge shows");
+    let original = config::load(&ConfigSource::File(path.into()), []).expect("toolforge");
+    let reloaded = config::load(&ConfigSource::Text(shown.clone()), []).expect("shown reloads");
+    assert_eq!(format!("{original:?}"), format!("{reloaded:?}"), "{shown}");
+}
