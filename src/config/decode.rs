@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 
+use super::env::FlowOverride;
 use super::{Config, ConfigError, validate};
 
 /// How many scalars may be read as text (`realm: 2024`) before giving up.
@@ -24,6 +25,7 @@ pub const DURATION_EXAMPLE: &str = "a duration like 30s, 5m, 1h30m or 2d";
 pub(super) fn decode(
     mut tree: Value,
     overrides: &[(String, String)],
+    flows: &[FlowOverride],
 ) -> Result<Config, ConfigError> {
     for _ in 0..MAX_COERCIONS {
         let error = match serde_path_to_error::deserialize::<_, Config>(&tree) {
@@ -41,6 +43,15 @@ pub(super) fn decode(
             && let Some(text) = scalar_text(node)
         {
             *node = Value::String(text);
+            continue;
+        }
+        // A flow value given for a key that takes text is that text.
+        if reason.ends_with("expected a string")
+            && let Some(flow) = flows.iter().find(|f| f.key == path_key(error.path()))
+            && let Some(node) = node_at(&mut tree, error.path())
+            && (node.is_array() || node.is_object())
+        {
+            *node = Value::String(flow.raw.clone());
             continue;
         }
         return Err(keyed(path_key(error.path()), polish(&reason), overrides));
@@ -71,7 +82,11 @@ fn keyed(key: String, reason: String, overrides: &[(String, String)]) -> ConfigE
         Some((name, _)) => ConfigError::InvalidOverride {
             key,
             variable: name.clone(),
-            reason,
+            reason: if reason.ends_with("expected a list") {
+                format!("{reason}; write a list in YAML flow syntax, e.g. [a, b]")
+            } else {
+                reason
+            },
         },
         None => ConfigError::invalid(key, reason),
     }
@@ -195,6 +210,53 @@ mod tests {
             [],
         );
         assert!(matches!(from_file, Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn lists_and_mappings_come_from_the_environment_in_flow_syntax() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let config = load(
+            &ConfigSource::Text(String::new()),
+            env(&[
+                (
+                    "GATEHOUSE_NETWORK__TRUSTED_PROXIES",
+                    "[10.0.0.0/8, 192.168.0.0/16]",
+                ),
+                ("GATEHOUSE_SERVER__GRPC_ADDR", "[::1]:9191"),
+                ("GATEHOUSE_SERVER__REALM", "[not a list]"),
+            ]),
+        )
+        .expect("flow overrides");
+        assert_eq!(config.network.trusted_proxies.len(), 2);
+        assert_eq!(config.server.grpc_addr.to_string(), "[::1]:9191");
+        assert_eq!(config.server.realm, "[not a list]");
+        let issuer = "jwt:\n  issuers:\n    - issuer: https://x\n      audiences: [a]\n      algorithms: [RS256]\n      keys: {jwks_uri: https://x/jwks}\n";
+        let config = load(
+            &ConfigSource::Text(issuer.into()),
+            env(&[("GATEHOUSE_JWT__ISSUERS__0__AUDIENCES", "[b, c]")]),
+        )
+        .expect("a list inside a list element");
+        assert_eq!(config.jwt.issuers[0].audiences, ["b", "c"]);
+        let e = error(
+            "",
+            &[(
+                "GATEHOUSE_NETWORK__TRUSTED_PROXIES",
+                "10.0.0.0/8,10.1.0.0/16",
+            )],
+        );
+        assert!(
+            e.starts_with("key `network.trusted_proxies` (set by environment variable `GATEHOUSE_NETWORK__TRUSTED_PROXIES`): "),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("write a list in YAML flow syntax, e.g. [a, b]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod certs;
 mod decode;
+mod env;
 mod header;
 mod issuer;
 mod jwt;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use certs::*;
 pub use decode::{DURATION_EXAMPLE, env_name};
+pub use env::{ENV_PREFIX, ENV_SEPARATOR};
 pub use header::header_name;
 pub use issuer::*;
 pub use jwt::*;
@@ -104,9 +106,21 @@ pub fn load(
     source: &ConfigSource,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let overrides: Vec<(String, String)> =
-        env.into_iter().filter(|(k, _)| is_override(k)).collect();
-    let env_map: config::Map<String, String> = overrides.iter().cloned().collect();
+    let overrides: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| env::is_override(k))
+        .collect();
+    // Flow lists and mappings are set whole; the rest go through the
+    // `config` crate's environment source, as text it may parse.
+    let flows: Vec<env::FlowOverride> = overrides
+        .iter()
+        .filter_map(|(name, value)| env::flow(name, value))
+        .collect();
+    let env_map: config::Map<String, String> = overrides
+        .iter()
+        .filter(|(name, _)| !flows.iter().any(|f| f.key == env::key_of(name)))
+        .cloned()
+        .collect();
     let builder = config::Config::builder();
     let builder = match source {
         ConfigSource::File(path) => builder.add_source(
@@ -117,28 +131,24 @@ pub fn load(
         ConfigSource::Text(text) => {
             builder.add_source(config::File::from_str(text, config::FileFormat::Yaml))
         }
-    };
-    let merged = builder
-        .add_source(
-            config::Environment::with_prefix("GATEHOUSE")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(env_map)),
-        )
-        .build()?;
-    let tree: serde_json::Value = merged.try_deserialize()?;
-    decode::decode(tree, &overrides)
-}
-
-/// Whether an environment variable is a configuration override: the
-/// `GATEHOUSE_` prefix and at least one `__`, because every key lives in a
-/// section (`GATEHOUSE_SERVER__GRPC_ADDR`). Other `GATEHOUSE_*` variables,
-/// such as the `GATEHOUSE_SERVICE_HOST` / `GATEHOUSE_PORT` links Kubernetes
-/// injects for a Service named `gatehouse`, are not ours and are ignored.
-fn is_override(name: &str) -> bool {
-    name.strip_prefix("GATEHOUSE_")
-        .is_some_and(|rest| rest.contains("__"))
+    }
+    .add_source(
+        config::Environment::with_prefix("GATEHOUSE")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env_map)),
+    );
+    let mut tree: serde_json::Value = builder.build()?.try_deserialize()?;
+    for flow in &flows {
+        flow.apply(&mut tree)
+            .map_err(|reason| ConfigError::InvalidOverride {
+                key: flow.key.clone(),
+                variable: flow.variable.clone(),
+                reason,
+            })?;
+    }
+    decode::decode(tree, &overrides, &flows)
 }
 
 /// The whole configuration file.

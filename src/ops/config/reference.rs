@@ -121,9 +121,14 @@ what it means.
 **Environment variables.** A variable named `GATEHOUSE_` followed by the
 key's path in upper case, with `__` (two underscores) between levels,
 overrides the file: `GATEHOUSE_LOG__LEVEL=debug` sets `log.level`,
-`GATEHOUSE_SERVER__GRPC_ADDR=0.0.0.0:9191` sets `server.grpc_addr`. Only a
-single value can be set this way: lists, maps and keys inside list elements
-(the table shows — for them) come from the file.
+`GATEHOUSE_SERVER__GRPC_ADDR=0.0.0.0:9191` sets `server.grpc_addr`. The
+table names the variable of every single value. A list or a mapping is set
+whole, by the same naming rule, in YAML flow syntax:
+`GATEHOUSE_NETWORK__TRUSTED_PROXIES='[10.0.0.0/8, 192.168.0.0/16]'`,
+`GATEHOUSE_SCOPES__GROUP_MAPPING='{admins: [admin:all]}'`, `[]` for none.
+A number picks an element of a list the file has:
+`GATEHOUSE_JWT__ISSUERS__0__AUDIENCES='[api]'`. Plain text such as `a,b`
+is never split into a list.
 
 **Reload.** `live`: a hot reload (SIGHUP, or a change of the watched file:
 `reload.watch`) applies the change to the running gatehouse. `restart`: the
