@@ -58,8 +58,10 @@ fn stamp_version() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
         });
-    let (y, m, d) = civil_date(epoch.div_euclid(86_400));
-    println!("cargo:rustc-env=GATEHOUSE_BUILD_DATE={y:04}-{m:02}-{d:02}");
+    // Out of `time`'s range (years ±9999) only for a nonsense epoch.
+    let date = time::OffsetDateTime::from_unix_timestamp(epoch)
+        .map_or_else(|_| "unknown".to_string(), |t| t.date().to_string());
+    println!("cargo:rustc-env=GATEHOUSE_BUILD_DATE={date}");
 }
 
 /// The short commit of this source tree, when it is a git checkout of its
@@ -105,19 +107,4 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-/// Year, month, day of a count of days since 1970-01-01 (the proleptic
-/// Gregorian calendar; Howard Hinnant's `civil_from_days`).
-fn civil_date(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }

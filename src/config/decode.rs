@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::env::FlowOverride;
+use super::env::{self, FlowOverride};
 use super::{Config, ConfigError, validate};
 
 /// How many scalars may be read as text (`realm: 2024`) before giving up.
@@ -74,11 +74,7 @@ fn path_key(path: &serde_path_to_error::Path) -> String {
 
 /// An error about `key`, naming the environment variable that set it.
 fn keyed(key: String, reason: String, overrides: &[(String, String)]) -> ConfigError {
-    let variable = env_name(&key);
-    match overrides
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(&variable))
-    {
+    match overrides.iter().find(|(name, _)| env::key_of(name) == key) {
         Some((name, _)) => ConfigError::InvalidOverride {
             key,
             variable: name.clone(),
@@ -90,19 +86,6 @@ fn keyed(key: String, reason: String, overrides: &[(String, String)]) -> ConfigE
         },
         None => ConfigError::invalid(key, reason),
     }
-}
-
-/// The `GATEHOUSE_*` variable of a dotted key: `jwt.issuers[0].audiences`
-/// → `GATEHOUSE_JWT__ISSUERS__0__AUDIENCES`.
-pub fn env_name(key: &str) -> String {
-    let parts: Vec<String> = key
-        .replace('[', ".")
-        .replace(']', "")
-        .split('.')
-        .filter(|p| !p.is_empty())
-        .map(str::to_ascii_uppercase)
-        .collect();
-    format!("GATEHOUSE_{}", parts.join("__"))
 }
 
 /// serde_json's wording, in the words of a YAML file.

@@ -31,7 +31,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use certs::*;
-pub use decode::{DURATION_EXAMPLE, env_name};
+pub use decode::DURATION_EXAMPLE;
 pub use env::{ENV_PREFIX, ENV_SEPARATOR};
 pub use header::header_name;
 pub use issuer::*;
@@ -118,7 +118,7 @@ pub fn load(
         .collect();
     let env_map: config::Map<String, String> = overrides
         .iter()
-        .filter(|(name, _)| !flows.iter().any(|f| f.key == env::key_of(name)))
+        .filter(|(name, _)| !flows.iter().any(|f| f.variable == *name))
         .cloned()
         .collect();
     let builder = config::Config::builder();

@@ -433,8 +433,12 @@ fn env_var(place: &Place, scalar: bool) -> Option<String> {
         return None;
     }
     Some(format!(
-        "GATEHOUSE_{}",
-        place.segments.join("__").to_ascii_uppercase()
+        "{}{}",
+        crate::config::ENV_PREFIX,
+        place
+            .segments
+            .join(crate::config::ENV_SEPARATOR)
+            .to_ascii_uppercase()
     ))
 }
 
