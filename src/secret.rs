@@ -40,7 +40,7 @@ impl Secret {
 /// to recover the value.
 pub fn fingerprint(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..8])
 }
 
 impl std::fmt::Debug for Secret {

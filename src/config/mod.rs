@@ -194,6 +194,7 @@ pub struct Config {
     pub issuer: Option<InternalIssuerConfig>,
     /// Where shared state lives.
     #[serde(default)]
+    #[schemars(extend("x-reload" = "restart"))]
     pub store: StoreConfig,
     /// Hot reload: watching this file.
     #[serde(default)]

@@ -45,8 +45,66 @@ const STORE_BUCKETS: [f64; 13] = [
     1e-6, 5e-6, 10e-6, 50e-6, 100e-6, 500e-6, 1e-3, 5e-3, 10e-3, 50e-3, 100e-3, 500e-3, 1.0,
 ];
 
-/// The store operations, as their `op` label.
-pub const STORE_OPS: [&str; 4] = ["set_if_absent", "get", "delete", "purge_expired"];
+/// A store operation, for the `op` label of the store metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// `Store::set`.
+    Set,
+    /// `Store::set_if_absent`.
+    SetIfAbsent,
+    /// `Store::compare_and_set`.
+    CompareAndSet,
+    /// `Store::get`.
+    Get,
+    /// `Store::take`.
+    Take,
+    /// `Store::delete`.
+    Delete,
+    /// `Store::index_add`.
+    IndexAdd,
+    /// `Store::index_remove`.
+    IndexRemove,
+    /// `Store::index_members`.
+    IndexMembers,
+    /// `Store::ping`.
+    Ping,
+    /// `Store::purge_expired`.
+    PurgeExpired,
+}
+
+impl StoreOp {
+    /// Every operation, in label order.
+    pub const ALL: [StoreOp; 11] = [
+        StoreOp::Set,
+        StoreOp::SetIfAbsent,
+        StoreOp::CompareAndSet,
+        StoreOp::Get,
+        StoreOp::Take,
+        StoreOp::Delete,
+        StoreOp::IndexAdd,
+        StoreOp::IndexRemove,
+        StoreOp::IndexMembers,
+        StoreOp::Ping,
+        StoreOp::PurgeExpired,
+    ];
+
+    /// The `op` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreOp::Set => "set",
+            StoreOp::SetIfAbsent => "set_if_absent",
+            StoreOp::CompareAndSet => "compare_and_set",
+            StoreOp::Get => "get",
+            StoreOp::Take => "take",
+            StoreOp::Delete => "delete",
+            StoreOp::IndexAdd => "index_add",
+            StoreOp::IndexRemove => "index_remove",
+            StoreOp::IndexMembers => "index_members",
+            StoreOp::Ping => "ping",
+            StoreOp::PurgeExpired => "purge_expired",
+        }
+    }
+}
 
 /// Why metrics could not be set up or rendered (a bug: every name and
 /// label is fixed in this module).
@@ -100,6 +158,7 @@ pub struct Metrics {
     token_cache_entries: IntGauge,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
+    store_up: IntGauge,
     reloads: IntCounterVec,
     reload_success_time: Gauge,
     reload_successful: IntGauge,
@@ -189,6 +248,13 @@ impl Metrics {
                 "Store operations that failed (store full or unavailable), by operation.",
                 &["op"],
             )?,
+            store_up: register(
+                &registry,
+                IntGauge::new(
+                    "gatehouse_store_up",
+                    "1 while the store answers (the last operation or health ping succeeded), 0 while it does not.",
+                )?,
+            )?,
             reloads: counter_vec(
                 &registry,
                 "gatehouse_config_reloads_total",
@@ -222,9 +288,12 @@ impl Metrics {
         for result in ["success", "failure"] {
             metrics.reloads.get_metric_with_label_values(&[result])?;
         }
-        for op in STORE_OPS {
-            metrics.store_errors.get_metric_with_label_values(&[op])?;
+        for op in StoreOp::ALL {
+            metrics
+                .store_errors
+                .get_metric_with_label_values(&[op.label()])?;
         }
+        metrics.store_up.set(1);
         Ok(metrics)
     }
 
@@ -258,11 +327,13 @@ impl Metrics {
                 errors: self.store_errors.get_metric_with_label_values(&[name])?,
             })
         };
+        let ops = StoreOp::ALL
+            .iter()
+            .map(|o| op(o.label()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(StoreMetrics {
-            set_if_absent: op(STORE_OPS[0])?,
-            get: op(STORE_OPS[1])?,
-            delete: op(STORE_OPS[2])?,
-            purge_expired: op(STORE_OPS[3])?,
+            ops: ops.into(),
+            up: self.store_up.clone(),
         })
     }
 
@@ -354,17 +425,42 @@ impl StoreOpMetrics {
     }
 }
 
-/// Every store operation's handles.
+/// Every store operation's handles, and whether the store is up.
 #[derive(Clone)]
 pub struct StoreMetrics {
-    /// `set_if_absent`.
-    pub set_if_absent: StoreOpMetrics,
-    /// `get`.
-    pub get: StoreOpMetrics,
-    /// `delete`.
-    pub delete: StoreOpMetrics,
-    /// `purge_expired`.
-    pub purge_expired: StoreOpMetrics,
+    /// One per [`StoreOp`], in [`StoreOp::ALL`] order.
+    ops: std::sync::Arc<[StoreOpMetrics]>,
+    up: IntGauge,
+}
+
+impl StoreMetrics {
+    /// Records one `op` that took `elapsed`; a success marks the store up,
+    /// a failure other than a full memory store marks it down.
+    pub fn record(&self, op: StoreOp, elapsed: Duration, outcome: StoreOutcome) {
+        // ALL lists every variant, so the position is always found.
+        if let Some(i) = StoreOp::ALL.iter().position(|o| *o == op)
+            && let Some(metrics) = self.ops.get(i)
+        {
+            metrics.record(elapsed, outcome != StoreOutcome::Ok);
+        }
+        match outcome {
+            StoreOutcome::Ok => self.up.set(1),
+            StoreOutcome::Unreachable => self.up.set(0),
+            StoreOutcome::Refused => {}
+        }
+    }
+}
+
+/// How a store operation ended, for [`StoreMetrics::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// It succeeded: the backend answers.
+    Ok,
+    /// It failed but the backend answered (a full memory store, a value
+    /// that cannot be decrypted).
+    Refused,
+    /// The backend could not be reached.
+    Unreachable,
 }
 
 fn register<M: prometheus::core::Collector + Clone + 'static>(

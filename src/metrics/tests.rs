@@ -9,9 +9,9 @@ use super::*;
 use crate::check::authn::jwt::keys::{IssuerKeys, KeyOrigin, gauges};
 use crate::check::pipeline::Engine;
 use crate::config::{self, ConfigSource, RefreshConfig};
-use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::metered::MeteredStore;
+use crate::store::{Store, StoreError};
 use crate::testkit::jwks_server::JwksServer;
 use crate::testkit::{self, TestKey};
 
@@ -227,6 +227,75 @@ async fn store_operations_are_timed_and_failures_counted() {
         value(r#"gatehouse_store_operation_duration_seconds_count{op="purge_expired"}"#),
         Some(0.0)
     );
+    assert_eq!(
+        value("gatehouse_store_up"),
+        Some(1.0),
+        "a full store is still up"
+    );
+}
+
+/// A store whose backend cannot be reached.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl Store for Unreachable {
+    async fn set(&self, _: &str, _: &[u8], _: Duration) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn set_if_absent(&self, _: &str, _: &[u8], _: Duration) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn compare_and_set(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: &[u8],
+        _: Duration,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn take(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn delete(&self, _: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn index_add(&self, _: &str, _: &str, _: Duration) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn index_remove(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn index_members(&self, _: &str) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_down_until_an_operation_succeeds() {
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let handles = metrics.store_metrics().expect("store metrics");
+    let up = || {
+        sample(
+            &metrics.render(&[], 0).expect("render"),
+            "gatehouse_store_up",
+        )
+    };
+    assert_eq!(up(), Some(1.0), "up until something fails");
+    let down = MeteredStore::new(Arc::new(Unreachable), handles.clone());
+    assert!(down.get("k").await.is_err());
+    assert_eq!(up(), Some(0.0));
+    let text = metrics.render(&[], 0).expect("render");
+    assert_eq!(
+        sample(&text, r#"gatehouse_store_errors_total{op="get"}"#),
+        Some(1.0)
+    );
+    let fine = MeteredStore::new(Arc::new(MemoryStore::new(1)), handles);
+    assert_eq!(fine.ping().await, Ok(()));
+    assert_eq!(up(), Some(1.0), "back up after a success");
 }
 
 #[tokio::test]
@@ -372,6 +441,7 @@ fn every_family_has_help_and_type_and_follows_the_naming_conventions() {
             "gatehouse_jwks_refresh_total",
             "gatehouse_store_errors_total",
             "gatehouse_store_operation_duration_seconds",
+            "gatehouse_store_up",
             "gatehouse_token_cache_entries",
             "gatehouse_token_cache_lookups_total",
         ]

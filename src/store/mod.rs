@@ -1,13 +1,25 @@
 //! Shared state behind one trait: the [`Store`].
 //!
 //! Gatehouse is stateless apart from its store. Every operation is one
-//! atomic step that a networked backend can perform in a single command
-//! (Redis: `SET key value NX PX ttl`, `GET`, `DEL`), so that several
-//! replicas sharing one backend never race each other: two concurrent
-//! [`Store::set_if_absent`] calls for the same key never both succeed.
-//! Every entry has a time to live; nothing is kept forever.
+//! atomic step that a networked backend performs in a single command or
+//! script on a single key (Redis: `SET key value NX PX ttl`, `GETDEL`, a
+//! Lua compare-and-set), so that several replicas sharing one backend never
+//! race each other, and so that a Redis Cluster never needs two keys in one
+//! slot: two concurrent [`Store::set_if_absent`] calls for the same key
+//! never both succeed. Every entry has a time to live; nothing is kept
+//! forever.
 //!
-//! Keys are namespaced with [`key`]: `gatehouse:<namespace>:<id>`.
+//! Keys are built with [`key`] as `<namespace>:<id>`; a networked backend
+//! puts its configured prefix (`gatehouse:`) in front. A key never holds a
+//! secret: whoever needs to look a secret up hashes it first
+//! ([`hashed_id`]). Values are opaque bytes; [`sealed::SealedStore`]
+//! encrypts them before they reach the backend.
+//!
+//! Besides plain values, a store keeps *indexes*: named sets of members
+//! (e.g. the ids of one user's API tokens), for listing by owner. An index
+//! expires as a whole, never before the longest time to live it was given;
+//! its members are identifiers, never secrets, and may outlive the entries
+//! they name, so readers skip members whose entry is gone.
 
 pub mod memory;
 pub mod metered;
@@ -16,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, StoreConfig};
 
@@ -28,12 +41,19 @@ pub enum StoreError {
     /// The backend cannot be reached or refused the operation.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A value could not be decrypted with any configured key (a wrong or
+    /// retired `store.encryption_key_file`, or tampering).
+    #[error("stored value cannot be decrypted: {0}")]
+    Undecryptable(String),
 }
 
 /// Key-value state with expiry, shared by every check (and, with a
 /// networked backend, by every replica).
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// Stores `value` under `key` for `ttl`, replacing any value.
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError>;
+
     /// Stores `value` under `key` for `ttl` unless `key` already holds a
     /// live value. Returns `true` when this call stored it. Atomic: of
     /// concurrent calls for one key, at most one returns `true`.
@@ -44,11 +64,42 @@ pub trait Store: Send + Sync {
         ttl: Duration,
     ) -> Result<bool, StoreError>;
 
+    /// Replaces the value under `key` with `new` (and a fresh `ttl`) only if
+    /// it currently holds exactly `expected`. Returns whether it did.
+    /// Atomic: of concurrent calls expecting one value, at most one wins.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
     /// The live value under `key`, if any.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Removes `key` and returns the live value it held, atomically: of
+    /// concurrent calls, at most one gets the value (one-time state such as
+    /// a login's `state` or a CLI nonce).
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Removes `key`; returns whether it held a live value.
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Adds `member` to the index `index`, which then lives at least `ttl`
+    /// (an index's time to live is only ever extended).
+    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Removes `member` from `index`; returns whether it was there.
+    async fn index_remove(&self, index: &str, member: &str) -> Result<bool, StoreError>;
+
+    /// The members of `index`, sorted (empty when it does not exist).
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the backend answers (a `PING`). Always fine in memory.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Drops expired entries and returns how many were dropped. Backends
     /// that expire entries by themselves (Redis) do nothing.
@@ -57,24 +108,32 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// A namespaced key: `gatehouse:<namespace>:<id>`.
+/// A namespaced key: `<namespace>:<id>`.
 pub fn key(namespace: &str, id: &str) -> String {
-    format!("gatehouse:{namespace}:{id}")
+    format!("{namespace}:{id}")
+}
+
+/// An id that stands for `secret` in a key: the hex SHA-256 of
+/// `namespace` and `secret`, so that the key shows nothing of the secret
+/// and equal secrets in two namespaces do not share an id.
+pub fn hashed_id(namespace: &str, secret: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(namespace.as_bytes());
+    hasher.update([0]);
+    hasher.update(secret);
+    hex::encode(hasher.finalize())
 }
 
 /// Builds the configured store.
 pub fn build(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
-    match config {
-        StoreConfig::Memory(memory) => {
-            if memory.max_entries == 0 {
-                return Err(ConfigError::invalid(
-                    "store.memory.max_entries",
-                    "must be at least 1",
-                ));
-            }
-            Ok(Arc::new(memory::MemoryStore::new(memory.max_entries)))
-        }
+    let memory = config.memory.clone().unwrap_or_default();
+    if memory.max_entries == 0 {
+        return Err(ConfigError::invalid(
+            "store.memory.max_entries",
+            "must be at least 1",
+        ));
     }
+    Ok(Arc::new(memory::MemoryStore::new(memory.max_entries)))
 }
 
 /// How often [`spawn_purge`] drops expired entries.
@@ -102,12 +161,24 @@ mod tests {
 
     #[test]
     fn keys_are_namespaced() {
-        assert_eq!(key("link-use", "abc"), "gatehouse:link-use:abc");
+        assert_eq!(key("link-used", "abc"), "link-used:abc");
+    }
+
+    #[test]
+    fn hashed_ids_hide_the_secret_and_depend_on_the_namespace() {
+        let a = hashed_id("api-token", b"s3cret");
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("s3cret"));
+        assert_eq!(a, hashed_id("api-token", b"s3cret"));
+        assert_ne!(a, hashed_id("session", b"s3cret"));
     }
 
     #[test]
     fn zero_capacity_is_a_config_error() {
-        let cfg = StoreConfig::Memory(crate::config::MemoryStoreConfig { max_entries: 0 });
+        let cfg = StoreConfig {
+            memory: Some(crate::config::MemoryStoreConfig { max_entries: 0 }),
+            ..Default::default()
+        };
         let err = build(&cfg).err().expect("refused");
         assert!(
             err.to_string().contains("store.memory.max_entries"),

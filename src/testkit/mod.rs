@@ -9,6 +9,7 @@
 
 pub mod certs;
 pub mod jwks_server;
+pub mod store;
 
 use base64::Engine as _;
 use jsonwebtoken::jwk::Jwk;

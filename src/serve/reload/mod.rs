@@ -305,6 +305,8 @@ pub fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str>
             "log",
         ),
         (s.tracing != n.tracing, "tracing"),
+        // The store (and the state in it) is kept across reloads.
+        (s.store != n.store, "store"),
         (s.reload.watch != n.reload.watch, "reload.watch"),
         (s.reload.interval != n.reload.interval, "reload.interval"),
     ]

@@ -5,7 +5,7 @@ use super::DnError;
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Decodes a DER/BER-encoded directory string (tag, definite length,

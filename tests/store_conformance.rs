@@ -1,0 +1,12 @@
+//! The store conformance suite (`gatehouse::testkit::store`) against the
+//! memory store. The Redis runs are in `tests/store_redis.rs`.
+
+use std::sync::Arc;
+
+use gatehouse::store::memory::MemoryStore;
+use gatehouse::testkit::store::run_all;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_conforms() {
+    run_all(Arc::new(MemoryStore::new(10_000))).await;
+}
