@@ -130,17 +130,41 @@ def test_signing_keys_come_from_secrets_in_order(render_set):
         assert secret["defaultMode"] == 0o440
 
 
+def test_the_store_is_wired_to_redis_its_password_and_the_encryption_key(render_set, chart):
+    """With redis.enabled the chart points the store at the bundled Redis
+    and writes the password and key files it mounts; an external Redis in
+    config.store.redis keeps its URL and gets the same files."""
+    config = yaml.safe_load(rendered_config(render_set("all-enabled")))
+    store_key = VALUE_SETS["all-enabled"]["secrets"]["storeKey"]
+    assert config["store"] == {
+        "redis": {"url": f"redis://{RELEASE}-redis:6379/0",
+                  "password_file": f"{SECRETS_DIR}/redis/password"},
+        "encryption_key_file": f"{SECRETS_DIR}/store-key/{store_key['key']}",
+    }
+    external = {"config": {"store": {"redis": {"sentinel": {
+                    "master_name": "main", "nodes": ["redis://sentinel:26379"]}}}},
+                "secrets": {"storeKey": {"secretName": "k", "key": "key.hex"},
+                            "redisPassword": {"secretName": "redis-auth", "key": "pw"}}}
+    config = yaml.safe_load(rendered_config(chart.render(external)))
+    assert config["store"]["redis"] == {
+        "sentinel": {"master_name": "main", "nodes": ["redis://sentinel:26379"]},
+        "password_file": f"{SECRETS_DIR}/redis/pw"}
+    assert config["store"]["encryption_key_file"] == f"{SECRETS_DIR}/store-key/key.hex"
+    # No Redis: the chart adds no store section of its own.
+    assert "store" not in yaml.safe_load(rendered_config(chart.render({})))
+
+
 def test_every_secret_reference_is_mounted_read_only(render_set):
     rendered = render_set("all-enabled")
     deploy = rendered.get("Deployment", RELEASE)
     volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
     mounts = {m["name"]: m for m in container(deploy, "gatehouse")["volumeMounts"]}
     secret_volumes = {name: v["secret"] for name, v in volumes.items() if "secret" in v}
-    session = VALUE_SETS["all-enabled"]["secrets"]["sessionKey"]
+    store_key = VALUE_SETS["all-enabled"]["secrets"]["storeKey"]
     expected = {
         "signing-key-0": ("gatehouse-signing-2025-06", f"{SECRETS_DIR}/signing-keys/0"),
         "signing-key-1": ("gatehouse-signing-2025-01", f"{SECRETS_DIR}/signing-keys/1"),
-        "session-key": (session["secretName"], f"{SECRETS_DIR}/session-key"),
+        "store-key": (store_key["secretName"], f"{SECRETS_DIR}/store-key"),
         "oidc-keycloak": ("gatehouse-oidc-keycloak", f"{SECRETS_DIR}/oidc/keycloak"),
         # secrets.redisPassword is empty: the bundled Redis's Secret is used.
         "redis-password": ("gatehouse-redis", f"{SECRETS_DIR}/redis"),

@@ -193,11 +193,13 @@ def test_an_explicit_spread_selector_is_kept(chart):
 
 def test_notes_warn_about_a_per_replica_store(chart, render_set):
     """With the internal issuer, several replicas and the in-memory store,
-    one-time links are per replica: NOTES says so; one replica: no warning."""
-    assert "one-time link can be used once per replica" in render_set("all-enabled").notes
-    single = merge(value_sets()["all-enabled"], {"autoscaling": {"enabled": False},
-                                                 "replicaCount": 1})
+    one-time links are per replica: NOTES says so; one replica or a Redis
+    store: no warning."""
+    memory = merge(value_sets()["all-enabled"], {"redis": {"enabled": False}})
+    assert "one-time link can be used once per replica" in chart.render(memory).notes
+    single = merge(memory, {"autoscaling": {"enabled": False}, "replicaCount": 1})
     assert "once per replica" not in chart.render(single).notes
+    assert "once per replica" not in render_set("all-enabled").notes  # the bundled Redis
     assert "once per replica" not in render_set("defaults").notes  # no issuer
 
 

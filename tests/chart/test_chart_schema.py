@@ -129,6 +129,18 @@ TEMPLATE_FAILURES = {
         "config.issuer.signing_keys and secrets.signingKeys are both set"),
     "network policy letting nobody call Check": (
         {"networkPolicy": {"enabled": True}}, "nothing could call Check"),
+    "a Redis store without an encryption key": (
+        {"redis": {"enabled": True, "auth": {"existingSecret": "gatehouse-redis"}}},
+        "the store is Redis but secrets.storeKey is not set"),
+    "the bundled Redis next to a memory store": (
+        {"redis": {"enabled": True, "auth": {"existingSecret": "gatehouse-redis"}},
+         "secrets": {"storeKey": {"secretName": "gatehouse-store-key"}},
+         "config": {"store": {"memory": {"max_entries": 10}}}},
+        "redis.enabled and config.store.memory are both set"),
+    "a key file named twice": (
+        {"secrets": {"storeKey": {"secretName": "gatehouse-store-key"}},
+         "config": {"store": {"encryption_key_file": "/keys/store"}}},
+        "config.store.encryption_key_file and secrets.storeKey are both set"),
     "autoscaling bounds reversed": (
         {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
         "autoscaling.minReplicas (5) is greater than autoscaling.maxReplicas (2)"),

@@ -136,6 +136,34 @@ in. The checksum annotation hashes this text, so any change rolls the pods. */}}
 {{- end }}
 {{- $_ := set $issuer "signing_keys" $keys }}
 {{- end }}
+{{- $store := get $cfg "store" | default dict }}
+{{- if and .Values.redis.enabled (not (hasKey $store "redis")) }}
+{{- if hasKey $store "memory" }}
+{{- fail "redis.enabled and config.store.memory are both set: remove config.store.memory (with redis.enabled the chart points the store at the bundled Redis)" }}
+{{- end }}
+{{- $_ := set $store "redis" (dict "url" (printf "redis://%s-redis:%v/0" (include "gatehouse.fullname" .) .Values.redis.port)) }}
+{{- end }}
+{{- $redis := get $store "redis" }}
+{{- if $redis }}
+{{- $secret := include "gatehouse.redisPasswordSecret" . }}
+{{- if $secret }}
+{{- if hasKey $redis "password_file" }}
+{{- fail "config.store.redis.password_file is set, and the chart mounts a Redis password Secret too: remove config.store.redis.password_file (the chart writes it from secrets.redisPassword)" }}
+{{- end }}
+{{- $_ := set $redis "password_file" (printf "%s/redis/%s" (include "gatehouse.secretsDir" .) (include "gatehouse.redisPasswordKey" .)) }}
+{{- end }}
+{{- end }}
+{{- if .Values.secrets.storeKey.secretName }}
+{{- if hasKey $store "encryption_key_file" }}
+{{- fail "config.store.encryption_key_file and secrets.storeKey are both set: name the key in secrets.storeKey only (the chart mounts it and writes store.encryption_key_file)" }}
+{{- end }}
+{{- $_ := set $store "encryption_key_file" (printf "%s/store-key/%s" (include "gatehouse.secretsDir" .) .Values.secrets.storeKey.key) }}
+{{- else if and $redis (not (hasKey $store "encryption_key_file")) }}
+{{- fail "the store is Redis but secrets.storeKey is not set: gatehouse encrypts what it keeps in Redis with that key (make one with `gatehouse keys store-key`, store it in a Secret, and name it in secrets.storeKey)" }}
+{{- end }}
+{{- if $store }}
+{{- $_ := set $cfg "store" $store }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
