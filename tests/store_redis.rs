@@ -91,11 +91,22 @@ async fn standalone_conforms() {
     // Keys carry the prefix; values carry a TTL.
     store.set("probe", b"v", MINUTE).await.unwrap();
     assert_eq!(server.cli(&["get", "gatehouse-test:probe"]).trim(), "v");
-    let ttl: i64 = server.cli(&["pttl", "gatehouse-test:probe"]).trim().parse().unwrap();
+    let ttl: i64 = server
+        .cli(&["pttl", "gatehouse-test:probe"])
+        .trim()
+        .parse()
+        .unwrap();
     assert!((1..=60_000).contains(&ttl), "{ttl}");
     store.index_add("idx", "m", MINUTE).await.unwrap();
-    store.index_add("idx", "n", Duration::from_secs(1)).await.unwrap();
-    let ttl: i64 = server.cli(&["pttl", "gatehouse-test:idx"]).trim().parse().unwrap();
+    store
+        .index_add("idx", "n", Duration::from_secs(1))
+        .await
+        .unwrap();
+    let ttl: i64 = server
+        .cli(&["pttl", "gatehouse-test:idx"])
+        .trim()
+        .parse()
+        .unwrap();
     assert!(ttl > 30_000, "a shorter TTL never shortens an index: {ttl}");
 }
 
@@ -114,7 +125,10 @@ async fn cluster_conforms() {
     run_all(store.clone()).await;
     // The keys went to more than one master: this really ran on a cluster.
     for i in 0..30 {
-        store.set(&format!("spread:{i}"), b"x", MINUTE).await.unwrap();
+        store
+            .set(&format!("spread:{i}"), b"x", MINUTE)
+            .await
+            .unwrap();
     }
     let holding = cluster
         .nodes
@@ -150,6 +164,14 @@ async fn sentinel_conforms_and_follows_a_failover() {
         group.master_port() == Some(group.servers[1].port)
     });
     assert!(moved, "the sentinel did not promote the replica");
+    // Until the old master is demoted, it still takes writes (and loses
+    // them when it resyncs: Redis replication is asynchronous). The
+    // sentinel demotes it on its next round, up to 10 s later; do what it
+    // will do now. From then on it answers writes with READONLY, which
+    // must send the store back to the sentinels.
+    let new_master = group.servers[1].port.to_string();
+    let answer = group.servers[0].cli(&["replicaof", "127.0.0.1", &new_master]);
+    assert!(answer.contains("OK"), "REPLICAOF: {answer}");
     // Writes reach the new master: the store re-resolved it (the old one
     // answers READONLY once demoted, or drops the connection).
     let started = Instant::now();
@@ -164,7 +186,11 @@ async fn sentinel_conforms_and_follows_a_failover() {
     })
     .await
     .expect("the write landed on the new master");
-    assert_eq!(store.get("before").await, Ok(Some(b"1".to_vec())), "replicated");
+    assert_eq!(
+        store.get("before").await,
+        Ok(Some(b"1".to_vec())),
+        "replicated"
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 
@@ -188,7 +214,10 @@ async fn an_outage_fails_operations_quickly_and_recovery_needs_no_restart() {
             started.elapsed()
         );
     }
-    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
 
     server.restart();
     eventually(Duration::from_secs(5), || store.set("k", b"again", MINUTE))
@@ -217,7 +246,7 @@ async fn a_store_built_while_redis_is_down_works_once_it_is_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_server_times_out_instead_of_hanging() {
-    let server = RedisServer::start();
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
     let config = RedisStoreConfig {
         command_timeout: Duration::from_millis(300),
         ..standalone(&server.url())
@@ -232,8 +261,15 @@ async fn a_hung_server_times_out_instead_of_hanging() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let result = store.get("k").await;
-    assert!(matches!(result, Err(StoreError::Unavailable(ref e)) if e.contains("no answer")), "{result:?}");
-    assert!(started.elapsed() < Duration::from_millis(800), "{:?}", started.elapsed());
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(ref e)) if e.contains("no answer")),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
     sleeper.join().unwrap();
     eventually(Duration::from_secs(3), || store.get("k"))
         .await
@@ -257,7 +293,10 @@ async fn tls_to_a_private_ca() {
         ..standalone(&url)
     };
     let store = store(&trusted);
-    store.set("tls", b"sealed in transit", MINUTE).await.unwrap();
+    store
+        .set("tls", b"sealed in transit", MINUTE)
+        .await
+        .unwrap();
     assert_eq!(
         store.get("tls").await,
         Ok(Some(b"sealed in transit".to_vec()))
@@ -303,7 +342,10 @@ async fn acl_user_and_password_file() {
         Err(StoreError::Unavailable(e)) => {
             assert!(!e.contains("not the password"), "{e}");
             assert!(!e.contains(password), "{e}");
-            assert!(e.contains("WRONGPASS") || e.to_lowercase().contains("auth"), "{e}");
+            assert!(
+                e.contains("WRONGPASS") || e.to_lowercase().contains("auth"),
+                "{e}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -347,17 +389,19 @@ async fn the_health_ping_keeps_store_up_current() {
     server.kill();
     assert!(poll(0.0).await, "down without any check using the store");
     server.restart();
-    assert!(poll(1.0).await, "up again without any check using the store");
+    assert!(
+        poll(1.0).await,
+        "up again without any check using the store"
+    );
     upkeep.abort();
 }
 
 #[test]
 fn check_config_reports_a_bad_redis_store() {
     let dir = TempDir::new("check-config");
-    let demo = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"),
-    )
-    .unwrap();
+    let demo =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"))
+            .unwrap();
     assert!(!demo.contains("\nstore:"), "the demo config names no store");
     let config = dir.0.join("gatehouse.yaml");
     let run = |store: &str| {

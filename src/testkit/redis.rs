@@ -93,9 +93,18 @@ impl RedisServer {
         let mut args = base_args(0, &dir);
         for (name, value) in [
             ("--tls-port", port.to_string()),
-            ("--tls-cert-file", dir.join("server.pem").display().to_string()),
-            ("--tls-key-file", dir.join("server.key").display().to_string()),
-            ("--tls-ca-cert-file", dir.join("server.pem").display().to_string()),
+            (
+                "--tls-cert-file",
+                dir.join("server.pem").display().to_string(),
+            ),
+            (
+                "--tls-key-file",
+                dir.join("server.key").display().to_string(),
+            ),
+            (
+                "--tls-ca-cert-file",
+                dir.join("server.pem").display().to_string(),
+            ),
             ("--tls-auth-clients", "no".into()),
         ] {
             args.push(name.into());
@@ -338,9 +347,14 @@ impl RedisSentinel {
     /// Starts the group and waits until the sentinel knows the replica
     /// (so that a failover has somewhere to go).
     pub fn start() -> RedisSentinel {
-        let master = RedisServer::start();
-        let replica =
-            RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        // No 5 s wait before a full sync (the default delay of diskless
+        // replication), on both: after a failover the roles swap.
+        let fast_sync = ["--repl-diskless-sync-delay", "0"];
+        let master = RedisServer::start_with(&fast_sync);
+        let master_port = master.port.to_string();
+        let mut replica_args = vec!["--replicaof", "127.0.0.1", &master_port];
+        replica_args.extend(fast_sync);
+        let replica = RedisServer::start_with(&replica_args);
         let port = free_port();
         let dir = scratch_dir("sentinel");
         let name = Self::MASTER_NAME;
@@ -388,11 +402,9 @@ impl RedisSentinel {
 
     /// The port of the master the sentinel names now.
     pub fn master_port(&self) -> Option<u16> {
-        let out = self.sentinel.cli(&[
-            "sentinel",
-            "get-master-addr-by-name",
-            Self::MASTER_NAME,
-        ]);
+        let out = self
+            .sentinel
+            .cli(&["sentinel", "get-master-addr-by-name", Self::MASTER_NAME]);
         out.lines().nth(1)?.trim().parse().ok()
     }
 

@@ -156,7 +156,11 @@ impl Target {
                     .sentinel_password_file
                     .as_deref()
                     .map(|path| {
-                        read_secret(path, source, &format!("{KEY}.sentinel.sentinel_password_file"))
+                        read_secret(
+                            path,
+                            source,
+                            &format!("{KEY}.sentinel.sentinel_password_file"),
+                        )
                     })
                     .transpose()?;
                 let addrs = nodes.into_iter().map(|n| n.info.addr().clone());
@@ -190,11 +194,7 @@ impl Target {
                     .build()
                     .map_err(|e| ConfigError::invalid(format!("{KEY}.sentinel"), e.to_string()))?;
                 let label = format!("sentinel master {:?}", sentinel.master_name);
-                (
-                    Kind::Sentinel(tokio::sync::Mutex::new(client)),
-                    label,
-                    tls,
-                )
+                (Kind::Sentinel(tokio::sync::Mutex::new(client)), label, tls)
             }
             (None, None, Some(cluster)) => {
                 let key = format!("{KEY}.cluster.nodes");
@@ -257,7 +257,8 @@ impl Target {
     /// now, or to the cluster (its topology read from the seed nodes).
     /// Not bounded here; the caller bounds it by `connect_timeout`.
     pub(crate) async fn connect(&self) -> Result<Conn, RedisError> {
-        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout));
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout));
         match &self.kind {
             Kind::Standalone(client) => client
                 .get_multiplexed_async_connection_with_config(&config)

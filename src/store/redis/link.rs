@@ -119,7 +119,8 @@ impl Link {
             // Should this task be dropped mid-attempt (its runtime shutting
             // down), the link must not stay `Connecting` forever.
             let mut pending = Pending(Some(link.clone()));
-            let result = tokio::time::timeout(link.target.connect_timeout, link.target.connect()).await;
+            let result =
+                tokio::time::timeout(link.target.connect_timeout, link.target.connect()).await;
             pending.0 = None;
             let error = match result {
                 Ok(Ok(conn)) => {

@@ -59,7 +59,10 @@ impl RedisStore {
     /// may be down at start-up. Relative file names are read against the
     /// configuration file's directory (`source`). Errors name the
     /// offending `store.redis` key.
-    pub fn new(config: &RedisStoreConfig, source: &ConfigSource) -> Result<RedisStore, ConfigError> {
+    pub fn new(
+        config: &RedisStoreConfig,
+        source: &ConfigSource,
+    ) -> Result<RedisStore, ConfigError> {
         Ok(RedisStore {
             link: Link::new(Target::from_config(config, source)?),
             prefix: config.key_prefix.clone(),

@@ -72,7 +72,10 @@ fn exactly_one_deployment() {
     };
     let (key, reason) = refused(&two);
     assert_eq!(key, "store.redis");
-    assert!(reason.contains("exactly one of url, sentinel or cluster"), "{reason}");
+    assert!(
+        reason.contains("exactly one of url, sentinel or cluster"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -99,7 +102,11 @@ fn memory_and_redis_together_are_refused() {
 
 #[test]
 fn only_redis_and_rediss_urls() {
-    for bad in ["http://127.0.0.1:6379", "unix:///tmp/redis.sock", "redis+unix:///x"] {
+    for bad in [
+        "http://127.0.0.1:6379",
+        "unix:///tmp/redis.sock",
+        "redis+unix:///x",
+    ] {
         let (key, reason) = refused(&url(bad));
         assert_eq!(key, "store.redis.url", "{bad}");
         assert!(reason.contains("not supported"), "{bad}: {reason}");
@@ -148,7 +155,11 @@ fn sentinel_needs_a_master_name_and_nodes() {
         "store.redis.sentinel.nodes"
     );
     assert_eq!(
-        refused(&sentinel("mymaster", &["redis://127.0.0.1:26379", "tcp://x:1"])).0,
+        refused(&sentinel(
+            "mymaster",
+            &["redis://127.0.0.1:26379", "tcp://x:1"]
+        ))
+        .0,
         "store.redis.sentinel.nodes[1]"
     );
     let (key, reason) = refused(&sentinel(
@@ -174,7 +185,10 @@ fn cluster_needs_nodes_on_database_zero() {
         ..Default::default()
     };
     assert_eq!(refused(&cluster(&[])).0, "store.redis.cluster.nodes");
-    let (key, reason) = refused(&cluster(&["redis://127.0.0.1:7000", "redis://127.0.0.1:7001/2"]));
+    let (key, reason) = refused(&cluster(&[
+        "redis://127.0.0.1:7000",
+        "redis://127.0.0.1:7001/2",
+    ]));
     assert_eq!(key, "store.redis.cluster.nodes[1]");
     assert!(reason.contains("database 0"), "{reason}");
     assert!(RedisStore::new(&cluster(&["redis://127.0.0.1:7000"]), &text()).is_ok());
@@ -194,7 +208,10 @@ fn password_files_are_read_relative_to_the_config_and_must_hold_a_password() {
     let (key, reason) = refused_in(&with("missing"), &source);
     assert_eq!(key, "store.redis.password_file");
     assert!(reason.contains("cannot read"), "{reason}");
-    assert!(reason.contains(&dir.join("missing").display().to_string()), "{reason}");
+    assert!(
+        reason.contains(&dir.join("missing").display().to_string()),
+        "{reason}"
+    );
     let (_, reason) = refused_in(&with("empty"), &source);
     assert!(reason.contains("is empty"), "{reason}");
     let sentinel = RedisStoreConfig {
@@ -282,13 +299,20 @@ async fn without_a_server_operations_fail_as_unavailable_within_the_timeout() {
     let store = RedisStore::new(&cfg, &text()).expect("builds");
     let started = std::time::Instant::now();
     let err = store.get("k").await.expect_err("no server");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     match err {
         StoreError::Unavailable(text) => assert!(text.contains("cannot connect"), "{text}"),
         other => panic!("{other:?}"),
     }
     // Within the retry delay, the next call fails at once without trying.
     let started = std::time::Instant::now();
-    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
     assert!(started.elapsed() < Duration::from_millis(100));
 }
