@@ -77,15 +77,17 @@ impl RedisServer {
 
     /// A standalone server on `port`.
     pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        let program = binary("redis-server");
         let dir = scratch_dir("server");
         let mut args = base_args(port, &dir);
         args.extend(extra.iter().map(|a| a.to_string()));
-        RedisServer::launch(binary("redis-server"), args, port, dir, true)
+        RedisServer::launch(program, args, port, dir, true)
     }
 
     /// A server speaking only TLS on a free port, with `cert`/`key` (PEM)
     /// as its certificate and key. Clients need no certificate.
     pub fn start_tls(cert: &str, key: &str) -> RedisServer {
+        let program = binary("redis-server");
         let port = free_port();
         let dir = scratch_dir("tls");
         std::fs::write(dir.join("server.pem"), cert).expect("write certificate");
@@ -110,7 +112,7 @@ impl RedisServer {
             args.push(name.into());
             args.push(value);
         }
-        RedisServer::launch(binary("redis-server"), args, port, dir, false)
+        RedisServer::launch(program, args, port, dir, false)
     }
 
     fn launch(
@@ -355,6 +357,7 @@ impl RedisSentinel {
         let mut replica_args = vec!["--replicaof", "127.0.0.1", &master_port];
         replica_args.extend(fast_sync);
         let replica = RedisServer::start_with(&replica_args);
+        let program = binary("redis-sentinel");
         let port = free_port();
         let dir = scratch_dir("sentinel");
         let name = Self::MASTER_NAME;
@@ -368,7 +371,7 @@ impl RedisSentinel {
         );
         std::fs::write(dir.join("sentinel.conf"), conf).expect("write sentinel.conf");
         let sentinel = RedisServer::launch(
-            binary("redis-sentinel"),
+            program,
             vec![dir.join("sentinel.conf").display().to_string()],
             port,
             dir,
