@@ -153,7 +153,7 @@ pub fn build_engine_with(
     let store = match &carry.store {
         Some(store) => store.clone(),
         None => Arc::new(MeteredStore::new(
-            crate::store::build(&config.store)?,
+            crate::store::build(&config.store, source)?,
             carry.metrics.store_metrics()?,
         )),
     };

@@ -9,8 +9,9 @@
 # binary). A stamp file in the venv holds the hash of tests/requirements.txt
 # and the interpreter version: when it matches, pip is not run at all.
 #
-# Planned, not yet installed (later issues): Redis via apt (`redis-server`)
-# and an OIDC provider via npm (`oidc-provider`); see the stubs below.
+# Redis (`redis-server`, `redis-sentinel`, `redis-cli`) comes from apt when
+# missing, for the store tests. Planned, not yet installed (later issue): an
+# OIDC provider via npm (`oidc-provider`); see the stub below.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,11 +74,42 @@ check_envoy() {
     log "envoy: $bin (version $("$bin" --version 2>/dev/null | grep -oE '/[0-9]+\.[0-9]+\.[0-9]+/' | tr -d / | head -n1))"
 }
 
-# Later issue: Redis for the shared store (Debian package `redis-server`).
-# Intended shape: skip when `redis-server --version` works, else
-# `apt-get update` once and `apt-get install -y --no-install-recommends redis-server`.
+# Redis for the store tests (tests/store_redis.rs starts its own servers,
+# Cluster and Sentinel on free loopback ports): the Debian packages
+# redis-server, redis-sentinel and redis-tools (redis-cli). Skipped when all
+# three binaries are on PATH. Without root, sudo is used when available.
+# The package starts a system service on 6379; it is stopped and disabled
+# (best effort: containers often have no init system to ask).
 install_redis() {
-    log "redis-server: not needed yet (skipped)"
+    local missing=() bin
+    for bin in redis-server redis-sentinel redis-cli; do
+        command -v "$bin" >/dev/null || missing+=("$bin")
+    done
+    if ((${#missing[@]} == 0)); then
+        log "redis: ok ($(redis-server --version | grep -oE 'v=[0-9.]+'))"
+        return
+    fi
+    log "redis: missing ${missing[*]}; installing redis-server redis-sentinel redis-tools with apt"
+    command -v apt-get >/dev/null || die "no apt-get: install redis-server, redis-sentinel and redis-cli (Redis 6.2+) yourself"
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "installing Redis needs root (or sudo)"
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends redis-server redis-sentinel redis-tools
+    local service
+    for service in redis-server redis-sentinel; do
+        "${sudo[@]}" service "$service" stop >/dev/null 2>&1 || true
+        if command -v systemctl >/dev/null; then
+            "${sudo[@]}" systemctl disable --now "$service" >/dev/null 2>&1 || true
+        fi
+    done
+    for bin in redis-server redis-sentinel redis-cli; do
+        command -v "$bin" >/dev/null || die "$bin still missing after apt-get install"
+    done
+    log "redis: installed ($(redis-server --version | grep -oE 'v=[0-9.]+'))"
 }
 
 # Later issue: an OIDC provider for login tests (npm `oidc-provider`), into a

@@ -56,7 +56,8 @@ pub struct RedisStoreConfig {
     /// A Redis Cluster.
     pub cluster: Option<ClusterConfig>,
     /// Prepended to every key, so that several deployments can share one
-    /// Redis.
+    /// Redis. May be empty, for a Redis (or database) gatehouse has to
+    /// itself.
     pub key_prefix: String,
     /// The ACL user name (Redis 6+); absent: the default user.
     pub username: Option<String>,

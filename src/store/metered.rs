@@ -110,4 +110,8 @@ impl Store for MeteredStore {
         self.timed(StoreOp::PurgeExpired, self.inner.purge_expired())
             .await
     }
+
+    fn health_interval(&self) -> Option<Duration> {
+        self.inner.health_interval()
+    }
 }

@@ -23,6 +23,7 @@
 
 pub mod memory;
 pub mod metered;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigError, StoreConfig};
+use crate::config::{ConfigError, ConfigSource, StoreConfig};
 
 /// Why a store operation failed. Callers fail closed (503).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +107,13 @@ pub trait Store: Send + Sync {
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         Ok(0)
     }
+
+    /// How often [`spawn_upkeep`] pings the backend, so that
+    /// `gatehouse_store_up` stays current while no check uses the store;
+    /// `None` (memory): never. A wrapper returns its inner store's.
+    fn health_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A namespaced key: `<namespace>:<id>`.
@@ -124,8 +132,19 @@ pub fn hashed_id(namespace: &str, secret: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Builds the configured store.
-pub fn build(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
+/// Builds the configured store: Redis when `store.redis` is set (checked
+/// here, connected lazily: Redis may be down), else memory. Relative file
+/// names are read against the configuration file's directory (`source`).
+pub fn build(config: &StoreConfig, source: &ConfigSource) -> Result<Arc<dyn Store>, ConfigError> {
+    if let Some(redis) = &config.redis {
+        if config.memory.is_some() {
+            return Err(ConfigError::invalid(
+                "store.redis",
+                "name one backend: store.memory or store.redis, not both",
+            ));
+        }
+        return Ok(Arc::new(self::redis::RedisStore::new(redis, source)?));
+    }
     let memory = config.memory.clone().unwrap_or_default();
     if memory.max_entries == 0 {
         return Err(ConfigError::invalid(
@@ -136,23 +155,47 @@ pub fn build(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
     Ok(Arc::new(memory::MemoryStore::new(memory.max_entries)))
 }
 
-/// How often [`spawn_purge`] drops expired entries.
+/// How often [`spawn_upkeep`] drops expired entries.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Drops expired entries every [`PURGE_INTERVAL`], forever.
-pub fn spawn_purge(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+/// Keeps `store` in shape, forever: drops expired entries every
+/// [`PURGE_INTERVAL`] and, when the store has a
+/// [`Store::health_interval`], pings it that often (the first ping at
+/// once, which also makes a Redis store connect).
+pub fn spawn_upkeep(store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PURGE_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut purge = tokio::time::interval(PURGE_INTERVAL);
+        purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Without a health interval, the ping tick never comes.
+        let mut ping = store.health_interval().map(|every| {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        });
         loop {
-            tick.tick().await;
-            match store.purge_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(purged = n, "expired store entries dropped"),
-                Err(e) => tracing::warn!(error = %e, "store purge failed"),
+            tokio::select! {
+                _ = purge.tick() => match store.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(purged = n, "expired store entries dropped"),
+                    Err(e) => tracing::warn!(error = %e, "store purge failed"),
+                },
+                Some(_) = next_tick(ping.as_mut()) => {
+                    // The outcome is recorded by the metered store
+                    // (gatehouse_store_up); a lost connection is logged
+                    // by the store itself.
+                    let _ = store.ping().await;
+                }
             }
         }
     })
+}
+
+/// The next tick of `interval`, or never.
+async fn next_tick(interval: Option<&mut tokio::time::Interval>) -> Option<tokio::time::Instant> {
+    match interval {
+        Some(interval) => Some(interval.tick().await),
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +222,9 @@ mod tests {
             memory: Some(crate::config::MemoryStoreConfig { max_entries: 0 }),
             ..Default::default()
         };
-        let err = build(&cfg).err().expect("refused");
+        let err = build(&cfg, &ConfigSource::Text(String::new()))
+            .err()
+            .expect("refused");
         assert!(
             err.to_string().contains("store.memory.max_entries"),
             "{err}"

@@ -61,6 +61,12 @@ impl TestCa {
 
     /// Issues a leaf certificate; returns its PEM.
     pub fn issue(&self, leaf: &Leaf<'_>) -> String {
+        self.issue_with_key(leaf).0
+    }
+
+    /// Issues a leaf certificate; returns its PEM and its private key's
+    /// (PKCS#8 PEM), for a test server.
+    pub fn issue_with_key(&self, leaf: &Leaf<'_>) -> (String, String) {
         let key = KeyPair::generate().expect("key generation");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name = DistinguishedName::new();
@@ -83,7 +89,8 @@ impl TestCa {
         if let Some((y, m, d)) = leaf.not_after {
             params.not_after = date_time_ymd(y, m, d);
         }
-        params.signed_by(&key, &self.issuer).expect("signing").pem()
+        let cert = params.signed_by(&key, &self.issuer).expect("signing").pem();
+        (cert, key.serialize_pem())
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod certs;
 pub mod jwks_server;
+pub mod redis;
 pub mod store;
 
 use base64::Engine as _;

@@ -1,6 +1,7 @@
 //! The background tasks of the serving engine: one refresh per remote key
-//! set and one purge of the store. A reload keeps the tasks of what it
-//! carries over, starts those of what is new and stops the rest.
+//! set and one upkeep of the store (purge, health ping). A reload keeps
+//! the tasks of what it carries over, starts those of what is new and
+//! stops the rest.
 
 use std::sync::Arc;
 
@@ -17,13 +18,13 @@ pub(super) struct Tasks {
 }
 
 impl Tasks {
-    /// Starts `engine`'s key refreshes and store purge.
+    /// Starts `engine`'s key refreshes and store upkeep.
     pub(super) fn start(engine: &Engine) -> Tasks {
         let mut tasks = Tasks {
             refresh: Vec::new(),
             purge: (
                 engine.store.clone(),
-                crate::store::spawn_purge(engine.store.clone()).abort_handle(),
+                crate::store::spawn_upkeep(engine.store.clone()).abort_handle(),
             ),
         };
         tasks.start_new(engine);
@@ -72,7 +73,7 @@ impl Tasks {
             self.purge.1.abort();
             self.purge = (
                 engine.store.clone(),
-                crate::store::spawn_purge(engine.store.clone()).abort_handle(),
+                crate::store::spawn_upkeep(engine.store.clone()).abort_handle(),
             );
         }
     }
