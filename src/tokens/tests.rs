@@ -2,86 +2,18 @@
 //! of creation, verification and the local cache.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-use async_trait::async_trait;
 
 use super::*;
 use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
-use crate::store::memory::MemoryStore;
+use crate::testkit::flaky::FlakyStore;
 
 const NOW: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
 
-/// The memory store, with a switch that makes every operation fail.
-struct Flaky {
-    inner: MemoryStore,
-    down: AtomicBool,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("connection refused".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl Store for Flaky {
-    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.set(key, value, ttl).await
-    }
-    async fn set_if_absent(&self, k: &str, v: &[u8], ttl: Duration) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.set_if_absent(k, v, ttl).await
-    }
-    async fn compare_and_set(
-        &self,
-        k: &str,
-        e: &[u8],
-        n: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.compare_and_set(k, e, n, ttl).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
-        self.inner.get(key).await
-    }
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
-        self.inner.take(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.delete(key).await
-    }
-    async fn index_add(&self, i: &str, m: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.index_add(i, m, ttl).await
-    }
-    async fn index_remove(&self, i: &str, m: &str) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.index_remove(i, m).await
-    }
-    async fn index_members(&self, i: &str) -> Result<Vec<String>, StoreError> {
-        self.check()?;
-        self.inner.index_members(i).await
-    }
-}
-
-fn flaky() -> Arc<Flaky> {
-    Arc::new(Flaky {
-        inner: MemoryStore::new(10_000),
-        down: AtomicBool::new(false),
-    })
+fn flaky() -> Arc<FlakyStore> {
+    Arc::new(FlakyStore::new(10_000))
 }
 
 fn service_on(store: Arc<dyn Store>, config: ApiTokensConfig) -> ApiTokens {
@@ -471,7 +403,7 @@ async fn store_down_fails_closed() {
         .create(&caller(&alice), "alice", new("a", &[]), NOW)
         .await
         .expect("made");
-    store.down.store(true, Ordering::SeqCst);
+    store.set_down(true);
     assert!(matches!(
         tokens.verify(made.token.expose(), NOW).await,
         Err(VerifyError::Unavailable(_))
@@ -490,7 +422,7 @@ async fn store_down_fails_closed() {
         Some(503)
     );
     // Recovery needs nothing.
-    store.down.store(false, Ordering::SeqCst);
+    store.set_down(false);
     assert!(tokens.verify(made.token.expose(), NOW).await.is_ok());
 }
 
