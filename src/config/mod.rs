@@ -221,7 +221,8 @@ pub struct ServerConfig {
     /// The realm named in `WWW-Authenticate` challenges.
     pub realm: String,
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
-    /// `/auth/jwt/request`, `/auth/jwt/set`, `/healthz`.
+    /// `/auth/jwt/request`, `/auth/jwt/set`, `/auth/api/v1` (API tokens),
+    /// `/healthz`.
     #[schemars(extend("x-reload" = "restart"))]
     pub http_addr: SocketAddr,
     /// Also serve gRPC on this Unix domain socket (for an Envoy in the same
