@@ -13,6 +13,9 @@ use super::ConfigError;
 /// replica within a second.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// A year as humantime counts it (`1y`: 365.25 days).
+pub const YEAR_SECS: u64 = 31_557_600;
+
 /// Longest prefix (secret scanners match on a short fixed prefix).
 pub const MAX_PREFIX_CHARS: usize = 16;
 
@@ -53,7 +56,8 @@ impl Default for ApiTokensConfig {
         ApiTokensConfig {
             prefix: "gh".into(),
             admin_scope: "admin:token".into(),
-            max_lifetime: Duration::from_secs(365 * 24 * 3600),
+            // One year as humantime reads and prints `1y` (365.25 days).
+            max_lifetime: Duration::from_secs(YEAR_SECS),
             cache_ttl: Duration::from_millis(500),
             cache_size: 10_000,
             max_tokens_per_user: 100,

@@ -65,7 +65,7 @@ async fn create_verify_list_revoke() {
         .create(&caller(&alice), "alice", new("ci", &["read"]), NOW)
         .await
         .expect("created");
-    assert_eq!(created.info.expires, NOW + 365 * DAY);
+    assert_eq!(created.info.expires, NOW + crate::config::YEAR_SECS);
     assert!(format::looks_like(created.token.expose(), "gh"));
 
     let verified = tokens
