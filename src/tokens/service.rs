@@ -6,7 +6,9 @@
 //!   admin scope lets it act for anyone, not hand out scopes it lacks);
 //! - names are unique per user (reserved atomically in the store);
 //! - a caller authenticated by an API token cannot create one, so a
-//!   leaked token cannot be used to mint longer-lived ones;
+//!   leaked token cannot be used to mint longer-lived ones; a signed link
+//!   cannot manage tokens at all (a token would escape the link's paths
+//!   and lifetime);
 //! - a deploy token (`tool`) is created only by a caller that owns the
 //!   tool: its own identity's tool is that tool (a tool's client
 //!   certificate), or it is one of `tools.superusers`.
@@ -118,6 +120,13 @@ fn check_name(what: &str, value: &str) -> Result<(), TokenError> {
 impl ApiTokens {
     /// Whether `caller` may manage the tokens of `user`.
     fn may_act_for(&self, caller: &Caller<'_>, user: &str) -> Result<(), TokenError> {
+        if caller.identity.kind == CredentialKind::Link {
+            // A link grants some paths for a while; a token would outlive
+            // both.
+            return Err(TokenError::Forbidden(
+                "a signed link cannot manage API tokens".into(),
+            ));
+        }
         check_name("the user", user)?;
         if caller.user() == user || caller.identity.scopes.contains(&self.config.admin_scope) {
             return Ok(());

@@ -233,6 +233,21 @@ async fn an_api_token_cannot_create_tokens() {
     assert_eq!(err.http_status(), 403);
     // It may still list its user's tokens.
     assert!(tokens.list(&caller(&via_token), "alice", NOW).await.is_ok());
+    // A signed link may do neither.
+    let mut via_link = identity("alice", &["read"]);
+    via_link.kind = CredentialKind::Link;
+    for result in [
+        tokens
+            .create(&caller(&via_link), "alice", new("x", &[]), NOW)
+            .await
+            .map(|_| ()),
+        tokens
+            .list(&caller(&via_link), "alice", NOW)
+            .await
+            .map(|_| ()),
+    ] {
+        assert_eq!(result.err().map(|e| e.http_status()), Some(403));
+    }
 }
 
 #[tokio::test]
