@@ -157,6 +157,11 @@ pub fn build_engine_with(
             carry.metrics.store_metrics()?,
         )),
     };
+    let api_tokens = config
+        .api_tokens
+        .as_ref()
+        .map(|c| crate::tokens::ApiTokens::new(c, store.clone()).map(Arc::new))
+        .transpose()?;
     let metrics = EngineMetrics::new(
         carry.metrics.clone(),
         config.policy.rules.iter().map(|r| r.name.as_str()),
@@ -167,6 +172,7 @@ pub fn build_engine_with(
             sources: config.jwt.sources.iter().map(TokenSource::from).collect(),
             jwt: verifier,
             certificates,
+            api_tokens,
         },
         trusted_proxies: config.network.trusted_proxies.clone(),
         realm: config.server.realm.clone(),

@@ -22,3 +22,4 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
 #[doc(hidden)]
 pub mod testkit;
+pub mod tokens;

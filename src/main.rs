@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: gatehouse::ops::cli::TokenCommand,
     },
+    /// API tokens, through a running gatehouse's REST API.
+    Tokens {
+        #[command(subcommand)]
+        command: gatehouse::ops::cli::TokensCommand,
+    },
     /// The configuration's JSON Schema and reference.
     Config {
         #[command(subcommand)]
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => gatehouse::ops::explain::run(&args),
         Command::Keys { command } => gatehouse::ops::cli::keys(command),
         Command::Token { command } => gatehouse::ops::cli::token(command),
+        Command::Tokens { command } => gatehouse::ops::cli::tokens(command),
         Command::Config { command } => gatehouse::ops::config::run(command),
         Command::Version => {
             println!("gatehouse {VERSION}");

@@ -31,6 +31,7 @@ NEVER = {
     "telemetry": ABOVE_CHECK | {"metrics", "store", "issuer"},
     "store": ABOVE_CHECK | {"telemetry", "issuer"},
     "issuer": ABOVE_CHECK | {"metrics", "telemetry", "store"},
+    "tokens": ABOVE_CHECK | {"metrics", "telemetry", "issuer"},
     "check": {"serve", "ops", "app"},
     "app": {"serve", "ops"},
     "serve": {"ops"},

@@ -213,4 +213,7 @@ pub enum CredentialKindConfig {
     Certificate,
     /// A SPIFFE ID (URI SAN or mTLS principal).
     Spiffe,
+    /// A user-issued API token (`api_tokens`), from the same sources as
+    /// JWTs.
+    ApiToken,
 }

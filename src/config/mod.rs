@@ -6,6 +6,7 @@
 //! cannot (CIDRs already parse here; algorithm/key pairings, globs and
 //! URLs are checked when the engine is built). Every error names the key.
 
+mod api_tokens;
 mod certs;
 mod decode;
 mod env;
@@ -30,6 +31,7 @@ use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use api_tokens::*;
 pub use certs::*;
 pub use decode::DURATION_EXAMPLE;
 pub use env::{ENV_PREFIX, ENV_SEPARATOR};
@@ -192,6 +194,9 @@ pub struct Config {
     /// Gatehouse as a token issuer (links, reissued tokens); absent: off.
     #[serde(default)]
     pub issuer: Option<InternalIssuerConfig>,
+    /// User-issued API tokens and Toolforge deploy tokens; absent: off.
+    #[serde(default)]
+    pub api_tokens: Option<ApiTokensConfig>,
     /// Where shared state lives.
     #[serde(default)]
     #[schemars(extend("x-reload" = "restart"))]
@@ -216,7 +221,8 @@ pub struct ServerConfig {
     /// The realm named in `WWW-Authenticate` challenges.
     pub realm: String,
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
-    /// `/auth/jwt/request`, `/auth/jwt/set`, `/healthz`.
+    /// `/auth/jwt/request`, `/auth/jwt/set`, `/auth/api/v1` (API tokens),
+    /// `/healthz`.
     #[schemars(extend("x-reload" = "restart"))]
     pub http_addr: SocketAddr,
     /// Also serve gRPC on this Unix domain socket (for an Envoy in the same

@@ -15,6 +15,8 @@ pub enum CredentialKind {
     Spiffe,
     /// A signed link from gatehouse's own issuer.
     Link,
+    /// A user-issued API token (`<prefix>-<key>.<secret>`) from the store.
+    ApiToken,
 }
 
 impl CredentialKind {
@@ -25,6 +27,7 @@ impl CredentialKind {
             CredentialKind::Certificate => "certificate",
             CredentialKind::Spiffe => "spiffe",
             CredentialKind::Link => "link",
+            CredentialKind::ApiToken => "api_token",
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct AcceptedCredentials {
     pub certificate: bool,
     /// SPIFFE IDs.
     pub spiffe: bool,
+    /// User-issued API tokens, from the same sources as JWTs.
+    pub api_token: bool,
 }
 
 impl AcceptedCredentials {
@@ -81,6 +86,7 @@ impl AcceptedCredentials {
         jwt: true,
         certificate: true,
         spiffe: true,
+        api_token: true,
     };
 
     /// Whether an identity of `kind` is accepted.
@@ -91,6 +97,7 @@ impl AcceptedCredentials {
             CredentialKind::Spiffe => self.spiffe,
             // Links are JWTs from gatehouse's own issuer.
             CredentialKind::Link => self.jwt,
+            CredentialKind::ApiToken => self.api_token,
         }
     }
 }

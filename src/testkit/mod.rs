@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used)]
 
 pub mod certs;
+pub mod flaky;
 pub mod jwks_server;
 pub mod redis;
 pub mod store;

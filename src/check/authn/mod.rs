@@ -3,7 +3,11 @@
 //! The accepted authenticators look for their credential in order; the
 //! first credential present decides. An invalid credential is a 401, never
 //! a fall-through to the next authenticator.
+//!
+//! A token found in the token sources is an API token when it starts with
+//! the configured `<prefix>-` ([`api_token`]), else a JWT.
 
+pub mod api_token;
 pub mod cert;
 pub mod jwt;
 pub mod sources;
@@ -14,6 +18,7 @@ use crate::config::AuthType;
 use crate::model::deny::Deny;
 use crate::model::identity::{AcceptedCredentials, Identity};
 use crate::model::request::Request;
+use crate::tokens::ApiTokens;
 use jwt::keys::IssuerKeys;
 use jwt::{JwtError, JwtVerifier};
 use sources::TokenSource;
@@ -28,14 +33,30 @@ pub struct Authenticators {
     pub jwt: JwtVerifier,
     /// Client-certificate authentication, when configured.
     pub certificates: Option<cert::CertAuthenticator>,
+    /// User-issued API tokens, when configured (`api_tokens`).
+    pub api_tokens: Option<Arc<ApiTokens>>,
 }
 
 impl Authenticators {
-    /// Authenticates the request: `Ok(None)` when it carries no credential.
+    /// Authenticates the request with the token it carries (a JWT or an
+    /// API token): `Ok(None)` when it carries none.
     pub async fn authenticate(
         &self,
         request: &Request,
         auth_type: AuthType,
+    ) -> Result<Option<Identity>, Deny> {
+        self.authenticate_token(request, auth_type, AcceptedCredentials::ALL)
+            .await
+    }
+
+    /// The token from the sources, judged as an API token when it has our
+    /// prefix, else as a JWT; a token of a kind `accepted` leaves out
+    /// counts as absent.
+    async fn authenticate_token(
+        &self,
+        request: &Request,
+        auth_type: AuthType,
+        accepted: AcceptedCredentials,
     ) -> Result<Option<Identity>, Deny> {
         let invalid = |reason: String| Deny::InvalidToken { reason, auth_type };
         let (token, source) = match sources::find_token(&self.sources, request) {
@@ -43,6 +64,19 @@ impl Authenticators {
             Ok(None) => return Ok(None),
             Err(e) => return Err(invalid(e.to_string())),
         };
+        if let Some(tokens) = &self.api_tokens
+            && tokens.claims(token.expose())
+        {
+            if !accepted.api_token {
+                return Ok(None);
+            }
+            return api_token::authenticate(tokens, &token, auth_type)
+                .await
+                .map(Some);
+        }
+        if !accepted.jwt {
+            return Ok(None);
+        }
         match self.jwt.verify(&token).await {
             Ok(mut identity) => {
                 if let TokenSource::Query(name) = source {
@@ -69,8 +103,10 @@ impl Authenticators {
         auth_type: AuthType,
         accepted: AcceptedCredentials,
     ) -> Result<Option<Identity>, Deny> {
-        if accepted.jwt
-            && let Some(identity) = self.authenticate(request, auth_type).await?
+        if (accepted.jwt || accepted.api_token)
+            && let Some(identity) = self
+                .authenticate_token(request, auth_type, accepted)
+                .await?
         {
             return Ok(Some(identity));
         }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use crate::config::{ConfigError, ToolsConfig, header_name};
 use crate::model::deny::Deny;
-use crate::model::identity::Identity;
+use crate::model::identity::{CredentialKind, Identity};
 use crate::model::request::Request;
 use crate::model::requirement::Requirement;
 
@@ -47,12 +47,15 @@ impl ToolPolicy {
         self.act_as_header.as_deref()
     }
 
-    /// Whether `identity` is a superuser.
+    /// Whether `identity` is a superuser. Never through an API token,
+    /// whoever created it: a token carries the scopes (and the tool) it
+    /// was given, not its creator's power to act for every tool.
     pub fn is_superuser(&self, identity: &Identity) -> bool {
-        identity
-            .username
-            .as_ref()
-            .is_some_and(|u| self.superusers.contains(u))
+        identity.kind != CredentialKind::ApiToken
+            && identity
+                .username
+                .as_ref()
+                .is_some_and(|u| self.superusers.contains(u))
     }
 }
 
@@ -111,7 +114,7 @@ pub fn authorize(
 mod tests {
     use super::*;
     use crate::config::{AuthType, IdentityHeader, Satisfy};
-    use crate::model::identity::{AcceptedCredentials, CredentialKind};
+    use crate::model::identity::AcceptedCredentials;
     use crate::model::requirement::Access;
     use crate::secret::Secret;
 
@@ -258,6 +261,74 @@ mod tests {
         // Its own certificate's tool does not count.
         let got = authorize(&requirement(None), su().as_ref(), &request(None), &p);
         assert_eq!(tool_of(got), Ok(None));
+    }
+
+    /// An API token of `user`, a deploy token when `tool` is set.
+    fn api_token(user: &str, tool: Option<&str>) -> Option<Identity> {
+        let mut id = identity(user, tool);
+        id.kind = CredentialKind::ApiToken;
+        id.subject = user.into();
+        Some(id)
+    }
+
+    #[test]
+    fn a_deploy_token_passes_for_its_own_tool_only() {
+        let p = policy();
+        let deploy = api_token("alice", Some("alpha"));
+        let ok = authorize(
+            &requirement(Some("alpha")),
+            deploy.as_ref(),
+            &request(None),
+            &p,
+        );
+        assert_eq!(ok, Ok(Some("alpha".into())));
+        for (path, act_as) in [
+            (Some("beta"), None),
+            (None, Some("beta")),
+            (Some("beta"), Some("beta")),
+            (Some("alpha"), Some("beta")),
+        ] {
+            let err = authorize(&requirement(path), deploy.as_ref(), &request(act_as), &p);
+            assert_eq!(err, Err(Deny::ToolMismatch), "{path:?} {act_as:?}");
+        }
+        // A plain token (no tool) passes no tool rule.
+        let plain = api_token("alice", None);
+        let err = authorize(
+            &requirement(Some("alpha")),
+            plain.as_ref(),
+            &request(None),
+            &p,
+        );
+        assert_eq!(err, Err(Deny::ToolMismatch));
+    }
+
+    #[test]
+    fn a_superusers_token_has_no_superuser_powers() {
+        let p = policy();
+        // The same user by certificate is a superuser…
+        let cert = Some(identity("components-api", None));
+        assert!(p.is_superuser(cert.as_ref().expect("some")));
+        let got = authorize(
+            &requirement(Some("beta")),
+            cert.as_ref(),
+            &request(None),
+            &p,
+        );
+        assert_eq!(got, Ok(Some("beta".into())));
+        // …but not through its tokens, deploy or plain.
+        for token in [
+            api_token("components-api", Some("alpha")),
+            api_token("components-api", None),
+        ] {
+            assert!(!p.is_superuser(token.as_ref().expect("some")));
+            let err = authorize(
+                &requirement(Some("beta")),
+                token.as_ref(),
+                &request(Some("beta")),
+                &p,
+            );
+            assert_eq!(err, Err(Deny::ToolMismatch));
+        }
     }
 
     #[test]

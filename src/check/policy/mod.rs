@@ -245,6 +245,7 @@ fn compile_requirement(
             jwt: has(CredentialKindConfig::Jwt),
             certificate: has(CredentialKindConfig::Certificate),
             spiffe: has(CredentialKindConfig::Spiffe),
+            api_token: has(CredentialKindConfig::ApiToken),
         }
     };
     Ok(Requirement {

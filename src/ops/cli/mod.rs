@@ -4,11 +4,12 @@
 //! ([`Output`]), the config file's duration grammar on the command line
 //! ([`parse_duration`]) and the version line ([`VERSION`]). And the
 //! commands that need no server: `check-config`, `keys generate`,
-//! `token issue`.
+//! `token issue`. And `tokens`, a client of a running gatehouse's API.
 
 mod keys;
 mod output;
 mod token;
+mod tokens;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use crate::telemetry::TelemetryError;
 pub use keys::{KeysCommand, keys};
 pub use output::{Output, WriteOptions, write_output};
 pub use token::{TokenCommand, token};
+pub use tokens::{ApiArgs, TokensCommand, parse_expires, tokens};
 
 /// `gatehouse --version` and `gatehouse version`: the crate version, the
 /// commit and the build date, stamped by `build.rs`.

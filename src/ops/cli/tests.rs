@@ -128,3 +128,110 @@ fn check_config_builds_the_demo() {
     let err = check_config(&ConfigSource::Text("server: {nope: 1}\n".into())).expect_err("bad");
     assert_eq!(err.code(), EXIT_CONFIG);
 }
+
+#[test]
+fn token_expiry_takes_a_lifetime_or_a_timestamp() {
+    assert_eq!(parse_expires("30d", 1_000), Ok(1_000 + 30 * 86_400));
+    assert_eq!(parse_expires("2030-01-01T00:00:00Z", 0), Ok(1_893_456_000));
+    for bad in ["", "soon", "2030-01-01", "-1d"] {
+        let err = parse_expires(bad, 0).expect_err(bad);
+        assert_eq!(err.code(), EXIT_USAGE, "{bad}");
+    }
+}
+
+/// `gatehouse tokens` against a side port on 127.0.0.1:0.
+#[tokio::test]
+async fn tokens_create_list_revoke_against_a_running_server() {
+    use crate::testkit::{self, TestKey};
+    let idp = TestKey::generate(jsonwebtoken::Algorithm::ES256, "k");
+    let yaml = format!(
+        r#"
+server: {{grpc_addr: "127.0.0.1:0", http_addr: "127.0.0.1:0"}}
+jwt:
+  issuers: [{{issuer: "https://idp.test", audiences: [api], algorithms: [ES256], keys: {{jwks: {jwks}}}, claims: {{groups: groups}}}}]
+scopes: {{group_mapping: {{read: [readers]}}}}
+api_tokens: {{}}
+"#,
+        jwks = testkit::jwks(&[&idp])
+    );
+    let source = ConfigSource::Text(yaml);
+    let cfg = config::load(&source, []).expect("config");
+    let engine = std::sync::Arc::new(app::build_engine(&cfg, &source).expect("engine"));
+    let listener = crate::serve::http::HttpListener::bind(cfg.server.http_addr)
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(listener.serve(engine, Duration::from_secs(1), async {
+        let _ = stopped.await;
+    }));
+
+    let dir = TempDir::new("tokens");
+    let token_file = dir.0.join("jwt");
+    let mut claims = testkit::claims("https://idp.test", "api", "alice");
+    claims["groups"] = serde_json::json!(["readers"]);
+    std::fs::write(&token_file, format!("{}\n", idp.mint(&claims))).expect("write");
+    let api = ApiArgs {
+        url: format!("http://{addr}"),
+        token_file: token_file.clone(),
+        user: None,
+    };
+    let now = crate::clock::now_secs();
+    let create = |name: &str, scopes: &[&str]| TokensCommand::Create {
+        api: api.clone(),
+        name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        expires: Some("7d".into()),
+        tool: None,
+    };
+    let out = tokens::run(create("cli", &["read"]), now)
+        .await
+        .expect("created");
+    let created: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        created["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("gh-"))
+    );
+    assert_eq!(created["expires"], now + 7 * 86_400);
+    let key = created["key"].as_str().expect("key").to_string();
+
+    // The server's refusal is a failure (exit 1) carrying its reason.
+    let err = tokens::run(create("more", &["write"]), now)
+        .await
+        .expect_err("beyond the caller's scopes");
+    assert_eq!(err.code(), EXIT_FAILURE);
+    assert!(err.to_string().contains("HTTP 403"), "{err}");
+
+    let listed = tokens::run(TokensCommand::List { api: api.clone() }, now)
+        .await
+        .expect("listed");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    assert_eq!(listed[0]["key"], key.as_str());
+    assert!(listed[0].get("token").is_none());
+
+    let revoke = || TokensCommand::Revoke {
+        api: ApiArgs {
+            user: Some("alice".into()),
+            ..api.clone()
+        },
+        key: key.clone(),
+    };
+    tokens::run(revoke(), now).await.expect("revoked");
+    let err = tokens::run(revoke(), now).await.expect_err("gone");
+    assert!(err.to_string().contains("HTTP 404"), "{err}");
+
+    // A missing token file is a usage error.
+    let missing = TokensCommand::List {
+        api: ApiArgs {
+            token_file: dir.0.join("nope"),
+            ..api.clone()
+        },
+    };
+    assert_eq!(
+        tokens::run(missing, now).await.expect_err("no file").code(),
+        EXIT_USAGE
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+}

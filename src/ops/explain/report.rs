@@ -179,6 +179,7 @@ fn requirement_text(r: &Requirement) -> String {
         (c.jwt, "jwt"),
         (c.certificate, "certificate"),
         (c.spiffe, "spiffe"),
+        (c.api_token, "api_token"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))

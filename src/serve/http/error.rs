@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::issuer::link::MintError;
 use crate::model::deny::Deny;
+use crate::tokens::TokenError;
 
 /// A refused side-port request.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,10 @@ pub enum ApiError {
     /// 400/403/500: a link could not be minted (status from the error).
     #[error("{0}")]
     Mint(#[from] MintError),
+    /// 400/403/404/409/503: a request about API tokens was refused
+    /// (status from the error).
+    #[error("{0}")]
+    Token(#[from] TokenError),
     /// 404: no such endpoint, or the feature is not configured.
     #[error("{0}")]
     NotFound(String),
@@ -47,6 +52,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::Denied { deny, .. } => deny.http_status(),
             ApiError::Mint(e) => e.http_status(),
+            ApiError::Token(e) => e.http_status(),
             ApiError::NotFound(_) => 404,
             ApiError::PayloadTooLarge => 413,
             ApiError::UnsupportedMediaType => 415,
@@ -61,6 +67,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "invalid_request",
             ApiError::Denied { deny, .. } => deny.error_code(),
             ApiError::Mint(e) => e.error_code(),
+            ApiError::Token(e) => e.error_code(),
             ApiError::NotFound(_) => "not_found",
             ApiError::PayloadTooLarge => "invalid_request",
             ApiError::UnsupportedMediaType => "invalid_request",

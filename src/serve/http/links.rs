@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::redirect::safe_location;
-use super::request::{from_http, parse_query};
+use super::request::{from_http, json_body, parse_query};
 use super::{AppState, now_secs};
 use crate::check::authn::jwt::JwtError;
 use crate::check::pipeline::Engine;
@@ -73,23 +73,7 @@ pub(super) async fn request(
         tracing::info!(subject = %caller.subject, reason = %e, "link mint refused");
     })?;
 
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::BadRequest("the request body could not be read".into())
-        }
-    })?;
-    let link_request: LinkRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let link_request: LinkRequest = json_body(&headers, body)?;
 
     let now = now_secs();
     let (token, grant) = links

@@ -6,6 +6,7 @@
 //! | `GET /.well-known/openid-configuration` | `issuer`, `jwks_uri`, algorithms |
 //! | `POST /auth/jwt/request` | mint a signed link (`links.rs`) |
 //! | `GET /auth/jwt/set` | store a link in a cookie, redirect (`links.rs`) |
+//! | `POST`, `GET /auth/api/v1/users/{user}/tokens`, `DELETE …/tokens/{key}`, `GET /auth/api/v1/user-info` | API tokens ([`tokens`]) |
 //! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
 //! | `/ext_authz/<path>` | a check asked by Envoy's HTTP ext_authz ([`check`]) |
 //! | `/auth` | a forward-auth check (nginx `auth_request`, Traefik) ([`check`]) |
@@ -18,6 +19,7 @@ pub mod error;
 mod links;
 pub mod redirect;
 pub mod request;
+pub mod tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
@@ -60,6 +62,18 @@ pub fn router(state: AppState) -> Router {
         .route(DISCOVERY_PATH, get(discovery))
         .route("/auth/jwt/request", post(links::request))
         .route("/auth/jwt/set", get(links::set))
+        .route(
+            &format!("{}/users/{{user}}/tokens", tokens::PREFIX),
+            get(tokens::list).post(tokens::create),
+        )
+        .route(
+            &format!("{}/users/{{user}}/tokens/{{key}}", tokens::PREFIX),
+            delete(tokens::revoke),
+        )
+        .route(
+            &format!("{}/user-info", tokens::PREFIX),
+            get(tokens::user_info),
+        )
         .route("/healthz", get(healthz))
         .route(check::ENVOY_PREFIX, any(check::envoy))
         .route(

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use axum::http::{HeaderMap, Method, Uri};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use ipnet::IpNet;
 
 use super::error::ApiError;
@@ -67,6 +69,32 @@ pub fn from_http(
         certificate: String::new(),
         context_extensions: HashMap::new(),
     })
+}
+
+/// A JSON request body: declared `Content-Type: application/json` (415
+/// otherwise), within the side port's size limit (413), and parsing as
+/// `T` (400 naming what is wrong).
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest("the request body could not be read".into())
+        }
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// `example.com:8443` → `example.com`; `[::1]:80` → `[::1]`.

@@ -10,18 +10,24 @@ use crate::issuer::keys::{SigningAlgorithm, SigningKey};
 use crate::secret::Secret;
 use crate::testkit::{self, TestKey};
 
-const IDP: &str = "https://idp.test";
+pub(super) const IDP: &str = "https://idp.test";
 
-struct Running {
-    base: String,
-    engine: Arc<Engine>,
-    idp: TestKey,
-    client: reqwest::Client,
+pub(super) struct Running {
+    pub(super) base: String,
+    pub(super) engine: Arc<Engine>,
+    pub(super) idp: TestKey,
+    pub(super) client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
 }
 
 async fn start() -> Running {
+    start_with("").await
+}
+
+/// The side port on the test configuration plus `extra` (top-level YAML
+/// sections).
+pub(super) async fn start_with(extra: &str) -> Running {
     let idp = TestKey::generate(Algorithm::ES256, "idp-key");
     let (_, pem) = SigningKey::generate(SigningAlgorithm::ES256).expect("key");
     let indented: String = pem
@@ -41,7 +47,7 @@ jwt:
       keys: {{jwks: {jwks}}}
       claims: {{groups: groups}}
 scopes:
-  group_mapping: {{"links:mint": [minters], "read": [minters, readers]}}
+  group_mapping: {{"links:mint": [minters], "read": [minters, readers], "write": [writers], "admin:token": [admins]}}
 issuer:
   issuer: https://gatehouse.test
   signing_keys:
@@ -51,6 +57,7 @@ issuer:
     mint: [{{scope: "links:mint", prefixes: [/k8s/]}}]
 policy:
   default: authenticated
+{extra}
 "#,
         jwks = testkit::jwks(&[&idp])
     );
@@ -108,7 +115,7 @@ impl Running {
             .expect("request")
     }
 
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -119,7 +126,10 @@ impl Running {
     }
 }
 
-async fn error_of(response: reqwest::Response, status: u16) -> (Value, reqwest::header::HeaderMap) {
+pub(super) async fn error_of(
+    response: reqwest::Response,
+    status: u16,
+) -> (Value, reqwest::header::HeaderMap) {
     assert_eq!(response.status().as_u16(), status);
     let headers = response.headers().clone();
     assert_eq!(

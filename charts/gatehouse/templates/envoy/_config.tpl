@@ -78,6 +78,13 @@ static_resources:
                               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
                               disabled: true
                         {{- end }}
+                        # The API-token REST API (/auth/api/v1/...).
+                        - match: {prefix: /auth/api/}
+                          route: {cluster: gatehouse_http}
+                          typed_per_filter_config:
+                            envoy.filters.http.ext_authz:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
+                              disabled: true
                         {{- end }}
                         {{- range $gw.publicPrefixes }}
                         # Public: no check, so remove the identity headers
