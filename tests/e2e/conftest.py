@@ -33,6 +33,8 @@ from harness.envoy import EnvoyInstance
 from harness.gatehouse import GatehouseInstance, gatehouse_logs
 from harness.httpc import Client
 from harness.procs import free_port, register_log, registered_logs, stop_all
+from harness.redis import RedisServer
+from harness.replicas import Pair, start_pair
 from harness.servers import EchoServer, IdentityProvider
 
 atexit.register(stop_all)  # last resort if the session dies before teardown
@@ -338,3 +340,19 @@ def envoy_factory(tmp_path: Path) -> Iterator[Callable[..., EnvoyInstance]]:
     yield start
     for instance in started:
         instance.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (harness/redis.py)."""
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pair(redis_server, gatehouse_factory, envoy_factory, echo, keys, idp, discovery_idp,
+         rotating_idp, trusted_proxies) -> Pair:
+    """Two replicas on `redis_server`, each behind its own Envoy (harness/replicas.py)."""
+    return start_pair(redis_server, gatehouse_factory, envoy_factory, echo, keys,
+                      (idp, discovery_idp, rotating_idp), trusted_proxies)
