@@ -23,6 +23,7 @@
 
 pub mod memory;
 pub mod metered;
+pub mod sealed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +42,11 @@ pub enum StoreError {
     /// The backend cannot be reached or refused the operation.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// A value could not be decrypted with any configured key (a wrong or
-    /// retired `store.encryption_key_file`, or tampering).
-    #[error("stored value cannot be decrypted: {0}")]
-    Undecryptable(String),
+    /// A value could not be encrypted before storing it (the random
+    /// source failed). A value that cannot be *decrypted* is no error: it
+    /// reads as absent (see [`sealed`]).
+    #[error("store value encryption failed: {0}")]
+    Encryption(String),
 }
 
 /// Key-value state with expiry, shared by every check (and, with a
