@@ -181,7 +181,6 @@ impl Keyring {
             hex::decode_to_slice(line, &mut bytes)
                 .map_err(|_| KeyringError::NotHex { line: line_no })?;
             let key = Key::new(&bytes).ok_or(KeyringError::Cipher { line: line_no })?;
-            bytes.fill(0);
             if let Some((first, _)) = keys.iter().find(|(_, k)| k.id == key.id) {
                 return Err(KeyringError::Duplicate {
                     line: line_no,
@@ -204,9 +203,8 @@ impl Keyring {
     pub fn random() -> Result<Keyring, KeyringError> {
         let mut bytes = [0u8; KEY_BYTES];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| KeyringError::Random)?;
-        let key = Key::new(&bytes).ok_or(KeyringError::Cipher { line: 0 });
-        bytes.fill(0);
-        Ok(Keyring { keys: vec![key?] })
+        let key = Key::new(&bytes).ok_or(KeyringError::Cipher { line: 0 })?;
+        Ok(Keyring { keys: vec![key] })
     }
 
     /// The key ids, the sealing key first.
@@ -290,7 +288,5 @@ pub fn generate_key() -> Result<(Secret, KeyId), KeyringError> {
     let mut bytes = [0u8; KEY_BYTES];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| KeyringError::Random)?;
     let id = KeyId::of(&bytes);
-    let text = Secret::new(hex::encode(bytes));
-    bytes.fill(0);
-    Ok((text, id))
+    Ok((Secret::new(hex::encode(bytes)), id))
 }
