@@ -3,7 +3,8 @@
 //! RS256, ES256 and EdDSA, and the whole in-process pipeline from a
 //! `CheckRequest` to a `CheckResponse` (1 issuer and 10 rules against
 //! 100 issuers and 10,000 rules), what recording a check's metrics adds
-//! to it, and the pipeline with tracing spans on.
+//! to it, the pipeline with tracing spans on, and sealing and opening a
+//! 200-byte store value (AES-256-GCM, `store::sealed`).
 //!
 //! Run: `cargo bench --bench check` (see BENCHMARKS.md).
 
@@ -226,12 +227,53 @@ fn metrics_record(c: &mut Criterion) {
     group.finish();
 }
 
+/// Encryption at rest: what the sealed store adds to each write (seal) and
+/// read (open) of a value the size of an API token record, alone and as a
+/// round trip through the sealed memory store.
+fn store_seal(c: &mut Criterion) {
+    use gatehouse::store::Store as _;
+    use gatehouse::store::memory::MemoryStore;
+    use gatehouse::store::sealed::{Keyring, SealedStore};
+
+    let keys = Keyring::random().unwrap();
+    let value = [0x5au8; 200];
+    let key = "api-token:0123456789abcdef0123456789abcdef";
+    let mut group = c.benchmark_group("store");
+    group.bench_function("seal+open/200B", |b| {
+        b.iter(|| {
+            let sealed = keys.seal(key.as_bytes(), black_box(&value)).unwrap();
+            keys.open(key.as_bytes(), black_box(&sealed)).unwrap()
+        })
+    });
+    let rt = runtime();
+    let ttl = std::time::Duration::from_secs(60);
+    let plain = MemoryStore::new(1000);
+    group.bench_function("memory/set+get/200B", |b| {
+        b.to_async(&rt).iter(|| async {
+            plain.set(key, black_box(&value), ttl).await.unwrap();
+            plain.get(key).await.unwrap()
+        })
+    });
+    let sealed = SealedStore::new(
+        std::sync::Arc::new(MemoryStore::new(1000)),
+        Keyring::random().unwrap(),
+    );
+    group.bench_function("sealed-memory/set+get/200B", |b| {
+        b.to_async(&rt).iter(|| async {
+            sealed.set(key, black_box(&value), ttl).await.unwrap();
+            sealed.get(key).await.unwrap()
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     request_conversion,
     policy_match,
     jwt_verify,
     pipeline,
-    metrics_record
+    metrics_record,
+    store_seal
 );
 criterion_main!(benches);

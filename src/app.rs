@@ -21,6 +21,7 @@ use crate::issuer::InternalIssuer;
 use crate::metrics::{EngineMetrics, Metrics};
 use crate::store::Store;
 use crate::store::metered::MeteredStore;
+use crate::store::sealed::SealedStore;
 
 /// Shortest accepted HMAC shared secret (RFC 7518 §3.2: at least the hash size).
 const MIN_SHARED_SECRET_BYTES: usize = 32;
@@ -152,10 +153,16 @@ pub fn build_engine_with(
     }
     let store = match &carry.store {
         Some(store) => store.clone(),
-        None => Arc::new(MeteredStore::new(
-            crate::store::build(&config.store, source)?,
-            carry.metrics.store_metrics()?,
-        )),
+        // Metered(Sealed(backend)): the metrics time the whole operation,
+        // encryption included; the backend only ever sees sealed values.
+        None => {
+            let keys = crate::store::sealed::configured_keys(&config.store, source)?;
+            let sealed = SealedStore::new(crate::store::build(&config.store, source)?, keys);
+            Arc::new(MeteredStore::new(
+                Arc::new(sealed),
+                carry.metrics.store_metrics()?,
+            ))
+        }
     };
     let api_tokens = config
         .api_tokens

@@ -43,7 +43,7 @@ enum Command {
     CheckConfig(CheckConfigArgs),
     /// Show how one request would be decided, phase by phase (no network).
     Explain(gatehouse::ops::explain::ExplainArgs),
-    /// Signing keys of the internal issuer.
+    /// Signing keys of the internal issuer; the store's encryption key.
     Keys {
         #[command(subcommand)]
         command: gatehouse::ops::cli::KeysCommand,

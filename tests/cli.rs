@@ -455,3 +455,74 @@ fn serve_demo_warns_loudly_and_serves() {
         "{seen}"
     );
 }
+
+#[test]
+fn keys_store_key_writes_a_private_key_that_check_config_accepts() {
+    let dir = TempDir::new("store-key");
+    let key = dir.0.join("store.key");
+    let out = run(&mut gatehouse(&[
+        "keys",
+        "store-key",
+        "-o",
+        key.to_str().unwrap(),
+    ]));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(written.len(), 65, "64 hex characters and a newline");
+    assert!(written.ends_with('\n'));
+    assert!(written[..64].bytes().all(|b| b.is_ascii_hexdigit()));
+    // The key id printed is not the key.
+    let id = text(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 8, "{id}");
+    assert!(!written.contains(&id));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Not overwritten without --force.
+    let again = run(&mut gatehouse(&[
+        "keys",
+        "store-key",
+        "-o",
+        key.to_str().unwrap(),
+    ]));
+    assert_eq!(code(&again), 1, "{}", text(&again.stderr));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), written);
+
+    let check = |file: &Path, extra: &[(&str, &str)]| {
+        let mut cmd = gatehouse(&["check-config", "-c", demo_config().to_str().unwrap()]);
+        cmd.env("GATEHOUSE_STORE__ENCRYPTION_KEY_FILE", file);
+        for (name, value) in extra {
+            cmd.env(name, value);
+        }
+        run(&mut cmd)
+    };
+    let ok = check(&key, &[]);
+    assert_eq!(code(&ok), 0, "{}", text(&ok.stderr));
+
+    // A bad key file is a configuration error naming the key and the line,
+    // never the key material.
+    std::fs::write(&key, format!("{}\nnot-a-key\n", &written[..64])).unwrap();
+    let bad = check(&key, &[]);
+    assert_eq!(code(&bad), 78, "{}", text(&bad.stderr));
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("store.encryption_key_file") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&written[..16]), "{stderr}");
+
+    // Redis without a key file.
+    let out = run(
+        gatehouse(&["check-config", "-c", demo_config().to_str().unwrap()])
+            .env("GATEHOUSE_STORE__REDIS__URL", "redis://127.0.0.1:1"),
+    );
+    assert_eq!(code(&out), 78, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("required with store.redis"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -457,7 +457,7 @@ pub enum StoreOutcome {
     /// It succeeded: the backend answers.
     Ok,
     /// It failed but the backend answered (a full memory store, a value
-    /// that cannot be decrypted).
+    /// that could not be encrypted).
     Refused,
     /// The backend could not be reached.
     Unreachable,

@@ -272,6 +272,9 @@ impl Store for Unreachable {
     async fn index_members(&self, _: &str) -> Result<Vec<String>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    fn health_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[tokio::test]

@@ -244,6 +244,10 @@ impl Store for MemoryStore {
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         Ok(self.lock().purge(Instant::now()))
     }
+
+    fn health_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[cfg(test)]

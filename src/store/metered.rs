@@ -34,7 +34,7 @@ impl MeteredStore {
         let outcome = match &result {
             Ok(_) => StoreOutcome::Ok,
             Err(StoreError::Unavailable(_)) => StoreOutcome::Unreachable,
-            Err(StoreError::Full(_) | StoreError::Undecryptable(_)) => StoreOutcome::Refused,
+            Err(StoreError::Full(_) | StoreError::Encryption(_)) => StoreOutcome::Refused,
         };
         self.metrics.record(op, started.elapsed(), outcome);
         result

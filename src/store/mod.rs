@@ -24,6 +24,7 @@
 pub mod memory;
 pub mod metered;
 pub mod redis;
+pub mod sealed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,10 +43,11 @@ pub enum StoreError {
     /// The backend cannot be reached or refused the operation.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// A value could not be decrypted with any configured key (a wrong or
-    /// retired `store.encryption_key_file`, or tampering).
-    #[error("stored value cannot be decrypted: {0}")]
-    Undecryptable(String),
+    /// A value could not be encrypted before storing it (the random
+    /// source failed). A value that cannot be *decrypted* is no error: it
+    /// reads as absent (see [`sealed`]).
+    #[error("store value encryption failed: {0}")]
+    Encryption(String),
 }
 
 /// Key-value state with expiry, shared by every check (and, with a
@@ -110,10 +112,9 @@ pub trait Store: Send + Sync {
 
     /// How often [`spawn_upkeep`] pings the backend, so that
     /// `gatehouse_store_up` stays current while no check uses the store;
-    /// `None` (memory): never. A wrapper returns its inner store's.
-    fn health_interval(&self) -> Option<Duration> {
-        None
-    }
+    /// `None` (memory): never. A wrapper returns its inner store's (no
+    /// default, so that a new wrapper cannot forget to).
+    fn health_interval(&self) -> Option<Duration>;
 }
 
 /// A namespaced key: `<namespace>:<id>`.

@@ -86,4 +86,11 @@ impl Store for FlakyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()
     }
+    async fn purge_expired(&self) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.purge_expired().await
+    }
+    fn health_interval(&self) -> Option<std::time::Duration> {
+        self.inner.health_interval()
+    }
 }

@@ -4,7 +4,7 @@
 //! ([`Output`]), the config file's duration grammar on the command line
 //! ([`parse_duration`]) and the version line ([`VERSION`]). And the
 //! commands that need no server: `check-config`, `keys generate`,
-//! `token issue`. And `tokens`, a client of a running gatehouse's API.
+//! `keys store-key`, `token issue`. And `tokens`, a client of a running gatehouse's API.
 
 mod keys;
 mod output;
