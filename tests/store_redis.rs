@@ -420,8 +420,17 @@ fn check_config_reports_a_bad_redis_store() {
             .unwrap();
     assert!(!demo.contains("\nstore:"), "the demo config names no store");
     let config = dir.0.join("gatehouse.yaml");
+    let key_file = dir.0.join("store.key");
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
     let run = |store: &str| {
-        std::fs::write(&config, format!("{demo}\nstore:\n{store}")).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "{demo}\nstore:\n  encryption_key_file: {}\n{store}",
+                key_file.display()
+            ),
+        )
+        .unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["check-config", "-c"])
             .arg(&config)
