@@ -4,7 +4,10 @@
 //! `CheckRequest` to a `CheckResponse` (1 issuer and 10 rules against
 //! 100 issuers and 10,000 rules), what recording a check's metrics adds
 //! to it, the pipeline with tracing spans on, and sealing and opening a
-//! 200-byte store value (AES-256-GCM, `store::sealed`).
+//! 200-byte store value (AES-256-GCM, `store::sealed`), and an API-token
+//! check beside a JWT check (served from the local cache, with a memory or
+//! a real Redis store behind it, and uncached: one Redis read per check),
+//! with the Redis commands per check counted by the server.
 //!
 //! Run: `cargo bench --bench check` (see BENCHMARKS.md).
 
@@ -22,7 +25,9 @@ use gatehouse::model::request::Request;
 use gatehouse::proto::auth::CheckRequest;
 use gatehouse::secret::Secret;
 use gatehouse::telemetry;
+use gatehouse::testkit::redis::RedisServer;
 use gatehouse::testkit::{self, TestKey};
+use gatehouse::tokens::service::{Caller, NewToken};
 use jsonwebtoken::Algorithm;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 
@@ -267,6 +272,121 @@ fn store_seal(c: &mut Criterion) {
     group.finish();
 }
 
+/// A config with API tokens on, `extra` appended (a store, a cache TTL).
+fn api_token_engine(key: &TestKey, api_tokens: &str, store: &str) -> Engine {
+    let mut yaml = config_yaml(key, 1, 10, 1000);
+    writeln!(yaml, "api_tokens: {api_tokens}\n{store}").unwrap();
+    engine(&yaml)
+}
+
+/// Creates an API token with scope `read` for the JWT's user.
+fn api_token(rt: &tokio::runtime::Runtime, engine: &Engine, jwt: &str, name: &str) -> String {
+    let tokens = engine.authn.api_tokens.as_ref().expect("api_tokens on");
+    let identity = rt
+        .block_on(engine.authn.jwt.verify(&Secret::new(jwt)))
+        .expect("the JWT verifies");
+    let caller = Caller {
+        identity: &identity,
+        superuser: false,
+    };
+    let new = NewToken {
+        name: format!("{name}-{}", std::process::id()),
+        scopes: vec!["read".into()],
+        ..NewToken::default()
+    };
+    let created = rt
+        .block_on(tokens.create(&caller, "alice", new, gatehouse::clock::now_secs()))
+        .expect("created");
+    created.token.expose().to_string()
+}
+
+/// Commands the Redis server has executed so far (INFO commandstats).
+fn redis_commands(redis: &RedisServer) -> u64 {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+fn api_tokens(c: &mut Criterion) {
+    let rt = runtime();
+    let key = TestKey::generate(Algorithm::RS256, "k");
+    let jwt = token(&key);
+    let redis = RedisServer::start();
+    let key_file = std::env::temp_dir().join(format!("gatehouse-bench-{}.key", std::process::id()));
+    std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
+    let redis_store = format!(
+        "store: {{redis: {{url: \"{}\"}}, encryption_key_file: \"{}\"}}",
+        redis.url(),
+        key_file.display()
+    );
+    let jwt_engine = engine(&config_yaml(&key, 1, 10, 1000));
+    let cases = [
+        (
+            "api-token-memory-cached",
+            api_token_engine(&key, "{}", ""),
+            None,
+        ),
+        (
+            "api-token-redis-cached",
+            api_token_engine(&key, "{}", &redis_store),
+            Some(&redis),
+        ),
+        (
+            "api-token-redis-uncached",
+            api_token_engine(&key, "{cache_ttl: 0s}", &redis_store),
+            Some(&redis),
+        ),
+    ];
+    let mut group = c.benchmark_group("api-token/check");
+    let req = check_request("svc5.example.com", "/api5/x", &jwt);
+    let (_, decision) = rt.block_on(jwt_engine.check(&req));
+    assert!(decision.result.is_ok(), "{decision:?}");
+    group.bench_function("jwt-cached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { jwt_engine.check(black_box(&req)).await })
+    });
+    for (label, engine, server) in &cases {
+        let token = api_token(&rt, engine, &jwt, label);
+        let req = check_request("svc5.example.com", "/api5/x", &token);
+        let (_, decision) = rt.block_on(engine.check(&req));
+        assert!(decision.result.is_ok(), "{label}: {decision:?}");
+        group.bench_function(*label, |b| {
+            b.to_async(&rt)
+                .iter(|| async { engine.check(black_box(&req)).await })
+        });
+        if let Some(server) = server {
+            // Two seconds of back-to-back checks: several cache lifetimes.
+            let before = redis_commands(server);
+            let started = std::time::Instant::now();
+            let checks = rt.block_on(async {
+                let mut n = 0u64;
+                while started.elapsed() < std::time::Duration::from_secs(2) {
+                    engine.check(&req).await;
+                    n += 1;
+                }
+                n
+            });
+            // INFO itself counts once.
+            let commands = redis_commands(server) - before - 1;
+            eprintln!(
+                "{label}: {commands} Redis commands in {checks} checks over 2 s = {:.5} per check",
+                commands as f64 / checks as f64
+            );
+        }
+    }
+    group.finish();
+    let _ = std::fs::remove_file(&key_file);
+}
+
 criterion_group!(
     benches,
     request_conversion,
@@ -274,6 +394,7 @@ criterion_group!(
     jwt_verify,
     pipeline,
     metrics_record,
-    store_seal
+    store_seal,
+    api_tokens
 );
 criterion_main!(benches);
