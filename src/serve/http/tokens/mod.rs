@@ -15,11 +15,13 @@
 //! Every answer carries `Cache-Control: no-store`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -28,7 +30,6 @@ use time::format_description::well_known::Rfc3339;
 use super::error::ApiError;
 use super::request::{from_http, json_body};
 use super::{AppState, now_secs};
-use crate::check::pipeline::Engine;
 use crate::config::AuthType;
 use crate::model::deny::Deny;
 use crate::model::identity::{AcceptedCredentials, Identity};
@@ -89,67 +90,97 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-fn api_tokens(engine: &Engine) -> Result<&ApiTokens, ApiError> {
-    engine
-        .authn
-        .api_tokens
-        .as_deref()
-        .ok_or_else(|| ApiError::NotFound("API tokens are not configured (api_tokens)".into()))
+/// The API's caller, extracted from the request before any handler runs:
+/// the engine it was authenticated on (this API needs `api_tokens`: 404
+/// without), who it is, and whether it is a superuser. 401 (with a
+/// challenge) without a credential, as at the check.
+pub(super) struct ApiCaller {
+    tokens: Arc<ApiTokens>,
+    identity: Identity,
+    superuser: bool,
 }
 
-/// The caller, authenticated by any credential kind the engine knows;
-/// 401 (with a challenge) without one.
-async fn authenticate(
-    engine: &Engine,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<Identity, ApiError> {
-    let denied = |deny| ApiError::Denied {
-        deny,
-        realm: engine.realm.clone(),
-    };
-    let request = from_http(method, uri, headers, peer, &engine.trusted_proxies)?;
-    match engine
-        .authn
-        .authenticate_accepting(&request, AuthType::Bearer, AcceptedCredentials::ALL)
-        .await
-    {
-        Ok(Some(identity)) => Ok(identity),
-        Ok(None) => Err(denied(Deny::NoCredential {
-            auth_type: AuthType::Bearer,
-        })),
-        Err(deny) => Err(denied(deny)),
+impl ApiCaller {
+    fn tokens(&self) -> &ApiTokens {
+        &self.tokens
+    }
+
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            identity: &self.identity,
+            superuser: self.superuser,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let engine = state.engine.current();
+        let Some(tokens) = engine.authn.api_tokens.clone() else {
+            return Err(ApiError::NotFound(
+                "API tokens are not configured (api_tokens)".into(),
+            ));
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0)
+            .ok_or(ApiError::Internal(
+                "the connection's peer address is unknown",
+            ))?;
+        let denied = |deny| ApiError::Denied {
+            deny,
+            realm: engine.realm.clone(),
+        };
+        let request = from_http(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            peer,
+            &engine.trusted_proxies,
+        )?;
+        let identity = match engine
+            .authn
+            .authenticate_accepting(&request, AuthType::Bearer, AcceptedCredentials::ALL)
+            .await
+        {
+            Ok(Some(identity)) => identity,
+            Ok(None) => {
+                return Err(denied(Deny::NoCredential {
+                    auth_type: AuthType::Bearer,
+                }));
+            }
+            Err(deny) => return Err(denied(deny)),
+        };
+        let superuser = engine.tools.is_superuser(&identity);
+        Ok(ApiCaller {
+            tokens,
+            identity,
+            superuser,
+        })
     }
 }
 
 /// `POST …/users/{user}/tokens`.
 pub(super) async fn create(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: ApiCaller,
     Path(user): Path<String>,
-    method: Method,
-    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let engine = state.engine.current();
-    let tokens = api_tokens(&engine)?;
-    let identity = authenticate(&engine, &method, &uri, &headers, peer).await?;
     let body: CreateBody = json_body(&headers, body)?;
     let expires = body.expires.as_ref().map(Expires::seconds).transpose()?;
-    let caller = Caller {
-        identity: &identity,
-        superuser: engine.tools.is_superuser(&identity),
-    };
+    let caller = who.caller();
     let new = NewToken {
         name: body.name,
         scopes: body.scopes,
         expires,
         tool: body.tool,
     };
-    let created = tokens
+    let created = who
+        .tokens()
         .create(&caller, &user, new, now_secs())
         .await
         .inspect_err(|e| {
@@ -170,63 +201,26 @@ pub(super) async fn create(
 }
 
 /// `GET …/users/{user}/tokens`.
-pub(super) async fn list(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(user): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let engine = state.engine.current();
-    let tokens = api_tokens(&engine)?;
-    let identity = authenticate(&engine, &method, &uri, &headers, peer).await?;
-    let caller = Caller {
-        identity: &identity,
-        superuser: engine.tools.is_superuser(&identity),
-    };
-    let listed = tokens.list(&caller, &user, now_secs()).await?;
+pub(super) async fn list(who: ApiCaller, Path(user): Path<String>) -> Result<Response, ApiError> {
+    let listed = who.tokens().list(&who.caller(), &user, now_secs()).await?;
     Ok(no_store(axum::Json(listed).into_response()))
 }
 
 /// `DELETE …/users/{user}/tokens/{key}`.
 pub(super) async fn revoke(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: ApiCaller,
     Path((user, key)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let engine = state.engine.current();
-    let tokens = api_tokens(&engine)?;
-    let identity = authenticate(&engine, &method, &uri, &headers, peer).await?;
-    let caller = Caller {
-        identity: &identity,
-        superuser: engine.tools.is_superuser(&identity),
-    };
-    tokens.revoke(&caller, &user, &key).await?;
+    who.tokens().revoke(&who.caller(), &user, &key).await?;
     Ok(no_store(StatusCode::NO_CONTENT.into_response()))
 }
 
 /// `GET /auth/api/v1/user-info`: who the caller is, as this API sees it
 /// (what `gatehouse tokens` uses when `--user` is not given).
-pub(super) async fn user_info(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let engine = state.engine.current();
-    api_tokens(&engine)?;
-    let identity = authenticate(&engine, &method, &uri, &headers, peer).await?;
-    let caller = Caller {
-        identity: &identity,
-        superuser: engine.tools.is_superuser(&identity),
-    };
+pub(super) async fn user_info(who: ApiCaller) -> Result<Response, ApiError> {
+    let identity = &who.identity;
     let body = serde_json::json!({
-        "username": caller.user(),
+        "username": who.caller().user(),
         "subject": identity.subject,
         "scopes": identity.scopes,
         "tool": identity.tool,
