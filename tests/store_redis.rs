@@ -20,6 +20,7 @@ use gatehouse::metrics::Metrics;
 use gatehouse::store::metered::MeteredStore;
 use gatehouse::store::redis::RedisStore;
 use gatehouse::store::{Store, StoreError};
+use gatehouse::testkit::TempDir;
 use gatehouse::testkit::certs::{Leaf, TestCa};
 use gatehouse::testkit::redis::{RedisCluster, RedisSentinel, RedisServer, free_port};
 use gatehouse::testkit::store::run_all;
@@ -56,26 +57,6 @@ where
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "gatehouse-store-redis-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

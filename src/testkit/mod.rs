@@ -12,6 +12,9 @@ pub mod flaky;
 pub mod jwks_server;
 pub mod redis;
 pub mod store;
+pub mod tempdir;
+
+pub use tempdir::TempDir;
 
 use base64::Engine as _;
 use jsonwebtoken::jwk::Jwk;

@@ -2,37 +2,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
 use super::*;
 use crate::metrics::tests::sample;
+use crate::testkit::TempDir;
 use crate::testkit::jwks_server::JwksServer;
 use crate::testkit::{self, TestKey};
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "gatehouse-reload-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Rules: `open` (anonymous, /open/), plus `extra` (YAML list items).
 fn yaml(extra_rules: &str, more: &str) -> String {
@@ -64,7 +42,7 @@ struct Setup {
 }
 
 fn start_with(text: &str, env: Vec<(String, String)>) -> Setup {
-    let dir = TempDir::new();
+    let dir = TempDir::new("reload");
     let file = dir.0.join("gatehouse.yaml");
     std::fs::write(&file, text).expect("write");
     let source = ConfigSource::File(file.clone());
@@ -374,7 +352,7 @@ async fn wait_for_reloads(metrics: &Metrics, result: &str, want: f64) {
 async fn the_watcher_follows_a_kubernetes_style_symlink_swap_once_per_change() {
     // <dir>/gatehouse.yaml -> ..data/gatehouse.yaml, ..data -> v1 (as a
     // ConfigMap volume); an update writes v2 and swaps ..data.
-    let dir = TempDir::new();
+    let dir = TempDir::new("reload");
     let version = |name: &str, text: &str| {
         std::fs::create_dir_all(dir.0.join(name)).expect("dir");
         write(&dir.0.join(name).join("gatehouse.yaml"), text);
@@ -423,7 +401,7 @@ async fn the_watcher_follows_a_referenced_key_file() {
         rule,
         "reload: {interval: 100ms}\njwt:\n  issuers:\n    - {issuer: https://file.test, name: file, audiences: [api], algorithms: [ES256], keys: {jwks_file: keys/jwks.json}}\n",
     );
-    let dir = TempDir::new();
+    let dir = TempDir::new("reload");
     std::fs::create_dir_all(dir.0.join("keys")).expect("dir");
     let jwks = dir.0.join("keys/jwks.json");
     write(&jwks, &testkit::jwks(&[&old]).to_string());

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::store::memory::MemoryStore;
+use crate::testkit::TempDir;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const OLD: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -288,28 +289,6 @@ fn random_keyrings_differ_and_generated_keys_parse() {
     assert_eq!(text.expose().len(), KEY_HEX_CHARS);
     let parsed = Keyring::parse(text.expose()).expect("generated key parses");
     assert_eq!(parsed.ids(), vec![id]);
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("gatehouse-sealed-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn text_source() -> ConfigSource {
