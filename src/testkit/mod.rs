@@ -106,3 +106,23 @@ pub fn check_request(
     crate::check::request::described::Described::get(host, path, source, headers)
         .into_check_request()
 }
+
+/// A JWT-authenticated identity for `user` (subject `sub-<user>`, e-mail
+/// `<user>@example.org`, uid 1000) holding `scopes`.
+pub fn identity(user: &str, scopes: &[&str]) -> crate::model::identity::Identity {
+    crate::model::identity::Identity {
+        subject: format!("sub-{user}"),
+        username: Some(user.into()),
+        email: Some(format!("{user}@example.org")),
+        uid: Some("1000".into()),
+        groups: vec![],
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        kind: crate::model::identity::CredentialKind::Jwt,
+        issuer: "idp".into(),
+        expires_at: None,
+        token: crate::secret::Secret::default(),
+        query_parameter: None,
+        tool: None,
+        grant: None,
+    }
+}

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::*;
 use crate::model::identity::{CredentialKind, Identity};
-use crate::secret::Secret;
 use crate::testkit::flaky::FlakyStore;
 
 const NOW: u64 = 1_700_000_000;
@@ -25,21 +24,7 @@ fn service() -> ApiTokens {
 }
 
 fn identity(user: &str, scopes: &[&str]) -> Identity {
-    Identity {
-        subject: format!("sub-{user}"),
-        username: Some(user.into()),
-        email: Some(format!("{user}@example.org")),
-        uid: Some("1000".into()),
-        groups: vec![],
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        kind: CredentialKind::Jwt,
-        issuer: "idp".into(),
-        expires_at: None,
-        token: Secret::default(),
-        query_parameter: None,
-        tool: None,
-        grant: None,
-    }
+    crate::testkit::identity(user, scopes)
 }
 
 fn caller(identity: &Identity) -> Caller<'_> {

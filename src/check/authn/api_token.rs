@@ -234,21 +234,7 @@ policy:
         }
         let tokens = engine.authn.api_tokens.as_ref().expect("configured");
         let key = &head["gh-".len()..];
-        let alice = Identity {
-            subject: "alice".into(),
-            username: Some("alice".into()),
-            email: None,
-            uid: None,
-            groups: vec![],
-            scopes: Default::default(),
-            kind: CredentialKind::Jwt,
-            issuer: "idp".into(),
-            expires_at: None,
-            token: Secret::default(),
-            query_parameter: None,
-            tool: None,
-            grant: None,
-        };
+        let alice = crate::testkit::identity("alice", &[]);
         let caller = Caller {
             identity: &alice,
             superuser: false,
