@@ -85,6 +85,7 @@ def test_create_use_list_revoke_then_refused_on_both_replicas(pair: Pair, alice)
     while pair.b.client.get("/data/x", token=token).status == 200:
         assert time.monotonic() - revoked_at < 1.0, "B still accepts a revoked token after 1 s"
         time.sleep(0.02)
+    print(f"revocation reached replica B after {(time.monotonic() - revoked_at) * 1000:.0f} ms")
     body = expect.invalid_token(pair.b.client.get("/data/x", token=token))
     assert "revoked" in body["error_description"], body
     assert not [t for t in listed(pair.a, alice) if t["key"] == made["key"]]
