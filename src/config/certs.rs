@@ -216,4 +216,6 @@ pub enum CredentialKindConfig {
     /// A user-issued API token (`api_tokens`), from the same sources as
     /// JWTs.
     ApiToken,
+    /// A browser session from a login (`login`), in the session cookie.
+    Session,
 }

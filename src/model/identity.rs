@@ -17,6 +17,9 @@ pub enum CredentialKind {
     Link,
     /// A user-issued API token (`<prefix>-<key>.<secret>`) from the store.
     ApiToken,
+    /// A browser session (the session cookie) from a login at an OpenID
+    /// provider.
+    Session,
 }
 
 impl CredentialKind {
@@ -28,6 +31,7 @@ impl CredentialKind {
             CredentialKind::Spiffe => "spiffe",
             CredentialKind::Link => "link",
             CredentialKind::ApiToken => "api_token",
+            CredentialKind::Session => "session",
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct AcceptedCredentials {
     pub spiffe: bool,
     /// User-issued API tokens, from the same sources as JWTs.
     pub api_token: bool,
+    /// Browser sessions (the session cookie).
+    pub session: bool,
 }
 
 impl AcceptedCredentials {
@@ -87,6 +93,7 @@ impl AcceptedCredentials {
         certificate: true,
         spiffe: true,
         api_token: true,
+        session: true,
     };
 
     /// Whether an identity of `kind` is accepted.
@@ -98,6 +105,7 @@ impl AcceptedCredentials {
             // Links are JWTs from gatehouse's own issuer.
             CredentialKind::Link => self.jwt,
             CredentialKind::ApiToken => self.api_token,
+            CredentialKind::Session => self.session,
         }
     }
 }

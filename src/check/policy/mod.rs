@@ -246,6 +246,7 @@ fn compile_requirement(
             certificate: has(CredentialKindConfig::Certificate),
             spiffe: has(CredentialKindConfig::Spiffe),
             api_token: has(CredentialKindConfig::ApiToken),
+            session: has(CredentialKindConfig::Session),
         }
     };
     Ok(Requirement {
