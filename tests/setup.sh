@@ -10,8 +10,13 @@
 # and the interpreter version: when it matches, pip is not run at all.
 #
 # Redis (`redis-server`, `redis-sentinel`, `redis-cli`) comes from apt when
-# missing, for the store tests. Planned, not yet installed (later issue): an
-# OIDC provider via npm (`oidc-provider`); see the stub below.
+# missing, for the store tests. The OpenID Provider of the login tests is npm
+# `oidc-provider`, installed with `npm ci` from tests/oidc/package-lock.json
+# into tests/oidc/node_modules (Node and npm from apt when missing); a stamp
+# there holds the lock's hash, and `npm ci` is skipped when it matches.
+# Chromium and chromedriver (apt `chromium`, `chromium-driver`) are for the
+# one real-browser test; when they cannot be installed, setup goes on and
+# that test skips, saying why.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -112,10 +117,61 @@ install_redis() {
     log "redis: installed ($(redis-server --version | grep -oE 'v=[0-9.]+'))"
 }
 
-# Later issue: an OIDC provider for login tests (npm `oidc-provider`), into a
-# project-local node_modules with a lock file, skipped when already present.
+# Runs apt-get install for the given Debian packages (root, or sudo).
+apt_install() {
+    command -v apt-get >/dev/null || { log "no apt-get: install $* yourself"; return 1; }
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || { log "installing $* needs root (or sudo)"; return 1; }
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq || return 1
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# The OpenID Provider of the login tests: npm `oidc-provider` (pinned exactly
+# in tests/oidc/package.json and locked in package-lock.json), installed with
+# `npm ci` into tests/oidc/node_modules. A stamp in node_modules holds the
+# hash of the lock and of the Node version; when it matches, npm is not run.
+# Node and npm come from apt (`nodejs`, `npm`) when missing.
 install_oidc_provider() {
-    log "oidc-provider: not needed yet (skipped)"
+    local dir="$REPO/tests/oidc"
+    local lock="$dir/package-lock.json"
+    local stamp="$dir/node_modules/.gatehouse-lock.sha256"
+    [[ -f "$lock" ]] || die "missing $lock"
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        log "oidc-provider: node or npm missing; installing nodejs npm with apt"
+        apt_install nodejs npm || die "cannot install nodejs and npm"
+    fi
+    local want have=""
+    want="$({ cat "$lock"; node --version; } | sha256sum | cut -d' ' -f1)"
+    [[ -f "$stamp" ]] && have="$(cat "$stamp")"
+    if [[ "$want" == "$have" ]]; then
+        log "oidc-provider: up to date (node $(node --version), stamp $want)"
+        return
+    fi
+    log "oidc-provider: npm ci in ${dir#"$REPO"/} (node $(node --version), npm $(npm --version))"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    printf '%s\n' "$want" >"$stamp"
+    log "oidc-provider: installed $(node -p 'require("./tests/oidc/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo '?') (stamp $want)"
+}
+
+# One real-browser test (tests/e2e/test_browser_smoke.py) drives headless
+# Chromium through selenium and Debian's chromedriver. Skipped when both are
+# on PATH. A failed install is not fatal: that test then skips and says why.
+install_browser() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+        log "browser: ok ($(chromium --version 2>/dev/null | head -n1))"
+        return
+    fi
+    log "browser: installing chromium chromium-driver with apt"
+    if apt_install chromium chromium-driver && command -v chromium >/dev/null \
+        && command -v chromedriver >/dev/null; then
+        log "browser: installed ($(chromium --version 2>/dev/null | head -n1))"
+    else
+        log "browser: WARNING: chromium/chromedriver could not be installed; the real-browser test will skip"
+    fi
 }
 
 main() {
@@ -125,6 +181,7 @@ main() {
     check_envoy
     install_redis
     install_oidc_provider
+    install_browser
     log "done; run the suite with: $VENV/bin/python -m pytest tests/e2e"
 }
 

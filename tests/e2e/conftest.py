@@ -32,6 +32,7 @@ from harness import configs, leaks, secret_registry, tokens
 from harness.envoy import EnvoyInstance
 from harness.gatehouse import GatehouseInstance, gatehouse_logs
 from harness.httpc import Client
+from harness.oidc import OidcClient, OidcProvider
 from harness.procs import free_port, register_log, registered_logs, stop_all
 from harness.redis import RedisServer
 from harness.replicas import Pair, start_pair
@@ -356,3 +357,39 @@ def pair(redis_server, gatehouse_factory, envoy_factory, echo, keys, idp, discov
     """Two replicas on `redis_server`, each behind its own Envoy (harness/replicas.py)."""
     return start_pair(redis_server, gatehouse_factory, envoy_factory, echo, keys,
                       (idp, discovery_idp, rotating_idp), trusted_proxies)
+
+
+# --- OpenID Providers (npm oidc-provider, tests/oidc/provider.mjs) --------------
+
+
+def _oidc_factory(workdir: Path) -> tuple[Callable[..., OidcProvider], list[OidcProvider]]:
+    started: list[OidcProvider] = []
+
+    def start(clients: list[OidcClient], **options) -> OidcProvider:
+        """`OidcProvider(workdir, clients, **options)`: see harness/oidc.py.
+        Each instance has its own port, signing key and cookie names, so
+        several can run at once as distinct identity providers."""
+        instance = OidcProvider(workdir / f"oidc-{len(started)}", clients, **options)
+        started.append(instance)
+        return instance
+
+    return start, started
+
+
+@pytest.fixture
+def oidc_provider_factory(tmp_path: Path) -> Iterator[Callable[..., OidcProvider]]:
+    """Starts OpenID Providers for this test; stopped when it ends."""
+    start, started = _oidc_factory(tmp_path)
+    yield start
+    for instance in started:
+        instance.stop()
+
+
+@pytest.fixture(scope="module")
+def oidc_provider_module_factory(
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., OidcProvider]]:
+    """As `oidc_provider_factory`, the providers shared by a module's tests."""
+    start, started = _oidc_factory(tmp_path_factory.mktemp("oidc"))
+    yield start
+    for instance in started:
+        instance.stop()

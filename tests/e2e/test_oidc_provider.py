@@ -1,0 +1,376 @@
+"""The login tests' infrastructure, proven without gatehouse: the real OpenID
+Provider (npm oidc-provider, harness/oidc.py) and the scripted browser
+(harness/browser.py), driven by a tiny relying party written here that runs
+the authorization code flow with PKCE S256, verifies what it gets with
+jwcrypto and PyJWT, and receives back-channel logout tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator
+
+import jwt as pyjwt
+import pytest
+import requests
+from jwcrypto import jwk as jw_jwk
+from jwcrypto import jwt as jw_jwt
+
+from harness import secret_registry
+from harness.browser import Browser, parse_set_cookie
+from harness.oidc import OidcProvider, client_spec
+
+ACCESS_TTL = 3  # seconds: the refresh test waits this long
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+class TinyRp:
+    """A relying party on a free loopback port: `/callback` keeps the
+    authorization response, `/backchannel-logout` the logout tokens posted to
+    it, `/signed-out` is the post-logout landing page."""
+
+    def __init__(self) -> None:
+        rp = self
+        self.callbacks: list[dict[str, str]] = []
+        self.logout_tokens: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes = b"ok") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                url = urllib.parse.urlsplit(self.path)
+                if url.path == "/callback":
+                    rp.callbacks.append(dict(urllib.parse.parse_qsl(url.query)))
+                    self._reply(200, b"<p>callback received</p>")
+                elif url.path == "/signed-out":
+                    self._reply(200, b"<p>signed out</p>")
+                else:
+                    self._reply(404, b"not found")
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if self.path == "/backchannel-logout":
+                    token = dict(urllib.parse.parse_qsl(body)).get("logout_token")
+                    if token:
+                        rp.logout_tokens.append(token)
+                        self._reply(200)
+                        return
+                self._reply(400, b"bad request")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.base}/callback"
+
+    def client(self, client_id: str, backchannel: bool = True):
+        return client_spec(client_id, self.redirect_uri,
+                           post_logout_redirect_uri=f"{self.base}/signed-out",
+                           backchannel_logout_uri=f"{self.base}/backchannel-logout" if backchannel else None)
+
+
+class Flow:
+    """One authorization code flow's request (state, nonce, PKCE verifier)."""
+
+    def __init__(self, op: OidcProvider, rp: TinyRp, client_id: str, scope: str = "openid email groups",
+                 pkce: bool = True):
+        self.op, self.rp, self.client = op, rp, op.client(client_id)
+        self.state = secrets.token_urlsafe(16)
+        self.nonce = secrets.token_urlsafe(16)
+        self.verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(self.verifier.encode()).digest())
+        params = {"response_type": "code", "client_id": client_id, "redirect_uri": rp.redirect_uri,
+                  "scope": scope, "state": self.state, "nonce": self.nonce}
+        if pkce:
+            params.update(code_challenge=challenge.rstrip(b"=").decode(), code_challenge_method="S256")
+        self.url = f"{op.discovery['authorization_endpoint']}?{urllib.parse.urlencode(params)}"
+
+    def callback(self) -> dict[str, str]:
+        """The authorization response for this flow's state."""
+        found = [c for c in self.rp.callbacks if c.get("state") == self.state]
+        assert len(found) == 1, f"expected one callback with our state, got {self.rp.callbacks}"
+        return found[0]
+
+    def token_request(self, form: dict[str, str]) -> requests.Response:
+        auth = (self.client.client_id, self.client.client_secret)  # client_secret_basic
+        return requests.post(self.op.discovery["token_endpoint"], data=form, auth=auth, timeout=10)
+
+    def redeem(self, code: str, verifier: str | None = None) -> requests.Response:
+        return self.token_request({"grant_type": "authorization_code", "code": code,
+                                   "redirect_uri": self.rp.redirect_uri,
+                                   "code_verifier": verifier or self.verifier})
+
+    def refresh(self, refresh_token: str) -> requests.Response:
+        return self.token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+
+def tokens_of(response: requests.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    for name in ("access_token", "refresh_token", "id_token"):
+        secret_registry.record_token(body.get(name), f"provider {name}")
+    return body
+
+
+def verify_id_token(op: OidcProvider, token: str, client_id: str, nonce: str) -> dict[str, Any]:
+    """jwcrypto, against the keys published at jwks_uri."""
+    keys = jw_jwk.JWKSet.from_json(json.dumps(op.public_jwks()))
+    verified = jw_jwt.JWT(jwt=token, key=keys, algs=["RS256"], check_claims={
+        "iss": op.issuer, "aud": client_id, "exp": None, "nonce": nonce})
+    return json.loads(verified.claims)
+
+
+def verify_logout_token(op: OidcProvider, token: str, client_id: str) -> dict[str, Any]:
+    """PyJWT, against the keys published at jwks_uri (Back-Channel Logout 1.0, 2.6)."""
+    header = pyjwt.get_unverified_header(token)
+    assert header["typ"] == "logout+jwt"
+    key = pyjwt.PyJWKSet.from_dict(op.public_jwks())[header["kid"]]
+    claims = pyjwt.decode(token, key.key, algorithms=["RS256"], audience=client_id, issuer=op.issuer,
+                          options={"require": ["iat", "jti", "sub", "events"]})
+    assert claims["events"] == {BACKCHANNEL_EVENT: {}}
+    assert "nonce" not in claims
+    return claims
+
+
+def userinfo(op: OidcProvider, access_token: str) -> requests.Response:
+    return requests.get(op.discovery["userinfo_endpoint"],
+                        headers={"Authorization": f"Bearer {access_token}"}, timeout=10)
+
+
+def sign_in(op: OidcProvider, rp: TinyRp, browser: Browser, user: str,
+            client_id: str = "rp") -> tuple[Flow, dict[str, Any], dict[str, Any]]:
+    """Login (and consent) through the browser, code → tokens; returns the
+    flow, the token response and the verified ID token's claims."""
+    flow = Flow(op, rp, client_id)
+    page = browser.login_at_provider(flow.url, user)
+    assert page.status == 200 and page.url.startswith(rp.redirect_uri), page.hop_urls()
+    callback = flow.callback()
+    assert callback["iss"] == op.issuer  # RFC 9207
+    body = tokens_of(flow.redeem(callback["code"]))
+    return flow, body, verify_id_token(op, body["id_token"], client_id, flow.nonce)
+
+
+# --- fixtures ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rp() -> Iterator[TinyRp]:
+    server = TinyRp()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def op(oidc_provider_module_factory: Callable[..., OidcProvider], rp: TinyRp) -> OidcProvider:
+    return oidc_provider_module_factory(
+        [rp.client("rp"), rp.client("rp-no-backchannel", backchannel=False)],
+        groups={"alice": ["admins", "readers"]}, access_token_ttl=ACCESS_TTL, id_token_ttl=ACCESS_TTL)
+
+
+@pytest.fixture(scope="module")
+def op2(oidc_provider_module_factory: Callable[..., OidcProvider], rp: TinyRp) -> OidcProvider:
+    return oidc_provider_module_factory([rp.client("rp")], groups={"bob": ["staff"]},
+                                        auto_consent=True)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    b = Browser()
+    yield b
+    b.close()
+
+
+# --- tests ------------------------------------------------------------------------------
+
+
+def test_discovery_describes_a_code_flow_provider_with_pkce_and_logout(op: OidcProvider) -> None:
+    d = op.discovery
+    assert d["issuer"] == op.issuer
+    assert d["code_challenge_methods_supported"] == ["S256"]
+    assert "code" in d["response_types_supported"]
+    assert {"authorization_code", "refresh_token"} <= set(d["grant_types_supported"])
+    assert d["backchannel_logout_supported"] is True
+    assert d["backchannel_logout_session_supported"] is True
+    assert d["end_session_endpoint"] == f"{op.issuer}/session/end"
+    assert d["authorization_response_iss_parameter_supported"] is True
+    assert {"email", "groups"} <= set(d["claims_supported"])
+    # Our own signing key, not oidc-provider's built-in development key.
+    assert [k["kid"] for k in op.public_jwks()["keys"]] == [op.signing_key.kid]
+
+
+def test_code_flow_with_pkce_login_consent_tokens_and_userinfo(
+        op: OidcProvider, rp: TinyRp, browser: Browser) -> None:
+    flow = Flow(op, rp, "rp")
+    page = browser.login_at_provider(flow.url, "alice")
+    statuses = [(h.method, h.status) for h in page.hops]
+    # authorize → login page, login POST → resume → consent page, consent POST → resume → callback
+    assert ("POST", 303) in statuses and page.url.startswith(rp.redirect_uri), page.hop_urls()
+    assert any(h.url.startswith(f"{op.issuer}/interaction/") for h in page.hops)
+    callback = flow.callback()
+    assert callback["iss"] == op.issuer and callback["code"]
+
+    body = tokens_of(flow.redeem(callback["code"]))
+    assert body["token_type"] == "Bearer" and body["expires_in"] <= ACCESS_TTL
+    assert body["refresh_token"]  # issueRefreshToken: no offline_access needed
+    claims = verify_id_token(op, body["id_token"], "rp", flow.nonce)
+    assert claims["sub"] == "alice"
+    # conformIdTokenClaims: false puts the scope claims in the ID token too.
+    assert claims["email"] == "alice@example.org" and claims["groups"] == ["admins", "readers"]
+    assert claims["sid"]  # backchannel_logout_session_required
+    assert claims["exp"] - claims["iat"] == ACCESS_TTL
+
+    info = userinfo(op, body["access_token"])
+    assert info.status_code == 200, info.text
+    assert info.json() == {"sub": "alice", "email": "alice@example.org", "email_verified": True,
+                           "groups": ["admins", "readers"]}
+
+    # The provider's log has one line per request and none of the secrets.
+    log = op.log_text()
+    assert "GET /auth?" in log and "POST /token" in log
+    for value in (callback["code"], body["access_token"], body["refresh_token"], body["id_token"],
+                  op.client("rp").client_secret, flow.verifier,
+                  *(c.value for c in browser.cookies.all())):
+        assert value not in log
+
+
+def test_pkce_is_required_and_the_verifier_checked(op: OidcProvider, rp: TinyRp, browser: Browser) -> None:
+    without = Flow(op, rp, "rp", pkce=False)
+    page = browser.get(without.url)
+    assert page.url.startswith(rp.redirect_uri)
+    assert without.callback()["error"] == "invalid_request"
+    assert "PKCE" in without.callback()["error_description"]
+
+    flow = Flow(op, rp, "rp")
+    browser.login_at_provider(flow.url, "alice")
+    wrong = flow.redeem(flow.callback()["code"], verifier=secrets.token_urlsafe(48))
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+
+
+def test_a_replayed_code_is_refused(op: OidcProvider, rp: TinyRp, browser: Browser) -> None:
+    flow, _, _ = sign_in(op, rp, browser, "alice")
+    again = flow.redeem(flow.callback()["code"])
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_refresh_after_the_access_token_expires(op: OidcProvider, rp: TinyRp, browser: Browser) -> None:
+    flow, body, _ = sign_in(op, rp, browser, "alice")
+    assert userinfo(op, body["access_token"]).status_code == 200
+    time.sleep(ACCESS_TTL + 0.5)
+    expired = userinfo(op, body["access_token"])
+    assert expired.status_code == 401 and "invalid_token" in expired.headers["WWW-Authenticate"]
+
+    fresh = tokens_of(flow.refresh(body["refresh_token"]))
+    assert fresh["access_token"] != body["access_token"]
+    assert fresh["refresh_token"] != body["refresh_token"]  # rotated
+    assert verify_id_token(op, fresh["id_token"], "rp", flow.nonce)["sub"] == "alice"
+    assert userinfo(op, fresh["access_token"]).json()["email"] == "alice@example.org"
+    # The rotated-out refresh token is refused (and, reuse detected, the grant goes).
+    reused = flow.refresh(body["refresh_token"])
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+
+
+def test_two_providers_at_once_keep_distinct_sessions(
+        op: OidcProvider, op2: OidcProvider, rp: TinyRp, browser: Browser) -> None:
+    assert op.issuer != op2.issuer
+    _, _, first = sign_in(op, rp, browser, "alice")
+    _, _, second = sign_in(op2, rp, browser, "bob")  # auto_consent: no consent page
+    assert (first["sub"], first["iss"]) == ("alice", op.issuer)
+    assert (second["sub"], second["iss"], second["groups"]) == ("bob", op2.issuer, ["staff"])
+    # Same host, so the browser holds (and sends) both sessions' cookies.
+    assert browser.cookies.get(op.cookie_names()["session"])
+    assert browser.cookies.get(op2.cookie_names()["session"])
+
+    # Each provider still knows its own user: no login form the second time.
+    for provider, user in ((op, "alice"), (op2, "bob")):
+        flow = Flow(provider, rp, "rp")
+        page = browser.get(flow.url)
+        assert page.url.startswith(rp.redirect_uri), f"{provider.name} asked again: {page.hop_urls()}"
+        body = tokens_of(flow.redeem(flow.callback()["code"]))
+        assert verify_id_token(provider, body["id_token"], "rp", flow.nonce)["sub"] == user
+
+
+def test_rp_initiated_logout_with_back_channel_logout_token(
+        op: OidcProvider, rp: TinyRp, browser: Browser) -> None:
+    flow, body, claims = sign_in(op, rp, browser, "dave")
+    state = secrets.token_urlsafe(8)
+    end = op.discovery["end_session_endpoint"] + "?" + urllib.parse.urlencode({
+        "id_token_hint": body["id_token"], "post_logout_redirect_uri": f"{rp.base}/signed-out",
+        "state": state})
+    page = browser.logout_at_provider(end)
+    assert page.status == 200 and page.url == f"{rp.base}/signed-out?state={state}", page.hop_urls()
+    assert any(h.url == f"{op.issuer}/session/end/confirm" and h.method == "POST" for h in page.hops)
+    assert browser.cookies.get(op.cookie_names()["session"]) is None
+
+    # The provider posted a logout token for this session before redirecting.
+    mine = [t for t in rp.logout_tokens
+            if verify_logout_token(op, t, "rp").get("sid") == claims["sid"]]
+    assert len(mine) == 1
+    assert verify_logout_token(op, mine[0], "rp")["sub"] == "dave"
+    op.wait_log("event backchannel.success client=rp")
+    # The grant is gone with the session, and the next login asks again.
+    assert flow.refresh(body["refresh_token"]).json()["error"] == "invalid_grant"
+    assert browser.get(Flow(op, rp, "rp").url).has_form(field_value=("prompt", "login"))
+
+
+def test_admin_end_session_sends_back_channel_logout(op: OidcProvider, rp: TinyRp, browser: Browser) -> None:
+    flow, body, claims = sign_in(op, rp, browser, "erin")
+    result = op.end_session_for("erin")
+    assert result == {"sessions": 1, "notified": ["rp"], "errors": []}
+    token = [t for t in rp.logout_tokens if verify_logout_token(op, t, "rp").get("sid") == claims["sid"]]
+    assert len(token) == 1 and verify_logout_token(op, token[0], "rp")["sub"] == "erin"
+    assert flow.refresh(body["refresh_token"]).json()["error"] == "invalid_grant"
+    assert op.end_session_for("erin") == {"sessions": 0, "notified": [], "errors": []}
+
+    # A single logout token on demand, for any sid; and revoking grants alone.
+    before = len(rp.logout_tokens)
+    assert op.backchannel_logout("rp", "erin", "made-up-sid") == {"notified": ["rp"]}
+    assert verify_logout_token(op, rp.logout_tokens[before], "rp")["sid"] == "made-up-sid"
+    flow2, body2, _ = sign_in(op, rp, Browser(), "frank")
+    assert op.revoke_grants("frank") == 1
+    assert flow2.refresh(body2["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_browser_cookie_rules_mimic_chromium() -> None:
+    host_cookie = "__Host-s=v; Secure; HttpOnly; Path=/; SameSite=Lax"
+    # Secure is accepted on http to loopback (a potentially trustworthy origin)...
+    assert parse_set_cookie(host_cookie, "http://127.0.0.1:8080/x").secure
+    # ...but not from any other http origin, and prefixes are enforced.
+    for header, url in ((host_cookie, "http://example.org/"),
+                        ("__Host-s=v; Path=/", "https://example.org/"),
+                        ("__Host-s=v; Secure; Path=/; Domain=example.org", "https://example.org/"),
+                        ("__Secure-s=v", "https://example.org/"),
+                        ("s=v; Domain=other.org", "https://example.org/")):
+        with pytest.raises(ValueError):
+            parse_set_cookie(header, url)
+    b = Browser()
+    b.cookies.store("a=1; Path=/", "http://127.0.0.1:1111/")
+    b.cookies.store("b=2; Path=/only", "http://127.0.0.1:1111/")
+    b.cookies.store("c=3; Max-Age=0", "http://127.0.0.1:1111/")
+    # Host-scoped, not port-scoped; paths respected; Max-Age=0 not kept.
+    assert b.cookies.header_for("http://127.0.0.1:2222/") == "a=1"
+    assert b.cookies.header_for("http://127.0.0.1:2222/only/x") == "b=2; a=1"
+    assert b.cookies.header_for("http://localhost:1111/") is None
+    b.cookies.store("a=1; Max-Age=0; Path=/", "http://127.0.0.1:1111/")
+    assert b.cookies.header_for("http://127.0.0.1:1111/") is None

@@ -1,0 +1,356 @@
+// The OpenID Provider of the end-to-end tests: npm `oidc-provider` (a
+// certified OP) with its built-in login and consent pages (devInteractions).
+//
+//   node tests/oidc/provider.mjs <config.json>     (or OIDC_PROVIDER_CONFIG=<path>)
+//
+// tests/e2e/harness/oidc.py writes the config and starts this script; the
+// config's keys are documented in CONTRIBUTING.md ("The OpenID Provider in
+// the tests"). One line per request goes to stdout, without query values,
+// bodies or headers, so no code, token or password reaches the log.
+//
+// Test-only endpoints (`test_endpoints`, on by default):
+//   POST /test/end-session       sub=<login>: ends every session of that
+//       subject as an administrator would: a back-channel logout token to each
+//       client of the session that registered a backchannel_logout_uri, then
+//       the session and its grants (so refresh tokens) are gone. JSON reply.
+//   POST /test/backchannel-logout client_id=&sub=&sid=: sends one logout
+//       token to that client, changes nothing at the provider. JSON reply.
+//   POST /test/revoke-grants     sub=<login>: revokes every grant of that
+//       subject (its refresh and access tokens stop working), sessions stay.
+
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+
+import Provider from 'oidc-provider';
+
+const configPath = process.argv[2] || process.env.OIDC_PROVIDER_CONFIG;
+if (!configPath) {
+  console.error('usage: node provider.mjs <config.json> (or set OIDC_PROVIDER_CONFIG)');
+  process.exit(2);
+}
+
+let cfg;
+try {
+  cfg = JSON.parse(readFileSync(configPath, 'utf8'));
+} catch (err) {
+  console.error(`cannot read the config ${configPath}: ${err.message}`);
+  process.exit(2);
+}
+for (const key of ['issuer', 'port', 'clients', 'jwks']) {
+  if (cfg[key] === undefined) {
+    console.error(`config ${configPath}: missing "${key}"`);
+    process.exit(2);
+  }
+}
+
+const host = cfg.host || '127.0.0.1';
+const ttl = cfg.ttl || {};
+const groups = cfg.groups || {};
+const prefix = cfg.cookie_prefix || 'op';
+
+// --- storage: one Map, so that the test endpoints can find sessions by sub --
+
+const store = new Map(); // `${model}:${id}` -> { payload, expiresAt }
+
+function live(key) {
+  const entry = store.get(key);
+  if (!entry) return undefined;
+  if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+    store.delete(key);
+    return undefined;
+  }
+  return entry.payload;
+}
+
+class MapAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : undefined;
+    store.set(this.key(id), { payload: structuredClone(payload), expiresAt });
+  }
+
+  async find(id) {
+    const payload = live(this.key(id));
+    return payload && structuredClone(payload);
+  }
+
+  async findByUid(uid) {
+    return this.findBy((p) => p.uid === uid);
+  }
+
+  async findByUserCode(userCode) {
+    return this.findBy((p) => p.userCode === userCode);
+  }
+
+  async findBy(predicate) {
+    for (const key of store.keys()) {
+      if (!key.startsWith(`${this.model}:`)) continue;
+      const payload = live(key);
+      if (payload && predicate(payload)) return structuredClone(payload);
+    }
+    return undefined;
+  }
+
+  async consume(id) {
+    const entry = store.get(this.key(id));
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    store.delete(this.key(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    revokeGrant(grantId);
+  }
+}
+
+// Every artifact of a grant (tokens, codes, the grant itself) across models.
+function revokeGrant(grantId) {
+  for (const [key, entry] of store) {
+    if (entry.payload.grantId === grantId || key === `Grant:${grantId}`) store.delete(key);
+  }
+}
+
+function sessionsOf(sub) {
+  const found = [];
+  for (const key of store.keys()) {
+    if (!key.startsWith('Session:')) continue;
+    const payload = live(key);
+    if (payload && payload.accountId === sub) found.push({ key, payload });
+  }
+  return found;
+}
+
+// --- accounts -------------------------------------------------------------
+
+function account(sub) {
+  return {
+    accountId: sub,
+    async claims() {
+      return {
+        sub,
+        email: `${sub}@example.org`,
+        email_verified: true,
+        name: sub,
+        preferred_username: sub,
+        groups: groups[sub] || [],
+      };
+    },
+  };
+}
+
+// --- the provider -------------------------------------------------------------
+
+const seconds = (value, fallback) => (Number.isFinite(value) ? value : fallback);
+
+const configuration = {
+  adapter: MapAdapter,
+  clients: cfg.clients,
+  jwks: cfg.jwks,
+  findAccount: async (_ctx, sub) => account(sub),
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+    groups: ['groups'],
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+  conformIdTokenClaims: false,
+  pkce: { required: () => true },
+  // Refresh tokens whenever the client may use them, not only with the
+  // offline_access scope (which oidc-provider drops unless prompt=consent).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: () => cfg.rotate_refresh_tokens !== false,
+  ttl: {
+    AccessToken: seconds(ttl.access_token, 10),
+    IdToken: seconds(ttl.id_token, 10),
+    RefreshToken: seconds(ttl.refresh_token, 3600),
+    AuthorizationCode: seconds(ttl.authorization_code, 60),
+    Session: seconds(ttl.session, 3600),
+    Grant: seconds(ttl.grant, 3600),
+    Interaction: seconds(ttl.interaction, 600),
+  },
+  cookies: {
+    names: {
+      session: `${prefix}_session`,
+      interaction: `${prefix}_interaction`,
+      resume: `${prefix}_interaction_resume`,
+    },
+    keys: cfg.cookie_keys || [randomBytes(32).toString('base64url')],
+  },
+  features: {
+    devInteractions: { enabled: true },
+    backchannelLogout: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    userinfo: { enabled: true },
+  },
+  // oidc-provider refuses outgoing requests to loopback and private addresses
+  // (SSRF protection through an undici dispatcher); the tests' relying
+  // parties live on 127.0.0.1, so drop that dispatcher.
+  fetch: (url, options) => {
+    const { dispatcher: _ssrfGuard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
+  renderError: async (ctx, out) => {
+    ctx.type = 'html';
+    const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+    ctx.body = `<!DOCTYPE html><title>oidc-provider error</title><h1>${esc(out.error)}</h1><p>${esc(out.error_description || '')}</p>`;
+  },
+};
+
+if (cfg.auto_consent) {
+  // First-party clients: every requested scope is granted without asking.
+  configuration.loadExistingGrant = async (ctx) => {
+    const { provider, session, client } = ctx.oidc;
+    const grantId = ctx.oidc.result?.consent?.grantId || session.grantIdFor(client.clientId);
+    const grant = grantId
+      ? await provider.Grant.find(grantId)
+      : new provider.Grant({ clientId: client.clientId, accountId: session.accountId });
+    grant.addOIDCScope([...ctx.oidc.requestParamScopes].join(' '));
+    await grant.save();
+    return grant;
+  };
+}
+
+const provider = new Provider(cfg.issuer, configuration);
+
+// --- log: one line per request, no query values --------------------------------
+
+// Query values go, only their names stay. Long random path segments
+// (interaction uids, which are also cookie values) become a short fingerprint, so that
+// lines of one interaction can still be matched.
+function redactedUrl(url) {
+  const q = url.indexOf('?');
+  const path = (q < 0 ? url : url.slice(0, q)).split('/').map((segment) => (
+    segment.length >= 16 && /[0-9A-Z]/.test(segment)
+      ? `~${createHash('sha256').update(segment).digest('hex').slice(0, 8)}`
+      : segment
+  )).join('/');
+  if (q < 0) return path;
+  const names = new URLSearchParams(url.slice(q + 1)).keys();
+  return `${path}?${[...new Set(names)].join(',')}`;
+}
+
+provider.use(async (ctx, next) => {
+  const started = process.hrtime.bigint();
+  try {
+    await next();
+  } finally {
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    console.log(`${new Date().toISOString()} ${ctx.method} ${redactedUrl(ctx.originalUrl)} ${ctx.status} ${ms.toFixed(1)}ms`);
+  }
+});
+
+for (const event of ['backchannel.success', 'backchannel.error', 'server_error', 'end_session.success']) {
+  provider.on(event, (...args) => {
+    const err = args.find((a) => a instanceof Error);
+    const client = args.find((a) => a && typeof a === 'object' && 'clientId' in a);
+    console.log(`event ${event}${client ? ` client=${client.clientId}` : ''}${err ? ` error=${err.message}` : ''}`);
+  });
+}
+
+// --- test endpoints -------------------------------------------------------------
+
+async function formBody(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+async function notify(client, sub, sid) {
+  try {
+    await client.backchannelLogout(sub, sid);
+    return null;
+  } catch (err) {
+    return `${client.clientId}: ${err.message}`;
+  }
+}
+
+const testRoutes = {
+  '/test/end-session': async (params) => {
+    const sub = params.get('sub');
+    if (!sub) return [400, { error: 'sub is required' }];
+    const notified = [];
+    const errors = [];
+    const sessions = sessionsOf(sub);
+    for (const { key, payload } of sessions) {
+      for (const [clientId, auth] of Object.entries(payload.authorizations || {})) {
+        const client = await provider.Client.find(clientId);
+        if (client?.backchannelLogoutUri) {
+          const error = await notify(client, sub, auth.sid);
+          if (error) errors.push(error); else notified.push(clientId);
+        }
+        if (auth.grantId) revokeGrant(auth.grantId);
+      }
+      store.delete(key);
+    }
+    return [200, { sessions: sessions.length, notified, errors }];
+  },
+  '/test/backchannel-logout': async (params) => {
+    const client = await provider.Client.find(params.get('client_id') || '');
+    if (!client?.backchannelLogoutUri) return [400, { error: 'unknown client or no backchannel_logout_uri' }];
+    const error = await notify(client, params.get('sub') || '', params.get('sid') || undefined);
+    return error ? [502, { error }] : [200, { notified: [client.clientId] }];
+  },
+  '/test/revoke-grants': async (params) => {
+    const sub = params.get('sub');
+    if (!sub) return [400, { error: 'sub is required' }];
+    const grants = [];
+    for (const key of store.keys()) {
+      if (!key.startsWith('Grant:')) continue;
+      const payload = live(key);
+      if (payload && payload.accountId === sub) grants.push(key.slice('Grant:'.length));
+    }
+    grants.forEach(revokeGrant);
+    return [200, { grants: grants.length }];
+  },
+};
+
+const handler = provider.callback();
+const server = http.createServer(async (req, res) => {
+  const path = req.url.split('?')[0];
+  const route = cfg.test_endpoints !== false && req.method === 'POST' && testRoutes[path];
+  if (!route) {
+    handler(req, res);
+    return;
+  }
+  const started = process.hrtime.bigint();
+  let status = 500;
+  let body;
+  try {
+    [status, body] = await route(await formBody(req));
+  } catch (err) {
+    body = { error: err.message };
+  }
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  console.log(`${new Date().toISOString()} POST ${path} ${status} ${ms.toFixed(1)}ms`);
+});
+
+server.listen(cfg.port, host, () => {
+  console.log(`oidc-provider ready issuer=${cfg.issuer} listening=${host}:${server.address().port}`);
+});
+server.on('error', (err) => {
+  console.error(`cannot listen on ${host}:${cfg.port}: ${err.message}`);
+  process.exit(1);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+    setTimeout(() => process.exit(0), 1000).unref();
+  });
+}
