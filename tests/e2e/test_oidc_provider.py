@@ -23,7 +23,7 @@ from jwcrypto import jwk as jw_jwk
 from jwcrypto import jwt as jw_jwt
 
 from harness import secret_registry
-from harness.browser import Browser, parse_set_cookie
+from harness.browser import Browser, parse_forms, parse_set_cookie
 from harness.oidc import OidcProvider, client_spec
 
 ACCESS_TTL = 3  # seconds: the refresh test waits this long
@@ -350,6 +350,17 @@ def test_admin_end_session_sends_back_channel_logout(op: OidcProvider, rp: TinyR
     flow2, body2, _ = sign_in(op, rp, Browser(), "frank")
     assert op.revoke_grants("frank") == 1
     assert flow2.refresh(body2["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_browser_parses_forms_like_a_browser() -> None:
+    html = ("<form id=f method=post action='/submit'><input type=hidden name=xsrf value=t>"
+            "<input name=login><input type=checkbox name=keep></form>"
+            "<button type=submit form=f name=logout value=yes>Yes</button>")
+    [form] = parse_forms(html, "http://127.0.0.1:1/page")
+    assert (form.action, form.method) == ("http://127.0.0.1:1/submit", "POST")
+    # The unchecked box is not sent; the button outside the form (form=f) is.
+    assert form.data({"login": "alice"}, button="logout") == [
+        ("xsrf", "t"), ("login", "alice"), ("logout", "yes")]
 
 
 def test_browser_cookie_rules_mimic_chromium() -> None:

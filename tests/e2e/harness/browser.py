@@ -212,6 +212,7 @@ class Form:
     action: str  # absolute URL
     method: str
     id: str | None
+    page_url: str = ""  # the page the form is on (its origin goes in `Origin`)
     fields: list[tuple[str, str]] = field(default_factory=list)  # hidden and filled inputs
     inputs: list[dict[str, str]] = field(default_factory=list)  # every input's attributes
     buttons: list[dict[str, str]] = field(default_factory=list)  # submit buttons' attributes
@@ -251,7 +252,8 @@ class _FormParser(HTMLParser):
         a = {k: (v if v is not None else "") for k, v in attrs}
         if tag == "form":
             action = urllib.parse.urljoin(self.base_url, a.get("action") or self.base_url)
-            form = Form(action=action, method=(a.get("method") or "get").upper(), id=a.get("id"))
+            form = Form(action=action, method=(a.get("method") or "get").upper(), id=a.get("id"),
+                        page_url=self.base_url)
             self.forms.append(form)
             self._current = form
             if form.id:
@@ -418,8 +420,10 @@ class Browser:
             url = urllib.parse.urljoin(url, location)
             self._record_url_secrets(url)
             if response.status_code in (301, 302, 303) and method != "HEAD":
+                # A GET navigation carries no body, and (in Chromium) no Origin.
                 method, data = "GET", None
-            headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
+                headers = {k: v for k, v in (headers or {}).items()
+                           if k.lower() not in ("content-type", "origin")}
 
     def _send(self, method: str, url: str, data: Any, headers: dict[str, str] | None) -> requests.Response:
         sent = dict(self.headers, **(headers or {}))
@@ -439,13 +443,16 @@ class Browser:
 
     def submit(self, form: Form, values: dict[str, str] | None = None, button: str | None = None,
                **kw: Any) -> Page:
-        """Submits `form` (fields, `values`, and the named submit button)."""
+        """Submits `form` (fields, `values`, and the named submit button).
+        A POST carries `Origin` (the form page's origin), as Chromium sends it."""
         data = form.data(values, button)
         if form.method == "GET":
             url = urllib.parse.urlsplit(form.action)._replace(
                 query=urllib.parse.urlencode(data)).geturl()
             return self.get(url, **kw)
-        return self.post(form.action, data=data, **kw)
+        page = urllib.parse.urlsplit(form.page_url or form.action)
+        headers = {"Origin": f"{page.scheme}://{page.netloc}", **kw.pop("headers", {})}
+        return self.post(form.action, data=data, headers=headers, **kw)
 
     # --- oidc-provider's pages (devInteractions) ---------------------------------
 
