@@ -201,7 +201,9 @@ impl Sessions {
     }
 
     fn absolute_end(&self, record: &SessionRecord) -> u64 {
-        record.created.saturating_add(self.config.lifetime.as_secs())
+        record
+            .created
+            .saturating_add(self.config.lifetime.as_secs())
     }
 
     /// When `record` ends: its absolute end, or earlier when idle.
@@ -234,8 +236,8 @@ impl Sessions {
         }
         let random = |_| SessionError::Internal("random bytes unavailable");
         let id = random_token().map_err(random)?;
-        let handle =
-            handle_of(id.expose()).ok_or(SessionError::Internal("a new session id is malformed"))?;
+        let handle = handle_of(id.expose())
+            .ok_or(SessionError::Internal("a new session id is malformed"))?;
         let now = self.now();
         let record = SessionRecord {
             provider: new.provider,
@@ -490,7 +492,11 @@ impl Sessions {
 
     /// Ends every session of `subject` at `provider` (back-channel logout
     /// with a `sub`); returns how many were live.
-    pub async fn end_by_subject(&self, provider: &str, subject: &str) -> Result<usize, SessionError> {
+    pub async fn end_by_subject(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<usize, SessionError> {
         self.end_index(&subject_index(provider, subject)).await
     }
 

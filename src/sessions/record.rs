@@ -153,7 +153,10 @@ pub fn subject_index(provider: &str, subject: &str) -> String {
 
 /// `sessions-of-sid:<hash>`: the sessions of one provider session.
 pub fn sid_index(provider: &str, sid: &str) -> String {
-    key("sessions-of-sid", &pair_id("sessions-of-sid", provider, sid))
+    key(
+        "sessions-of-sid",
+        &pair_id("sessions-of-sid", provider, sid),
+    )
 }
 
 /// Serde for a [`Secret`] as a plain string (the store encrypts it).
@@ -177,7 +180,10 @@ mod opt_secret {
 
     use crate::secret::Secret;
 
-    pub(super) fn serialize<S: Serializer>(value: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Secret>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         value.as_ref().map(Secret::expose).serialize(s)
     }
 
@@ -199,7 +205,12 @@ mod tests {
         assert_eq!(handle.len(), 64);
         assert!(!record_key(&handle).contains(id.expose()));
         assert_eq!(record_key(&handle), format!("session:{handle}"));
-        for bad in ["", "short", &format!("{}=", &id.expose()[..42]), &"a".repeat(44)] {
+        for bad in [
+            "",
+            "short",
+            &format!("{}=", &id.expose()[..42]),
+            &"a".repeat(44),
+        ] {
             assert_eq!(handle_of(bad), None, "{bad}");
         }
     }
@@ -236,13 +247,19 @@ mod tests {
         let json = serde_json::to_vec(&record).expect("encodes");
         let text = String::from_utf8_lossy(&json);
         assert!(text.contains("\"refresh_token\":\"rt\""), "{text}");
-        assert!(!text.contains("id_token") && !text.contains("email"), "{text}");
+        assert!(
+            !text.contains("id_token") && !text.contains("email"),
+            "{text}"
+        );
         let back: SessionRecord = serde_json::from_slice(&json).expect("parses");
         assert_eq!(serde_json::to_vec(&back).expect("encodes"), json);
         assert_eq!(back.identity, record.identity);
         // Debug never shows a token.
         let debug = format!("{record:?}");
-        assert!(!debug.contains("\"rt\"") && !debug.contains("csrf\""), "{debug}");
+        assert!(
+            !debug.contains("\"rt\"") && !debug.contains("csrf\""),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -121,4 +121,3 @@ fn denial(e: SessionError) -> Deny {
     }
     Deny::StoreUnavailable
 }
-
