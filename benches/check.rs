@@ -7,7 +7,9 @@
 //! 200-byte store value (AES-256-GCM, `store::sealed`), and an API-token
 //! check beside a JWT check (served from the local cache, with a memory or
 //! a real Redis store behind it, and uncached: one Redis read per check),
-//! with the Redis commands per check counted by the server.
+//! with the Redis commands per check counted by the server, and a check
+//! authenticated by a browser session (served from the local cache)
+//! beside a JWT check.
 //!
 //! Run: `cargo bench --bench check` (see BENCHMARKS.md).
 
@@ -387,6 +389,69 @@ fn api_tokens(c: &mut Criterion) {
     let _ = std::fs::remove_file(&key_file);
 }
 
+/// A JWT check against a session-cookie check on the same engine, the
+/// session served from the local session cache (memory store).
+fn sessions(c: &mut Criterion) {
+    use gatehouse::sessions::{NewSession, SessionIdentity, SessionTokens};
+    let rt = runtime();
+    let key = TestKey::generate(Algorithm::RS256, "k");
+    let jwt = token(&key);
+    let mut yaml = config_yaml(&key, 1, 10, 1000);
+    writeln!(yaml, "login: {{session: {{}}}}").unwrap();
+    let engine = engine(&yaml);
+    let sessions = &engine.authn.sessions.as_ref().expect("login on").sessions;
+    let new = NewSession {
+        provider: "kc".into(),
+        identity: SessionIdentity {
+            subject: "alice-sub".into(),
+            username: Some("alice".into()),
+            email: Some("alice@example.org".into()),
+            groups: vec!["staff".into()],
+            scopes: ["read".to_string()].into(),
+            ..SessionIdentity::default()
+        },
+        tokens: SessionTokens {
+            access_token: Some(Secret::new("x".repeat(900))),
+            access_expires: Some(gatehouse::clock::now_secs() + 86_400),
+            refresh_token: Some(Secret::new("r".repeat(400))),
+            id_token: Some(Secret::new("i".repeat(900))),
+        },
+        ..NewSession::default()
+    };
+    let id = rt.block_on(sessions.create(new)).expect("created").id;
+    let jwt_req = check_request("svc5.example.com", "/api5/x", &jwt);
+    let mut session_req = check_request("svc5.example.com", "/api5/x", "unused");
+    if let Some(http) = session_req
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.headers.remove("authorization");
+        http.headers.insert(
+            "cookie".into(),
+            format!(
+                "theme=dark; __Host-gatehouse_session={}; lang=en",
+                id.expose()
+            ),
+        );
+    }
+    for req in [&jwt_req, &session_req] {
+        let (_, decision) = rt.block_on(engine.check(req));
+        assert!(decision.result.is_ok(), "{decision:?}");
+    }
+    let mut group = c.benchmark_group("session/check");
+    group.bench_function("jwt-cached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { engine.check(black_box(&jwt_req)).await })
+    });
+    group.bench_function("session-memory-cached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { engine.check(black_box(&session_req)).await })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     request_conversion,
@@ -395,6 +460,7 @@ criterion_group!(
     pipeline,
     metrics_record,
     store_seal,
-    api_tokens
+    api_tokens,
+    sessions
 );
 criterion_main!(benches);

@@ -7,6 +7,7 @@ use crate::check::authn::Authenticators;
 use crate::check::authn::cert::CertAuthenticator;
 use crate::check::authn::jwt::keys::{IssuerKeys, KeyOrigin, KeySet};
 use crate::check::authn::jwt::{Issuer, JwtVerifier};
+use crate::check::authn::session::SessionAuthenticator;
 use crate::check::authn::sources::TokenSource;
 use crate::check::authz::tool::ToolPolicy;
 use crate::check::pipeline::Engine;
@@ -19,6 +20,7 @@ use crate::config::{
 };
 use crate::issuer::InternalIssuer;
 use crate::metrics::{EngineMetrics, Metrics};
+use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::metered::MeteredStore;
 use crate::store::sealed::SealedStore;
@@ -169,6 +171,7 @@ pub fn build_engine_with(
         .as_ref()
         .map(|c| crate::tokens::ApiTokens::new(c, store.clone()).map(Arc::new))
         .transpose()?;
+    let sessions = build_sessions(config, &store)?;
     let metrics = EngineMetrics::new(
         carry.metrics.clone(),
         config.policy.rules.iter().map(|r| r.name.as_str()),
@@ -180,6 +183,7 @@ pub fn build_engine_with(
             jwt: verifier,
             certificates,
             api_tokens,
+            sessions,
         },
         trusted_proxies: config.network.trusted_proxies.clone(),
         realm: config.server.realm.clone(),
@@ -194,6 +198,36 @@ pub fn build_engine_with(
         },
         metrics,
     })
+}
+
+/// The session cookie as a credential (`login`), if configured: its
+/// cookie must not also be a token source. No refresher yet: the login
+/// step supplies one.
+fn build_sessions(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<Option<SessionAuthenticator>, ConfigError> {
+    let Some(login) = &config.login else {
+        return Ok(None);
+    };
+    login.validate()?;
+    let name = login.session.cookie_name();
+    let clash = config
+        .jwt
+        .sources
+        .iter()
+        .any(|s| matches!(s, TokenSourceConfig::Cookie(n) if n == name));
+    if clash {
+        return Err(ConfigError::invalid(
+            "login.session.cookie_name",
+            format!("{name:?} is also a cookie in jwt.sources; name the session cookie apart"),
+        ));
+    }
+    let sessions = Sessions::new(&login.session, store.clone())?;
+    Ok(Some(SessionAuthenticator {
+        sessions: Arc::new(sessions),
+        refresher: None,
+    }))
 }
 
 /// Gatehouse's own issuer (`issuer:`), if configured: its `iss` must be

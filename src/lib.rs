@@ -17,6 +17,7 @@ pub mod ops;
 pub mod proto;
 pub mod secret;
 pub mod serve;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]

@@ -32,6 +32,7 @@ NEVER = {
     "store": ABOVE_CHECK | {"telemetry", "issuer"},
     "issuer": ABOVE_CHECK | {"metrics", "telemetry", "store"},
     "tokens": ABOVE_CHECK | {"metrics", "telemetry", "issuer"},
+    "sessions": ABOVE_CHECK | {"metrics", "telemetry", "issuer", "tokens"},
     "check": {"serve", "ops", "app"},
     "app": {"serve", "ops"},
     "serve": {"ops"},

@@ -13,6 +13,7 @@ mod env;
 mod header;
 mod issuer;
 mod jwt;
+mod login;
 mod openapi;
 mod policy;
 mod reload;
@@ -38,6 +39,7 @@ pub use env::{ENV_PREFIX, ENV_SEPARATOR};
 pub use header::header_name;
 pub use issuer::*;
 pub use jwt::*;
+pub use login::*;
 pub use openapi::*;
 pub use policy::*;
 pub use reload::*;
@@ -197,6 +199,10 @@ pub struct Config {
     /// User-issued API tokens and Toolforge deploy tokens; absent: off.
     #[serde(default)]
     pub api_tokens: Option<ApiTokensConfig>,
+    /// Browser login with server-side sessions (the session cookie as a
+    /// credential); absent: off.
+    #[serde(default)]
+    pub login: Option<LoginConfig>,
     /// Where shared state lives.
     #[serde(default)]
     #[schemars(extend("x-reload" = "restart"))]

@@ -138,8 +138,9 @@ pub fn scopes_by_group(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presented {
     /// Where it was found: a token source (`bearer`, `basic`, `header`,
-    /// `cookie`, `query`), a client-certificate origin (`peer-certificate`,
-    /// `xfcc`, `principal`), or `unreadable`.
+    /// `cookie`, `query`), the session cookie (`session`), a
+    /// client-certificate origin (`peer-certificate`, `xfcc`,
+    /// `principal`), or `unreadable`.
     pub kind: &'static str,
     /// First 8 bytes of the credential's SHA-256, hex (none when unreadable
     /// or a bare principal).

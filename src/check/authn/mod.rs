@@ -5,11 +5,15 @@
 //! a fall-through to the next authenticator.
 //!
 //! A token found in the token sources is an API token when it starts with
-//! the configured `<prefix>-` ([`api_token`]), else a JWT.
+//! the configured `<prefix>-` ([`api_token`]), else a JWT. With `login`
+//! configured, the session cookie ([`session`]) comes after the token
+//! sources and before the client certificate; a cookie without a live
+//! session counts as absent.
 
 pub mod api_token;
 pub mod cert;
 pub mod jwt;
+pub mod session;
 pub mod sources;
 
 use std::sync::Arc;
@@ -35,6 +39,8 @@ pub struct Authenticators {
     pub certificates: Option<cert::CertAuthenticator>,
     /// User-issued API tokens, when configured (`api_tokens`).
     pub api_tokens: Option<Arc<ApiTokens>>,
+    /// Browser sessions (the session cookie), when `login` is configured.
+    pub sessions: Option<session::SessionAuthenticator>,
 }
 
 impl Authenticators {
@@ -93,10 +99,12 @@ impl Authenticators {
     }
 
     /// Authenticates with the credential kinds a route accepts: tokens
-    /// first (an explicit, per-request credential), then the client
+    /// first (an explicit, per-request credential), then the session
+    /// cookie (sent by the browser with every request), then the client
     /// certificate (a property of the connection). The first credential
     /// present decides; an invalid one is a 401, never a fall-through. A
-    /// credential of a kind the route does not accept counts as absent.
+    /// credential of a kind the route does not accept counts as absent,
+    /// and so does a session cookie without a live session.
     pub async fn authenticate_accepting(
         &self,
         request: &Request,
@@ -107,6 +115,12 @@ impl Authenticators {
             && let Some(identity) = self
                 .authenticate_token(request, auth_type, accepted)
                 .await?
+        {
+            return Ok(Some(identity));
+        }
+        if accepted.session
+            && let Some(sessions) = &self.sessions
+            && let Some(identity) = sessions.authenticate(request).await?
         {
             return Ok(Some(identity));
         }
@@ -127,8 +141,8 @@ impl Authenticators {
     }
 
     /// The credential the request carries, looked for the way
-    /// [`Self::authenticate_accepting`] does (tokens, then a client
-    /// certificate) but not verified. For the decision log and `explain`:
+    /// [`Self::authenticate_accepting`] does (tokens, the session cookie,
+    /// then a client certificate) but not verified. For the decision log and `explain`:
     /// only called off the hot path.
     pub fn presented(&self, request: &Request) -> Option<Presented> {
         match sources::find_token(&self.sources, request) {
@@ -145,6 +159,12 @@ impl Authenticators {
                     fingerprint: None,
                 });
             }
+        }
+        if let Some(cookie) = self.sessions.as_ref().and_then(|s| s.cookie(request)) {
+            return Some(Presented {
+                kind: "session",
+                fingerprint: Some(crate::secret::fingerprint(cookie.as_bytes())),
+            });
         }
         match self.certificates.as_ref()?.credential(request) {
             Ok(Some(credential)) => Some(Presented {

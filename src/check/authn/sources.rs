@@ -156,8 +156,9 @@ fn basic_token(encoded: &str) -> Result<String, SourceError> {
     Ok(token.to_string())
 }
 
-/// A cookie's value from a `Cookie` header (`a=1; b=2`).
-fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+/// A cookie's value from a `Cookie` header (`a=1; b=2`); the first of
+/// that name wins. Shared with the session cookie (`session.rs`).
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k.trim() == name).then(|| v.trim().trim_matches('"'))

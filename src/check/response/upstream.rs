@@ -94,7 +94,8 @@ impl UpstreamHeaders {
 }
 
 /// Applies what the upstream step decided (a reissued token, a swapped
-/// credential, gatehouse's own token cookies and headers removed) to an
+/// credential, gatehouse's own token cookies and headers removed, the
+/// session cookie removed always) to an
 /// allow's plan; these replace whatever the plan set before.
 pub fn apply_prepared(
     actions: &UpstreamActions,
@@ -108,14 +109,23 @@ pub fn apply_prepared(
     if let Some(credential) = prepared.authorization {
         plan.replace("authorization", format!("Bearer {}", credential.expose()));
     }
-    if prepared.strip_credentials {
-        if let Some(cookie) = request.header("cookie") {
-            match strip_cookies(cookie, actions.token_cookies()) {
-                Stripped::Unchanged => {}
-                Stripped::Kept(kept) => plan.replace("cookie", kept),
-                Stripped::Empty => plan.remove.push("cookie".into()),
-            }
+    // The session cookie goes on every allow; with a swap, every token
+    // cookie (the session cookie among them).
+    let cookies = if prepared.strip_credentials {
+        actions.token_cookies()
+    } else {
+        actions.session_cookie()
+    };
+    if !cookies.is_empty()
+        && let Some(cookie) = request.header("cookie")
+    {
+        match strip_cookies(cookie, cookies) {
+            Stripped::Unchanged => {}
+            Stripped::Kept(kept) => plan.replace("cookie", kept),
+            Stripped::Empty => plan.remove.push("cookie".into()),
         }
+    }
+    if prepared.strip_credentials {
         for name in actions.token_headers() {
             if name != "authorization" && request.header(name).is_some() {
                 plan.remove.push(name.clone());

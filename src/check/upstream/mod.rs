@@ -50,8 +50,12 @@ struct RuleActions {
 pub struct UpstreamActions {
     rules: HashMap<Arc<str>, RuleActions>,
     issuer: Option<Arc<InternalIssuer>>,
-    /// Cookie names holding gatehouse tokens (removed on a swap).
+    /// Cookie names holding gatehouse tokens (removed on a swap), the
+    /// session cookie among them.
     token_cookies: Vec<String>,
+    /// The session cookie's name (with `login`): removed from every
+    /// allowed request.
+    session_cookie: Vec<String>,
     /// Header names holding gatehouse tokens (removed on a swap).
     token_headers: Vec<String>,
 }
@@ -124,6 +128,11 @@ impl UpstreamActions {
             }
         }
         let sources: Vec<TokenSource> = config.jwt.sources.iter().map(TokenSource::from).collect();
+        let session_cookie: Vec<String> = config
+            .login
+            .iter()
+            .map(|login| login.session.cookie_name().to_string())
+            .collect();
         Ok(UpstreamActions {
             rules,
             issuer,
@@ -133,7 +142,9 @@ impl UpstreamActions {
                     TokenSource::Cookie(name) => Some(name.clone()),
                     _ => None,
                 })
+                .chain(session_cookie.iter().cloned())
                 .collect(),
+            session_cookie,
             token_headers: sources
                 .iter()
                 .filter_map(|s| match s {
@@ -183,9 +194,18 @@ impl UpstreamActions {
         Ok(prepared)
     }
 
-    /// Cookie names holding gatehouse tokens (removed on a swap).
+    /// Cookie names holding gatehouse tokens (removed on a swap), the
+    /// session cookie among them.
     pub fn token_cookies(&self) -> &[String] {
         &self.token_cookies
+    }
+
+    /// The session cookie (none without `login`): gatehouse's credential,
+    /// never the application's, so it is removed from every request let
+    /// through, swap or not (the upstream gets the identity headers, and
+    /// the access token with `headers: [token]`).
+    pub fn session_cookie(&self) -> &[String] {
+        &self.session_cookie
     }
 
     /// Header names holding gatehouse tokens (removed on a swap).
