@@ -63,7 +63,7 @@ pub fn build_engine_with(
     source: &ConfigSource,
     carry: &Carry,
 ) -> Result<Engine, ConfigError> {
-    let policy = Policy::compile(&config.policy)?;
+    let policy = Policy::compile_with(&config.policy, &config.browser, config.cors.as_ref())?;
     let http = reqwest::Client::builder()
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -212,7 +212,13 @@ impl Engine {
         obs.identity(identity.as_ref());
 
         obs.begin(Phase::Authz);
-        if let Err(deny) = authz::authorize_request(&requirement, identity.as_ref(), &request) {
+        let origins = self.policy.browser().origins();
+        // The session's CSRF token is passed here once sessions carry one;
+        // until then the header's presence is the proof (authz::csrf).
+        if let Err(deny) = authz::authorize_request(&requirement, identity.as_ref(), &request)
+            .and_then(|()| authz::origin::check(origins, identity.as_ref(), &request))
+            .and_then(|()| authz::csrf::check(origins, identity.as_ref(), &request, None))
+        {
             return Verdict::deny(obs, Phase::Authz, Some(request), rule, identity, deny);
         }
         // Tool ownership before anything with side effects (a one-time

@@ -137,6 +137,7 @@ mod tests {
             headers: IdentityHeader::default_set().into(),
             credentials: AcceptedCredentials::ALL,
             tool: tool.map(Into::into),
+            login: None,
         }
     }
 

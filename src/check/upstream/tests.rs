@@ -80,6 +80,7 @@ fn requirement(rule: &str) -> Requirement {
         headers: IdentityHeader::default_set().into(),
         credentials: crate::model::identity::AcceptedCredentials::ALL,
         tool: None,
+        login: None,
     }
 }
 
