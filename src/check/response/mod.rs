@@ -248,25 +248,15 @@ pub fn deny(deny: &Deny, realm: &str) -> CheckResponse {
     }
 }
 
-/// A denial's headers for Envoy: the first of each name replaces what
-/// Envoy's local reply has; a repeated name (a second `set-cookie`) is
-/// added beside it. Envoy reads only the deprecated `append` field of a
-/// denied response's headers, not `append_action`: without it, the last
-/// of two `set-cookie`s would replace the first.
+/// A denial's headers for Envoy, each as its own entry with `append`
+/// unset, also a repeated name (two `set-cookie`s). For a denied response
+/// Envoy removes every name listed from its local reply, then adds each
+/// entry, so repeated names all arrive; entries marked `append: true` it
+/// drops on a denial (checked through Envoy: tests/e2e/test_browser_redirect.py).
 fn denied_headers(headers: Vec<(&'static str, String)>) -> Vec<HeaderValueOption> {
-    let mut seen: Vec<&'static str> = Vec::with_capacity(headers.len());
     headers
         .into_iter()
-        .map(|(name, value)| {
-            let repeated = seen.contains(&name);
-            seen.push(name);
-            let mut option = overwrite(name.to_string(), value);
-            if repeated {
-                option.append = Some(true);
-                option.append_action = HeaderAppendAction::AppendIfExistsOrAdd as i32;
-            }
-            option
-        })
+        .map(|(name, value)| overwrite(name.to_string(), value))
         .collect()
 }
 
