@@ -65,7 +65,17 @@ pub fn build_engine_with(
     source: &ConfigSource,
     carry: &Carry,
 ) -> Result<Engine, ConfigError> {
-    let policy = Policy::compile(&config.policy)?;
+    let default_session = crate::config::SessionConfig::default();
+    let session = config
+        .login
+        .as_ref()
+        .map_or(&default_session, |l| &l.session);
+    let policy = Policy::compile_with(
+        &config.policy,
+        &config.browser,
+        config.cors.as_ref(),
+        session,
+    )?;
     let http = reqwest::Client::builder()
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -212,7 +212,13 @@ impl Engine {
         obs.identity(identity.as_ref());
 
         obs.begin(Phase::Authz);
-        if let Err(deny) = authz::authorize_request(&requirement, identity.as_ref(), &request) {
+        let origins = self.policy.browser().origins();
+        // A session's requests are compared with its own CSRF token.
+        let csrf_token = identity.as_ref().and_then(|i| i.csrf.as_ref());
+        if let Err(deny) = authz::authorize_request(&requirement, identity.as_ref(), &request)
+            .and_then(|()| authz::origin::check(origins, identity.as_ref(), &request))
+            .and_then(|()| authz::csrf::check(origins, identity.as_ref(), &request, csrf_token))
+        {
             return Verdict::deny(obs, Phase::Authz, Some(request), rule, identity, deny);
         }
         // Tool ownership before anything with side effects (a one-time

@@ -111,6 +111,23 @@ impl SessionConfig {
         }
     }
 
+    /// A `Set-Cookie` value for the session cookie holding `value` for
+    /// `max_age` seconds (0: the browser drops it): `Path=/; Secure;
+    /// HttpOnly; SameSite=Lax`, and `Domain` when configured. The one
+    /// place the cookie's attributes are written (the login sets it, a
+    /// logout or a stale-session redirect clears it).
+    pub fn set_cookie_header(&self, value: &str, max_age: u64) -> String {
+        let mut cookie = format!(
+            "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+            self.cookie_name()
+        );
+        if let Some(domain) = &self.cookie_domain {
+            cookie.push_str("; Domain=");
+            cookie.push_str(domain);
+        }
+        cookie
+    }
+
     /// Checks what serde cannot; every error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         const KEY: &str = "login.session";

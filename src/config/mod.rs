@@ -7,6 +7,7 @@
 //! URLs are checked when the engine is built). Every error names the key.
 
 mod api_tokens;
+mod browser;
 mod certs;
 mod decode;
 mod env;
@@ -33,6 +34,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use api_tokens::*;
+pub use browser::*;
 pub use certs::*;
 pub use decode::DURATION_EXAMPLE;
 pub use env::{ENV_PREFIX, ENV_SEPARATOR};
@@ -210,6 +212,12 @@ pub struct Config {
     /// Hot reload: watching this file.
     #[serde(default)]
     pub reload: ReloadConfig,
+    /// Browsers: the login redirect (302) and what counts as a navigation.
+    #[serde(default)]
+    pub browser: BrowserConfig,
+    /// Cross-origin requests: allowed origins; absent: no origin checks.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
 }
 
 /// Listening addresses and shutdown behaviour.

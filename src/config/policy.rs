@@ -64,6 +64,11 @@ pub struct RuleConfig {
     /// `X-Auth-Request-Token`.
     #[serde(default)]
     pub audience: Option<String>,
+    /// What a request without a credential gets: `redirect` (a browser
+    /// navigation is sent to the login page, anything else gets a 401) or
+    /// `deny` (a 401 for everyone). Absent: `browser.login`.
+    #[serde(default)]
+    pub login: Option<super::LoginMode>,
 }
 
 /// Which requests a rule covers; an absent field matches anything.

@@ -29,7 +29,7 @@ const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'stati
 }
 
 /// Every reason's row, indexed by [`Deny::reason_index`].
-pub const TABLE: [Row; 11] = [
+pub const TABLE: [Row; 14] = [
     row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
     row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
     row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
@@ -70,6 +70,24 @@ pub const TABLE: [Row; 11] = [
         Code::Unavailable,
         "temporarily_unavailable",
         "store_unavailable",
+    ),
+    row(
+        302,
+        Code::Unauthenticated,
+        "login_required",
+        "login_required",
+    ),
+    row(
+        403,
+        Code::PermissionDenied,
+        "access_denied",
+        "origin_not_allowed",
+    ),
+    row(
+        403,
+        Code::PermissionDenied,
+        "access_denied",
+        "csrf_rejected",
     ),
 ];
 
@@ -140,6 +158,41 @@ pub enum Deny {
     /// The store (one-time link uses) cannot be reached or is full.
     #[error("state store unavailable")]
     StoreUnavailable,
+    /// A browser navigation without a credential, on a route that sends
+    /// browsers to log in: a 302 to the login page.
+    #[error("login required")]
+    LoginRequired {
+        /// The `Location`: the login page with `rd=<the original URL>`.
+        location: String,
+        /// `Set-Cookie` values sent with the redirect (e.g. a stale session
+        /// cookie expired); each its own header.
+        set_cookies: Vec<String>,
+    },
+    /// A credentialed request (or a preflight) from an origin that is
+    /// neither the request's own nor in `cors.allowed_origins`.
+    #[error("origin {origin} is not allowed")]
+    OriginNotAllowed {
+        /// The `Origin` the request carried.
+        origin: String,
+    },
+    /// A state-changing request authenticated by the session cookie alone,
+    /// without proof that it comes from an allowed page.
+    #[error("cross-site request refused: {0}")]
+    CsrfRejected(CsrfFailure),
+}
+
+/// Why a session-authenticated state-changing request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CsrfFailure {
+    /// No `Origin`, no `Referer` and no `X-CSRF-Token`.
+    #[error("no Origin, Referer or X-CSRF-Token header")]
+    NoProof,
+    /// The `Origin` (or `Referer`) is not the request's own nor allowed.
+    #[error("the request's origin is not allowed")]
+    ForeignOrigin,
+    /// The `X-CSRF-Token` does not match the session's.
+    #[error("the X-CSRF-Token header does not match the session")]
+    TokenMismatch,
 }
 
 impl Deny {
@@ -222,6 +275,9 @@ impl Deny {
             Deny::ToolMismatch => 8,
             Deny::LinkNotGranted(_) => 9,
             Deny::StoreUnavailable => 10,
+            Deny::LoginRequired { .. } => 11,
+            Deny::OriginNotAllowed { .. } => 12,
+            Deny::CsrfRejected(_) => 13,
         }
     }
 }
@@ -268,11 +324,36 @@ mod tests {
             Deny::ToolMismatch,
             Deny::LinkNotGranted(crate::model::grant::NotGranted::Path),
             Deny::StoreUnavailable,
+            Deny::LoginRequired {
+                location: "/auth/login?rd=x".into(),
+                set_cookies: vec![],
+            },
+            Deny::OriginNotAllowed {
+                origin: "https://evil.example".into(),
+            },
+            Deny::CsrfRejected(CsrfFailure::NoProof),
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
         assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());
         assert_eq!(all[2].reason_label(), "invalid_token");
         assert_eq!(all[10].reason_label(), "store_unavailable");
+        assert_eq!(
+            (
+                all[11].http_status(),
+                all[11].grpc_code(),
+                all[11].reason_label()
+            ),
+            (302, Code::Unauthenticated, "login_required")
+        );
+        assert_eq!(all[11].challenge("r", "d"), None);
+        assert_eq!(
+            (all[12].http_status(), all[12].reason_label()),
+            (403, "origin_not_allowed")
+        );
+        assert_eq!(
+            (all[13].http_status(), all[13].reason_label()),
+            (403, "csrf_rejected")
+        );
         let mut labels = REASON_LABELS.to_vec();
         labels.sort_unstable();
         labels.dedup();

@@ -69,6 +69,9 @@ pub struct Identity {
     /// What a signed link grants (paths, verbs): set only for links, and
     /// checked by [`crate::check::authz`].
     pub grant: Option<std::sync::Arc<crate::model::grant::LinkGrant>>,
+    /// The session's CSRF token: set only for sessions, and compared in
+    /// constant time with `X-CSRF-Token` by [`crate::check::authz`].
+    pub csrf: Option<Secret>,
 }
 
 /// Which kinds of credential a route accepts.

@@ -14,6 +14,10 @@ pub struct Request {
     pub scheme: String,
     /// Lower-case host, without port.
     pub host: String,
+    /// Lower-case host with the port the client gave (`:authority`), for
+    /// rebuilding the URL the client asked for (a login redirect's `rd`,
+    /// the request's own origin).
+    pub authority: String,
     /// Normalized path (see [`path::normalize`]); rules match on this.
     pub path: String,
     /// The raw query string, without `?`, if any.

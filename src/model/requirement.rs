@@ -29,6 +29,32 @@ pub struct Requirement {
     /// The tool this request's path names (a rule's `tool_from_path`):
     /// the caller must own it, or be a superuser.
     pub tool: Option<String>,
+    /// Where a request without a credential is sent to log in: set by the
+    /// policy only for a browser navigation on a `login: redirect` rule;
+    /// `None` means the usual 401.
+    pub login: Option<LoginRedirect>,
+}
+
+/// A rule's login redirect: the login page, and the session cookie a
+/// redirect clears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRedirect {
+    /// The login page: a path or an absolute URL, without a query.
+    pub login_path: Arc<str>,
+    /// The session cookie to expire when the request presented one; `None`
+    /// when the route does not accept sessions (a cookie it never looked
+    /// at is not stale).
+    pub session_cookie: Option<SessionCookie>,
+}
+
+/// The session cookie as a redirect sees it: its name, and the
+/// `Set-Cookie` value that clears it (with the configured attributes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCookie {
+    /// The cookie's name (`login.session.cookie_name`).
+    pub name: Arc<str>,
+    /// `Set-Cookie` value with `Max-Age=0`.
+    pub clear: Arc<str>,
 }
 
 /// Whether and how the caller must be authenticated.

@@ -184,15 +184,7 @@ impl Sessions {
     }
 
     fn cookie_with(&self, value: &str, max_age: u64) -> String {
-        let mut cookie = format!(
-            "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
-            self.cookie_name()
-        );
-        if let Some(domain) = &self.config.cookie_domain {
-            cookie.push_str("; Domain=");
-            cookie.push_str(domain);
-        }
-        cookie
+        self.config.set_cookie_header(value, max_age)
     }
 
     /// When `session` ends at the latest (its absolute lifetime).

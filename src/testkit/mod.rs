@@ -124,5 +124,6 @@ pub fn identity(user: &str, scopes: &[&str]) -> crate::model::identity::Identity
         query_parameter: None,
         tool: None,
         grant: None,
+        csrf: None,
     }
 }

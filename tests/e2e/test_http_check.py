@@ -33,11 +33,15 @@ ENVOY_HTTP_SERVICE = {
     "authorization_request": {"allowed_headers": {"patterns": [
         {"exact": "cookie"}, {"exact": "x-forwarded-for"}, {"exact": "x-forwarded-proto"},
         {"exact": "x-forwarded-client-cert"}, {"prefix": "x-auth-request-"},
+        # Browsers (login redirect, CORS, CSRF).
+        {"exact": "accept"}, {"exact": "origin"}, {"exact": "referer"}, {"exact": "x-requested-with"},
+        {"exact": "x-csrf-token"}, {"exact": "access-control-request-method"},
     ]}},
     "authorization_response": {
         "allowed_upstream_headers": {"patterns": [{"prefix": "x-auth-request-"}]},
         "allowed_client_headers": {"patterns": [
             {"exact": "www-authenticate"}, {"exact": "cache-control"}, {"exact": "content-type"},
+            {"exact": "location"}, {"exact": "set-cookie"},
         ]},
     },
 }

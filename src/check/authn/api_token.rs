@@ -53,6 +53,7 @@ pub async fn authenticate(
         query_parameter: None,
         tool: record.tool.clone(),
         grant: None,
+        csrf: None,
     })
 }
 
@@ -110,6 +111,7 @@ policy:
             query_parameter: None,
             tool: tool.map(Into::into),
             grant: None,
+            csrf: None,
         };
         let tokens = engine.authn.api_tokens.as_ref().expect("configured");
         let caller = Caller {

@@ -103,6 +103,7 @@ impl SessionAuthenticator {
             query_parameter: None,
             tool: None,
             grant: None,
+            csrf: Some(record.csrf_token.clone()),
         }
     }
 }
@@ -367,6 +368,40 @@ policy:
             ..Default::default()
         };
         assert!(authn.authenticate(&request).await.expect("up").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_state_changing_session_request_needs_the_sessions_own_csrf_token() {
+        let (engine, _store, _key, _dir) = engine();
+        let id = login(&engine, u64::MAX).await;
+        let session = sessions(&engine)
+            .lookup(id.expose())
+            .await
+            .expect("store up")
+            .expect("live");
+        let token = session.record.csrf_token.expose().to_string();
+        let post = |extra: Option<(&str, &str)>| {
+            let mut headers: HashMap<String, String> =
+                [("cookie".to_string(), cookie(&id))].into_iter().collect();
+            if let Some((k, v)) = extra {
+                headers.insert(k.into(), v.into());
+            }
+            let mut described = Described::get("h.test", "/read/x", "10.0.0.1", headers);
+            described.method = "POST".into();
+            described
+        };
+        let outcome = |d: Described| async { engine.decide(Ok(d)).await.0 };
+        assert!(matches!(
+            deny(outcome(post(None)).await),
+            Deny::CsrfRejected(_)
+        ));
+        assert!(matches!(
+            deny(outcome(post(Some(("x-csrf-token", "guessed")))).await),
+            Deny::CsrfRejected(_)
+        ));
+        permit(outcome(post(Some(("x-csrf-token", &token)))).await);
+        // Its own origin is proof too.
+        permit(outcome(post(Some(("origin", "https://h.test")))).await);
     }
 
     #[tokio::test]

@@ -1,6 +1,11 @@
 //! Authorization: a pure function of what the route demands and who the
-//! caller is. No I/O; trivially unit-tested.
+//! caller is. No I/O; trivially unit-tested. Besides scopes and grants
+//! (here): tool ownership (`tool`), the login redirect that replaces a 401
+//! for a browser (`login`), allowed origins (`origin`) and CSRF (`csrf`).
 
+pub mod csrf;
+pub mod login;
+pub mod origin;
 pub mod tool;
 
 use crate::config::Satisfy;
@@ -37,7 +42,9 @@ pub fn authorize(requirement: &Requirement, identity: Option<&Identity>) -> Resu
 
 /// [`authorize`], then, for a signed link, whether it covers the request's
 /// normalized path and method (a link is checked first: a path it does not
-/// grant is refused whatever the scopes).
+/// grant is refused whatever the scopes). A missing credential on a route
+/// that sends this request to log in (`requirement.login`) is a 302
+/// ([`login::required`]) instead of a 401.
 pub fn authorize_request(
     requirement: &Requirement,
     identity: Option<&Identity>,
@@ -50,7 +57,10 @@ pub fn authorize_request(
             .check(&request.method, &request.path)
             .map_err(Deny::LinkNotGranted)?;
     }
-    authorize(requirement, identity)
+    authorize(requirement, identity).map_err(|deny| match (&deny, &requirement.login) {
+        (Deny::NoCredential { .. }, Some(login)) => login::required(login, request),
+        _ => deny,
+    })
 }
 
 #[cfg(test)]
@@ -71,6 +81,7 @@ mod tests {
             headers: IdentityHeader::default_set().into(),
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
+            login: None,
         }
     }
 
@@ -89,6 +100,7 @@ mod tests {
             query_parameter: None,
             tool: None,
             grant: None,
+            csrf: None,
         }
     }
 
@@ -169,5 +181,39 @@ mod tests {
             authorize_request(&r, Some(&plain), &req("DELETE", "/other")),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_missing_credential_is_a_login_redirect_only_where_the_policy_kept_one() {
+        use crate::model::requirement::LoginRedirect;
+        let req = Request {
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "app.example".into(),
+            authority: "app.example".into(),
+            path: "/home".into(),
+            ..Request::default()
+        };
+        let mut r = requirement(&["a"], Satisfy::All);
+        assert!(matches!(
+            authorize_request(&r, None, &req),
+            Err(Deny::NoCredential { .. })
+        ));
+        r.login = Some(LoginRedirect {
+            login_path: "/auth/login".into(),
+            session_cookie: None,
+        });
+        assert_eq!(
+            authorize_request(&r, None, &req),
+            Err(Deny::LoginRequired {
+                location: "/auth/login?rd=https%3A%2F%2Fapp.example%2Fhome".into(),
+                set_cookies: vec![],
+            })
+        );
+        // A credential that falls short is refused as before.
+        assert!(matches!(
+            authorize_request(&r, Some(&identity(&[])), &req),
+            Err(Deny::InsufficientScope { .. })
+        ));
     }
 }

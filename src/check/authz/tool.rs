@@ -137,6 +137,7 @@ mod tests {
             headers: IdentityHeader::default_set().into(),
             credentials: AcceptedCredentials::ALL,
             tool: tool.map(Into::into),
+            login: None,
         }
     }
 
@@ -155,6 +156,7 @@ mod tests {
             query_parameter: None,
             tool: tool.map(Into::into),
             grant: None,
+            csrf: None,
         }
     }
 

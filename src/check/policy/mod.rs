@@ -8,24 +8,27 @@
 //! `matcher.rs`) — and applies the route's Envoy `context_extensions`
 //! (see `overrides.rs`).
 
+pub mod browser;
 mod host;
 mod index;
 mod matcher;
 pub(crate) mod overrides;
 mod template;
 
+use crate::config::SessionConfig;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::config::{
-    AuthMode, AuthType, ConfigError, CredentialKindConfig, DefaultAction, IdentityHeader,
-    PolicyConfig, RuleConfig, Satisfy,
+    AuthMode, AuthType, BrowserConfig, ConfigError, CorsConfig, CredentialKindConfig,
+    DefaultAction, IdentityHeader, PolicyConfig, RuleConfig, Satisfy,
 };
 use crate::model::deny::Deny;
 use crate::model::identity::AcceptedCredentials;
 use crate::model::request::Request;
 use crate::model::requirement::{Access, CONTEXT_EXTENSIONS_RULE, DEFAULT_RULE, Requirement};
 
+use self::browser::Browser;
 use self::index::RuleIndex;
 use self::matcher::RuleMatcher;
 use self::overrides::Overrides;
@@ -43,6 +46,8 @@ pub struct Policy {
     extensions_rule: Arc<str>,
     /// The default identity headers, shared.
     default_headers: Arc<[IdentityHeader]>,
+    /// Navigations, preflights, login redirects and allowed origins.
+    browser: Browser,
 }
 
 /// One compiled rule.
@@ -55,9 +60,28 @@ struct Rule {
 }
 
 impl Policy {
-    /// Validates and compiles the configured rules. Errors name the
-    /// offending key, e.g. `policy.rules[2].match.path`.
+    /// Validates and compiles the configured rules, with the default
+    /// `browser` section and no `cors`. Errors name the offending key,
+    /// e.g. `policy.rules[2].match.path`.
     pub fn compile(config: &PolicyConfig) -> Result<Policy, ConfigError> {
+        Policy::compile_with(
+            config,
+            &BrowserConfig::default(),
+            None,
+            &SessionConfig::default(),
+        )
+    }
+
+    /// Validates and compiles the rules and the `browser` and `cors`
+    /// sections, which decide a rule's login redirect and preflights; a
+    /// redirect clears `session`'s cookie when it is stale.
+    pub fn compile_with(
+        config: &PolicyConfig,
+        browser: &BrowserConfig,
+        cors: Option<&CorsConfig>,
+        session: &SessionConfig,
+    ) -> Result<Policy, ConfigError> {
+        let browser = Browser::compile_for(browser, cors, session)?;
         let default_headers: Arc<[IdentityHeader]> = IdentityHeader::default_set().into();
         let mut names = HashSet::with_capacity(config.rules.len());
         let mut rules = Vec::with_capacity(config.rules.len());
@@ -65,7 +89,8 @@ impl Policy {
             let key = format!("policy.rules[{i}]");
             check_name(&rule.name, &key, &mut names)?;
             let matcher = RuleMatcher::compile(&rule.matcher, &format!("{key}.match"))?;
-            let requirement = compile_requirement(rule, &key, &default_headers)?;
+            let mut requirement = compile_requirement(rule, &key, &default_headers)?;
+            requirement.login = browser.login_redirect(rule.login, requirement.credentials.session);
             let tool_segment = tool_segment(rule, &matcher, &requirement, &key)?;
             rules.push(Rule {
                 matcher,
@@ -85,6 +110,7 @@ impl Policy {
                 headers: default_headers.clone(),
                 credentials: AcceptedCredentials::ALL,
                 tool: None,
+                login: browser.login_redirect(None, true),
             }),
         };
         Ok(Policy {
@@ -93,7 +119,13 @@ impl Policy {
             default,
             extensions_rule: CONTEXT_EXTENSIONS_RULE.into(),
             default_headers,
+            browser,
         })
+    }
+
+    /// The compiled `browser` and `cors` sections.
+    pub fn browser(&self) -> &Browser {
+        &self.browser
     }
 
     /// Finds what the route demands of `request`: the first matching
@@ -111,14 +143,20 @@ impl Policy {
             })
             .and_then(|i| self.rules.get(i));
         let overrides = Overrides::from_extensions(&request.context_extensions)?;
-        match (matched, overrides) {
-            (Some(rule), None) => rule.for_request(request, rule.requirement.clone()),
-            (Some(rule), Some(o)) => rule.for_request(request, o.apply(rule.requirement.clone())),
-            (None, Some(o)) => {
-                Ok(o.into_requirement(self.extensions_rule.clone(), self.default_headers.clone()))
+        let requirement = match (matched, overrides) {
+            (Some(rule), None) => rule.for_request(request, rule.requirement.clone())?,
+            (Some(rule), Some(o)) => {
+                rule.for_request(request, o.apply(rule.requirement.clone()))?
             }
-            (None, None) => self.default.clone().ok_or(Deny::NoRule),
-        }
+            (None, Some(o)) => {
+                let mut r =
+                    o.into_requirement(self.extensions_rule.clone(), self.default_headers.clone());
+                r.login = self.browser.login_redirect(None, r.credentials.session);
+                r
+            }
+            (None, None) => self.default.clone().ok_or(Deny::NoRule)?,
+        };
+        Ok(self.browser.apply(request, requirement))
     }
 }
 
@@ -256,6 +294,7 @@ fn compile_requirement(
         headers,
         credentials,
         tool: None,
+        login: None,
     })
 }
 

@@ -98,6 +98,7 @@ impl Overrides {
             headers,
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
+            login: None,
         }
     }
 }
@@ -169,6 +170,7 @@ mod tests {
             headers: Arc::from([IdentityHeader::User]),
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
+            login: None,
         }
     }
 
@@ -312,6 +314,7 @@ mod tests {
                 headers,
                 credentials: crate::model::identity::AcceptedCredentials::ALL,
                 tool: None,
+                login: None,
             }
         );
     }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::config::{self, ConfigSource, DEMO_CONFIG};
+use crate::model::requirement::{LoginRedirect, SessionCookie};
 
 fn policy_config(yaml: &str) -> PolicyConfig {
     config::load(&ConfigSource::Text(yaml.to_string()), [])
@@ -256,6 +257,7 @@ fn default_deny_and_default_authenticated() {
             headers: IdentityHeader::default_set().into(),
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
+            login: None,
         }
     );
 }
@@ -322,6 +324,7 @@ fn without_a_rule_the_extensions_are_the_matcher() {
             headers: IdentityHeader::default_set().into(),
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
+            login: None,
         }
     );
     let r = with_ext(req("GET", "h", "/elsewhere"), &[("auth_type", "basic")]);
@@ -424,4 +427,113 @@ fn policy_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<Policy>();
     assert_send_sync::<Requirement>();
+}
+
+/// The whole configuration's policy with its `browser` and `cors` sections.
+fn compile_browser(yaml: &str) -> Policy {
+    let cfg = config::load(&ConfigSource::Text(yaml.to_string()), []).expect("test YAML loads");
+    let default_session = crate::config::SessionConfig::default();
+    let session = cfg.login.as_ref().map_or(&default_session, |l| &l.session);
+    Policy::compile_with(&cfg.policy, &cfg.browser, cfg.cors.as_ref(), session)
+        .expect("policy compiles")
+}
+
+fn navigation(path: &str) -> Request {
+    let mut r = req("GET", "app.example", path);
+    r.headers.insert("accept".into(), "text/html".into());
+    r
+}
+
+#[test]
+fn login_redirect_per_rule_and_from_the_global_default() {
+    let rules = r#"
+policy:
+  default: authenticated
+  rules:
+    - name: ui
+      match: {path: {prefix: /ui/}}
+      login: redirect
+    - name: api
+      match: {path: {prefix: /api/}}
+      login: deny
+    - name: sessionless
+      match: {path: {prefix: /jwt-only/}}
+      credentials: [jwt]
+      login: redirect
+    - name: unset
+      match: {path: {prefix: /unset/}}
+"#;
+    let p = compile_browser(rules);
+    let login = |p: &Policy, path: &str| p.requirement(&navigation(path)).expect("matches").login;
+    assert_eq!(
+        login(&p, "/ui/x"),
+        Some(LoginRedirect {
+            login_path: "/auth/login".into(),
+            session_cookie: Some(SessionCookie {
+                name: "__Host-gatehouse_session".into(),
+                clear:
+                    "__Host-gatehouse_session=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+                        .into(),
+            }),
+        })
+    );
+    assert_eq!(login(&p, "/api/x"), None);
+    assert_eq!(login(&p, "/unset/x"), None, "the global default is deny");
+    assert_eq!(login(&p, "/other"), None);
+    // A route that does not accept sessions never clears the cookie.
+    assert_eq!(
+        login(&p, "/jwt-only/x").and_then(|l| l.session_cookie),
+        None
+    );
+    // Not a navigation: no redirect, whatever the rule says.
+    let api_client = req("GET", "app.example", "/ui/x");
+    assert_eq!(p.requirement(&api_client).expect("matches").login, None);
+
+    let global = format!(
+        "browser: {{login: redirect, login_path: https://login.example/start}}\nlogin: {{session: {{cookie_name: sid, cookie_domain: example.org}}}}\n{rules}"
+    );
+    let p = compile_browser(&global);
+    assert_eq!(
+        login(&p, "/unset/x"),
+        Some(LoginRedirect {
+            login_path: "https://login.example/start".into(),
+            session_cookie: Some(SessionCookie {
+                name: "sid".into(),
+                clear:
+                    "sid=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0; Domain=example.org"
+                        .into(),
+            }),
+        })
+    );
+    assert!(
+        login(&p, "/other").is_some(),
+        "the default rule follows it too"
+    );
+    assert_eq!(login(&p, "/api/x"), None, "a rule's own deny wins");
+}
+
+#[test]
+fn with_cors_a_preflight_needs_no_credential() {
+    let yaml = "cors: {allowed_origins: [\"https://ui.example\"]}\npolicy:\n  rules:\n    - name: api\n      match: {path: {prefix: /api/}}\n      scopes: [read]\n";
+    let p = compile_browser(yaml);
+    let mut preflight = req("OPTIONS", "app.example", "/api/x");
+    preflight
+        .headers
+        .insert("origin".into(), "https://ui.example".into());
+    preflight
+        .headers
+        .insert("access-control-request-method".into(), "DELETE".into());
+    assert_eq!(
+        p.requirement(&preflight).expect("matches").access,
+        Access::Anonymous
+    );
+    // Any other OPTIONS is checked like any request.
+    let options = req("OPTIONS", "app.example", "/api/x");
+    assert!(matches!(
+        p.requirement(&options).expect("matches").access,
+        Access::Authenticated { .. }
+    ));
+    // No rule, default deny: still refused.
+    preflight.path = "/nowhere".into();
+    assert_eq!(p.requirement(&preflight), Err(Deny::NoRule));
 }

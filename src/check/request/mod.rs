@@ -93,7 +93,8 @@ impl Request {
         } else {
             host.as_str()
         };
-        let host = strip_port(host_header).to_ascii_lowercase();
+        let authority = host_header.to_ascii_lowercase();
+        let host = strip_port(&authority).to_string();
 
         let source_ip = peer.parse::<IpAddr>().ok();
         let client_ip = client_ip::resolve(
@@ -108,6 +109,7 @@ impl Request {
             method,
             scheme,
             host,
+            authority,
             path,
             query,
             headers,
@@ -251,6 +253,7 @@ mod tests {
         assert_eq!(req.method, "GET");
         assert_eq!(req.scheme, "https");
         assert_eq!(req.host, "api.example.com");
+        assert_eq!(req.authority, "api.example.com:8443");
         assert_eq!(req.path, "/a/c");
         assert_eq!(req.query.as_deref(), Some("x=1"));
         assert_eq!(req.header("x-thing"), Some("v"));

@@ -186,7 +186,10 @@ pub fn render_allow(plan: HeaderPlan) -> CheckResponse {
 pub struct Denial {
     /// HTTP status.
     pub status: u16,
-    /// Headers: `cache-control`, `content-type`, and the challenge if any.
+    /// Headers, in order: `cache-control`, `content-type`, the challenge
+    /// if any, a redirect's `location` and `set-cookie`s. A name may
+    /// repeat (two `set-cookie`): every edge sends each one, none replaces
+    /// another.
     pub headers: Vec<(&'static str, String)>,
     /// JSON body: `error` and `error_description`.
     pub body: String,
@@ -202,6 +205,17 @@ pub fn denial(deny: &Deny, realm: &str) -> Denial {
     if let Some(challenge) = deny.challenge(realm, &description) {
         headers.push(("www-authenticate", challenge));
     }
+    if let Deny::LoginRequired {
+        location,
+        set_cookies,
+    } = deny
+    {
+        headers.push(("location", location.clone()));
+        headers.extend(set_cookies.iter().map(|c| ("set-cookie", c.clone())));
+    }
+    // A value a client could use to split the response (CR, LF) is
+    // dropped rather than sent.
+    headers.retain(|(_, value)| header_value_is_safe(value));
     let body = serde_json::json!({
         "error": deny.error_code(),
         "error_description": description,
@@ -227,15 +241,23 @@ pub fn deny(deny: &Deny, realm: &str) -> CheckResponse {
             status: Some(HttpStatus {
                 code: i32::from(denial.status),
             }),
-            headers: denial
-                .headers
-                .into_iter()
-                .map(|(k, v)| overwrite(k.to_string(), v))
-                .collect(),
+            headers: denied_headers(denial.headers),
             body: denial.body,
         })),
         dynamic_metadata: None,
     }
+}
+
+/// A denial's headers for Envoy, each as its own entry with `append`
+/// unset, also a repeated name (two `set-cookie`s). For a denied response
+/// Envoy removes every name listed from its local reply, then adds each
+/// entry, so repeated names all arrive; entries marked `append: true` it
+/// drops on a denial (checked through Envoy: tests/e2e/test_browser_redirect.py).
+fn denied_headers(headers: Vec<(&'static str, String)>) -> Vec<HeaderValueOption> {
+    headers
+        .into_iter()
+        .map(|(name, value)| overwrite(name.to_string(), value))
+        .collect()
 }
 
 pub mod upstream;

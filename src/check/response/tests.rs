@@ -27,6 +27,7 @@ fn requirement(headers: &[IdentityHeader]) -> Requirement {
         headers: headers.into(),
         credentials: crate::model::identity::AcceptedCredentials::ALL,
         tool: None,
+        login: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn identity() -> Identity {
         query_parameter: None,
         tool: None,
         grant: None,
+        csrf: None,
     }
 }
 
@@ -249,6 +251,84 @@ fn deny_bad_request_has_no_challenge() {
     assert_eq!(code, 3);
     assert_eq!(d.status.as_ref().unwrap().code, 400);
     assert_eq!(header(d, "www-authenticate"), None);
+}
+
+#[test]
+fn login_required_is_a_302_with_location_and_every_set_cookie() {
+    let reason = Deny::LoginRequired {
+        location: "/auth/login?rd=https%3A%2F%2Fapp%2F".into(),
+        set_cookies: vec![
+            "a=; Max-Age=0; Path=/".into(),
+            "b=; Max-Age=0; Path=/".into(),
+        ],
+    };
+    let resp = deny(&reason, "gh");
+    let (d, code) = denied(&resp);
+    assert_eq!(code, 16);
+    assert_eq!(d.status.as_ref().unwrap().code, 302);
+    assert_eq!(
+        header(d, "location"),
+        Some("/auth/login?rd=https%3A%2F%2Fapp%2F")
+    );
+    assert!(header(d, "cache-control").unwrap().contains("no-store"));
+    assert_eq!(header(d, "www-authenticate"), None);
+    // Both cookies, each its own entry. None marked `append`: Envoy drops
+    // appended entries from a denial and adds every other one, so a
+    // repeated name arrives as often as it is listed.
+    let cookies: Vec<&str> = d
+        .headers
+        .iter()
+        .filter(|h| h.header.as_ref().unwrap().key == "set-cookie")
+        .map(|h| h.header.as_ref().unwrap().value.as_str())
+        .collect();
+    assert_eq!(cookies, ["a=; Max-Age=0; Path=/", "b=; Max-Age=0; Path=/"]);
+    assert!(d.headers.iter().all(|h| h.append.is_none()));
+    let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["error"], "login_required");
+    // The edge-neutral form keeps both, in order.
+    let http = denial(&reason, "gh");
+    assert_eq!(http.status, 302);
+    let names: Vec<&str> = http.headers.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        names,
+        [
+            "cache-control",
+            "content-type",
+            "location",
+            "set-cookie",
+            "set-cookie"
+        ]
+    );
+}
+
+#[test]
+fn a_header_value_that_could_split_the_response_is_not_sent() {
+    let reason = Deny::LoginRequired {
+        location: "/auth/login?rd=x\r\nSet-Cookie: evil=1".into(),
+        set_cookies: vec![],
+    };
+    let http = denial(&reason, "gh");
+    assert!(
+        http.headers.iter().all(|(k, _)| *k != "location"),
+        "{http:?}"
+    );
+}
+
+#[test]
+fn origin_and_csrf_refusals_are_403_without_challenge() {
+    for reason in [
+        Deny::OriginNotAllowed {
+            origin: "https://evil.example".into(),
+        },
+        Deny::CsrfRejected(crate::model::deny::CsrfFailure::NoProof),
+    ] {
+        let resp = deny(&reason, "gh");
+        let (d, code) = denied(&resp);
+        assert_eq!((d.status.as_ref().unwrap().code, code), (403, 7));
+        assert_eq!(header(d, "www-authenticate"), None);
+        let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+        assert_eq!(body["error"], "access_denied");
+    }
 }
 
 #[test]

@@ -80,6 +80,7 @@ fn requirement(rule: &str) -> Requirement {
         headers: IdentityHeader::default_set().into(),
         credentials: crate::model::identity::AcceptedCredentials::ALL,
         tool: None,
+        login: None,
     }
 }
 
@@ -98,6 +99,7 @@ fn identity(token: &str) -> Identity {
         query_parameter: None,
         tool: None,
         grant: None,
+        csrf: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn caller(scopes: &[&str]) -> Identity {
         query_parameter: None,
         tool: None,
         grant: None,
+        csrf: None,
     }
 }
 

@@ -238,25 +238,34 @@ fn into_http(answer: Result<HeaderPlan, Denial>) -> Response {
             let status = StatusCode::from_u16(denial.status).unwrap_or(StatusCode::FORBIDDEN);
             let mut http = Response::new(Body::from(denial.body));
             *http.status_mut() = status;
-            set_headers(
-                http.headers_mut(),
-                denial.headers.iter().map(|(k, v)| (*k, v.as_str())),
-            );
+            // Appended, not inserted: a denial may carry a name twice
+            // (two `set-cookie`s), and the map starts empty.
+            for (name, value) in header_pairs(denial.headers.iter().map(|(k, v)| (*k, v.as_str())))
+            {
+                http.headers_mut().append(name, value);
+            }
             http
         }
     }
 }
 
 fn set_headers<'a>(target: &mut HeaderMap, headers: impl Iterator<Item = (&'a str, &'a str)>) {
-    for (name, value) in headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) else {
-            continue;
-        };
+    for (name, value) in header_pairs(headers) {
         target.insert(name, value);
     }
+}
+
+/// The pairs that are a valid header name and value (the others are
+/// skipped: the pipeline already drops unsafe values).
+fn header_pairs<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+    headers.filter_map(|(name, value)| {
+        Some((
+            HeaderName::from_bytes(name.as_bytes()).ok()?,
+            HeaderValue::from_str(value).ok()?,
+        ))
+    })
 }
 
 fn plain(status: StatusCode, text: &str) -> Response {
@@ -381,5 +390,24 @@ mod tests {
             describe(original, &h, peer, HashMap::new()).unwrap_err(),
             SubrequestError::NotUtf8("x-bad".into())
         );
+    }
+
+    #[test]
+    fn a_login_redirect_sends_location_and_both_set_cookies() {
+        let deny = crate::model::deny::Deny::LoginRequired {
+            location: "/auth/login?rd=https%3A%2F%2Fh%2F".into(),
+            set_cookies: vec!["a=; Max-Age=0".into(), "b=; Max-Age=0".into()],
+        };
+        let response = into_http(Err(crate::check::response::denial(&deny, "r")));
+        assert_eq!(response.status(), StatusCode::FOUND);
+        let h = response.headers();
+        assert_eq!(h["location"], "/auth/login?rd=https%3A%2F%2Fh%2F");
+        let cookies: Vec<&str> = h
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["a=; Max-Age=0", "b=; Max-Age=0"]);
+        assert_eq!(h.get_all("cache-control").iter().count(), 1);
     }
 }

@@ -41,10 +41,11 @@ pub fn from_http(
             })
             .or_insert_with(|| value.to_string());
     }
-    let host = map
+    let authority = map
         .get("host")
-        .map(|h| strip_port(h).to_ascii_lowercase())
+        .map(|h| h.to_ascii_lowercase())
         .unwrap_or_default();
+    let host = strip_port(&authority).to_string();
     let source_ip = Some(peer.ip());
     let client_ip = client_ip::resolve(
         source_ip,
@@ -60,6 +61,7 @@ pub fn from_http(
             .map(|p| p.to_ascii_lowercase())
             .unwrap_or_else(|| "http".into()),
         host,
+        authority,
         path,
         query: uri.query().map(str::to_string),
         headers: map,

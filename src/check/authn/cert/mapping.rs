@@ -217,6 +217,7 @@ impl IdentityMap {
             query_parameter: None,
             tool: None,
             grant: None,
+            csrf: None,
         })
     }
 
@@ -269,6 +270,7 @@ impl IdentityMap {
             query_parameter: None,
             tool: self.tool.as_ref().and_then(|t| t.tool(cred)),
             grant: None,
+            csrf: None,
         })
     }
 

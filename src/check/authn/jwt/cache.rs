@@ -122,6 +122,7 @@ impl CachedIdentity {
             query_parameter: None,
             tool,
             grant: self.grant.clone(),
+            csrf: None,
         }
     }
 }
@@ -240,6 +241,7 @@ mod tests {
             query_parameter: Some("not kept either".into()),
             tool: tool.map(String::from),
             grant: None,
+            csrf: None,
         }
     }
 

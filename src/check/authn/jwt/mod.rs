@@ -347,6 +347,7 @@ impl JwtVerifier {
             query_parameter: None,
             tool: None,
             grant,
+            csrf: None,
         })
     }
 }
