@@ -127,3 +127,48 @@ pub fn identity(user: &str, scopes: &[&str]) -> crate::model::identity::Identity
         csrf: None,
     }
 }
+
+/// A request to `https://app.example<path>` with `method` and the given
+/// (lower-case) headers.
+pub fn request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> crate::model::request::Request {
+    crate::model::request::Request {
+        method: method.into(),
+        scheme: "https".into(),
+        host: "app.example".into(),
+        authority: "app.example".into(),
+        path: path.into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The header plan of an allowed check; panics on a denial.
+pub fn permit(outcome: crate::model::outcome::Outcome) -> crate::model::outcome::HeaderPlan {
+    match outcome {
+        crate::model::outcome::Outcome::Permit(plan) => plan,
+        crate::model::outcome::Outcome::Deny(deny) => panic!("denied: {deny}"),
+    }
+}
+
+/// The reason of a denied check; panics when it was allowed.
+pub fn deny(outcome: crate::model::outcome::Outcome) -> crate::model::deny::Deny {
+    match outcome {
+        crate::model::outcome::Outcome::Deny(deny) => deny,
+        crate::model::outcome::Outcome::Permit(plan) => panic!("allowed: {plan:?}"),
+    }
+}
+
+/// The value a plan sets for header `name` (case-insensitive), if any.
+pub fn plan_header<'a>(plan: &'a crate::model::outcome::HeaderPlan, name: &str) -> Option<&'a str> {
+    plan.set
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}

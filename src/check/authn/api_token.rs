@@ -68,7 +68,7 @@ mod tests {
     use crate::check::request::described::Described;
     use crate::config::{self, ConfigSource};
     use crate::metrics::Metrics;
-    use crate::model::outcome::{HeaderPlan, Outcome};
+    use crate::model::outcome::Outcome;
     use crate::testkit::flaky::FlakyStore;
     use crate::tokens::{Caller, NewToken};
 
@@ -146,26 +146,7 @@ policy:
         format!("Bearer {token}")
     }
 
-    fn header<'a>(plan: &'a HeaderPlan, name: &str) -> Option<&'a str> {
-        plan.set
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn permit(outcome: Outcome) -> HeaderPlan {
-        match outcome {
-            Outcome::Permit(plan) => plan,
-            Outcome::Deny(deny) => panic!("denied: {deny}"),
-        }
-    }
-
-    fn deny(outcome: Outcome) -> Deny {
-        match outcome {
-            Outcome::Deny(deny) => deny,
-            Outcome::Permit(plan) => panic!("allowed: {plan:?}"),
-        }
-    }
+    use crate::testkit::{deny, permit, plan_header as header};
 
     #[tokio::test]
     async fn a_token_is_a_credential_with_its_own_scopes() {

@@ -137,7 +137,7 @@ mod tests {
     use crate::check::request::described::Described;
     use crate::config::{self, ConfigSource};
     use crate::metrics::Metrics;
-    use crate::model::outcome::{HeaderPlan, Outcome};
+    use crate::model::outcome::Outcome;
     use crate::secret::Secret;
     use crate::sessions::{
         NewSession, RefreshError, RefreshedTokens, SessionIdentity, SessionTokens,
@@ -225,26 +225,7 @@ policy:
         format!("theme=dark; {COOKIE}={}; lang=en", id.expose())
     }
 
-    fn header<'a>(plan: &'a HeaderPlan, name: &str) -> Option<&'a str> {
-        plan.set
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn permit(outcome: Outcome) -> HeaderPlan {
-        match outcome {
-            Outcome::Permit(plan) => plan,
-            Outcome::Deny(deny) => panic!("denied: {deny}"),
-        }
-    }
-
-    fn deny(outcome: Outcome) -> Deny {
-        match outcome {
-            Outcome::Deny(deny) => deny,
-            Outcome::Permit(plan) => panic!("allowed: {plan:?}"),
-        }
-    }
+    use crate::testkit::{deny, permit, plan_header as header};
 
     fn jwt(key: &TestKey, sub: &str) -> String {
         let mut claims = testkit::claims("https://idp.test", "api", sub);

@@ -88,18 +88,7 @@ mod tests {
     }
 
     fn request(method: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
-            method: method.into(),
-            scheme: "https".into(),
-            host: "app.example".into(),
-            authority: "app.example".into(),
-            path: "/api/items".into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Request::default()
-        }
+        testkit::request(method, "/api/items", headers)
     }
 
     fn identity(kind: CredentialKind) -> Identity {

@@ -68,18 +68,7 @@ mod tests {
     }
 
     fn request(method: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
-            method: method.into(),
-            scheme: "https".into(),
-            host: "app.example".into(),
-            authority: "app.example".into(),
-            path: "/api".into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Request::default()
-        }
+        testkit::request(method, "/api", headers)
     }
 
     fn identity(kind: CredentialKind) -> Identity {

@@ -313,18 +313,7 @@ mod tests {
     }
 
     fn request(method: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
-            method: method.into(),
-            scheme: "https".into(),
-            host: "app.example".into(),
-            authority: "app.example".into(),
-            path: "/".into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Request::default()
-        }
+        crate::testkit::request(method, "/", headers)
     }
 
     const FIREFOX: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
