@@ -172,3 +172,22 @@ pub fn plan_header<'a>(plan: &'a crate::model::outcome::HeaderPlan, name: &str) 
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
+
+/// Runs a `GET https://h.test<path>` from peer 10.0.0.1 with `headers`
+/// through `engine`'s whole pipeline and returns its outcome.
+pub async fn decide(
+    engine: &crate::check::pipeline::Engine,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> crate::model::outcome::Outcome {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    engine
+        .decide(Ok(crate::check::request::described::Described::get(
+            "h.test", path, "10.0.0.1", headers,
+        )))
+        .await
+        .0
+}

@@ -59,16 +59,13 @@ pub async fn authenticate(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     use super::*;
     use crate::app::{Carry, build_engine_with};
     use crate::check::pipeline::Engine;
-    use crate::check::request::described::Described;
     use crate::config::{self, ConfigSource};
     use crate::metrics::Metrics;
-    use crate::model::outcome::Outcome;
     use crate::testkit::flaky::FlakyStore;
     use crate::tokens::{Caller, NewToken};
 
@@ -131,22 +128,11 @@ policy:
         made.token.expose().to_string()
     }
 
-    async fn decide(engine: &Engine, path: &str, headers: &[(&str, &str)]) -> Outcome {
-        let headers: HashMap<String, String> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        engine
-            .decide(Ok(Described::get("h.test", path, "10.0.0.1", headers)))
-            .await
-            .0
-    }
-
     fn bearer(token: &str) -> String {
         format!("Bearer {token}")
     }
 
-    use crate::testkit::{deny, permit, plan_header as header};
+    use crate::testkit::{decide, deny, permit, plan_header as header};
 
     #[tokio::test]
     async fn a_token_is_a_credential_with_its_own_scopes() {

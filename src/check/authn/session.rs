@@ -137,7 +137,6 @@ mod tests {
     use crate::check::request::described::Described;
     use crate::config::{self, ConfigSource};
     use crate::metrics::Metrics;
-    use crate::model::outcome::Outcome;
     use crate::secret::Secret;
     use crate::sessions::{
         NewSession, RefreshError, RefreshedTokens, SessionIdentity, SessionTokens,
@@ -210,22 +209,11 @@ policy:
         sessions(engine).create(new).await.expect("created").id
     }
 
-    async fn decide(engine: &Engine, path: &str, headers: &[(&str, &str)]) -> Outcome {
-        let headers: HashMap<String, String> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        engine
-            .decide(Ok(Described::get("h.test", path, "10.0.0.1", headers)))
-            .await
-            .0
-    }
-
     fn cookie(id: &Secret) -> String {
         format!("theme=dark; {COOKIE}={}; lang=en", id.expose())
     }
 
-    use crate::testkit::{deny, permit, plan_header as header};
+    use crate::testkit::{decide, deny, permit, plan_header as header};
 
     fn jwt(key: &TestKey, sub: &str) -> String {
         let mut claims = testkit::claims("https://idp.test", "api", sub);
