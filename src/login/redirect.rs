@@ -51,17 +51,21 @@ pub fn validate(rd: &str, allowed_domains: &[String]) -> Result<String, Redirect
     if !url.username().is_empty() || url.password().is_some() {
         return Err(RedirectError::UserInfo);
     }
-    let Some(url::Host::Domain(host)) = url.host() else {
-        // IP literals are never on the list (it holds host names).
+    let Some(host) = url.host() else {
         return Err(RedirectError::Host);
     };
-    let host = host.to_ascii_lowercase();
+    let is_domain = matches!(host, url::Host::Domain(_));
+    let host = host.to_string().to_ascii_lowercase();
     let allowed = allowed_domains.iter().any(|d| {
         let d = d.to_ascii_lowercase();
         match d.strip_prefix('.') {
-            Some(suffix) => host
-                .strip_suffix(suffix)
-                .is_some_and(|head| head.ends_with('.') && head.len() > 1),
+            // Subdomains of a name; an IP address has none.
+            Some(suffix) => {
+                is_domain
+                    && host
+                        .strip_suffix(suffix)
+                        .is_some_and(|head| head.ends_with('.') && head.len() > 1)
+            }
             None => host == d,
         }
     });
@@ -147,5 +151,18 @@ mod tests {
         refused("https://example.net/", RedirectError::Host);
         refused("https://127.0.0.1/", RedirectError::Host);
         refused("https://[::1]/", RedirectError::Host);
+    }
+
+    #[test]
+    fn a_listed_ip_address_is_accepted() {
+        let list = vec!["127.0.0.1".to_string(), ".0.0.1".to_string()];
+        assert_eq!(
+            validate("http://127.0.0.1:8080/x", &list),
+            Ok("http://127.0.0.1:8080/x".into())
+        );
+        assert_eq!(
+            validate("http://10.0.0.1/", &list),
+            Err(RedirectError::Host)
+        );
     }
 }
