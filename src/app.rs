@@ -181,7 +181,7 @@ pub fn build_engine_with(
         .as_ref()
         .map(|c| crate::tokens::ApiTokens::new(c, store.clone()).map(Arc::new))
         .transpose()?;
-    let sessions = build_sessions(config, &store)?;
+    let (sessions, login) = build_sessions(config, source, &store)?;
     let metrics = EngineMetrics::new(
         carry.metrics.clone(),
         config.policy.rules.iter().map(|r| r.name.as_str()),
@@ -202,6 +202,7 @@ pub fn build_engine_with(
         issuer: internal,
         store,
         upstream,
+        login,
         telemetry: crate::telemetry::TelemetrySettings {
             spans: config.tracing.is_some(),
             decisions: config.log.decisions,
@@ -210,15 +211,23 @@ pub fn build_engine_with(
     })
 }
 
+/// The session authenticator and the login service.
+type SessionsAndLogin = (
+    Option<SessionAuthenticator>,
+    Option<Arc<crate::login::Login>>,
+);
+
 /// The session cookie as a credential (`login`), if configured: its
-/// cookie must not also be a token source. No refresher yet: the login
-/// step supplies one.
+/// cookie must not also be a token source. With `login.providers`, the
+/// login service too (client secrets read here; discovery starts in the
+/// background when a runtime runs), which refreshes sessions' tokens.
 fn build_sessions(
     config: &Config,
+    source: &ConfigSource,
     store: &Arc<dyn Store>,
-) -> Result<Option<SessionAuthenticator>, ConfigError> {
+) -> Result<SessionsAndLogin, ConfigError> {
     let Some(login) = &config.login else {
-        return Ok(None);
+        return Ok((None, None));
     };
     login.validate()?;
     let name = login.session.cookie_name();
@@ -233,11 +242,54 @@ fn build_sessions(
             format!("{name:?} is also a cookie in jwt.sources; name the session cookie apart"),
         ));
     }
-    let sessions = Sessions::new(&login.session, store.clone())?;
-    Ok(Some(SessionAuthenticator {
-        sessions: Arc::new(sessions),
-        refresher: None,
-    }))
+    let sessions = Arc::new(Sessions::new(&login.session, store.clone())?);
+    if login.providers.is_empty() {
+        return Ok((
+            Some(SessionAuthenticator {
+                sessions,
+                refresher: None,
+            }),
+            None,
+        ));
+    }
+    let mut secrets = Vec::new();
+    for (i, p) in login.providers.iter().enumerate() {
+        let path = resolve_path(source, std::path::Path::new(&p.client_secret_file));
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::invalid(
+                format!("login.providers[{i}].client_secret_file"),
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        let secret = text.trim_end();
+        if secret.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("login.providers[{i}].client_secret_file"),
+                format!("{} is empty", path.display()),
+            ));
+        }
+        secrets.push(crate::secret::Secret::new(secret));
+    }
+    let service = Arc::new(crate::login::Login::new(
+        login,
+        secrets,
+        store.clone(),
+        sessions.clone(),
+        &config.scopes.group_mapping,
+    )?);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        service.start_discovery();
+    }
+    let refresher = crate::login::refresh::ProviderRefresher {
+        login: service.clone(),
+    };
+    Ok((
+        Some(SessionAuthenticator {
+            sessions,
+            refresher: Some(Arc::new(refresher)),
+        }),
+        Some(service),
+    ))
 }
 
 /// Gatehouse's own issuer (`issuer:`), if configured: its `iss` must be

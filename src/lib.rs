@@ -11,6 +11,7 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod issuer;
+pub mod login;
 pub mod metrics;
 pub mod model;
 pub mod ops;

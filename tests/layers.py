@@ -33,6 +33,7 @@ NEVER = {
     "issuer": ABOVE_CHECK | {"metrics", "telemetry", "store"},
     "tokens": ABOVE_CHECK | {"metrics", "telemetry", "issuer"},
     "sessions": ABOVE_CHECK | {"metrics", "telemetry", "issuer", "tokens"},
+    "login": ABOVE_CHECK | {"metrics", "telemetry", "issuer", "tokens"},
     "check": {"serve", "ops", "app"},
     "app": {"serve", "ops"},
     "serve": {"ops"},

@@ -54,6 +54,8 @@ pub struct Engine {
     pub upstream: UpstreamActions,
     /// Spans per check (tracing on) and which decisions are logged.
     pub telemetry: TelemetrySettings,
+    /// The browser login (`login.providers`), if configured.
+    pub login: Option<Arc<crate::login::Login>>,
     /// Check counters and latency, recorded per check by the serving
     /// engine (`serve::live::LiveEngine`) for gRPC and HTTP checks alike.
     pub metrics: crate::metrics::EngineMetrics,

@@ -150,7 +150,7 @@ impl Default for RefreshConfig {
 }
 
 /// Which claims carry identity fields.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClaimsConfig {
     /// Claim giving the user name (`X-Auth-Request-User`).

@@ -1,7 +1,7 @@
-//! Configuration of the browser login (`login`): server-side sessions now;
-//! the OpenID providers, the allowed redirect domains and the endpoints'
-//! settings join this section with the login endpoints.
+//! Configuration of the browser login (`login`): the OpenID providers, the
+//! callback URL, the allowed redirect domains and the server-side sessions.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -28,21 +28,162 @@ pub const MIN_SESSION_LIFETIME: Duration = Duration::from_secs(60);
 /// Browser login through OpenID providers, with server-side sessions.
 /// Absent: off (no session cookie is accepted).
 ///
-/// Only `session` exists so far; `providers`, `allowed_redirect_domains`
-/// and the other settings of the login endpoints are added to this section
-/// (each with its default, so that a configuration with only `session`
-/// stays valid).
+/// With `session` only (no `providers`), gatehouse accepts session
+/// cookies but serves no login endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginConfig {
+    /// The OpenID providers users log in at (authorization code flow with
+    /// PKCE). Several: `/auth/login` shows a choice page unless the link
+    /// names one (`?provider=`).
+    pub providers: Vec<LoginProviderConfig>,
+    /// The absolute URL of `/auth/callback` as browsers reach it through
+    /// the proxy (e.g. `https://app.example.org/auth/callback`): the
+    /// `redirect_uri` registered at every provider. Required with
+    /// `providers`.
+    pub callback_url: Option<String>,
+    /// Where the provider sends the browser after an RP-initiated logout
+    /// (`post_logout_redirect_uri`, registered at the provider). Absent:
+    /// the logout asks for no redirect back.
+    pub post_logout_redirect_url: Option<String>,
+    /// Hosts an absolute `rd` (return URL) may name: `app.example.org`
+    /// (exactly that host) or `.example.org` (any subdomain of it). A
+    /// relative `rd` (`/path`) is always allowed.
+    pub allowed_redirect_domains: Vec<String>,
     /// The server-side sessions a login creates, and their cookie.
     pub session: SessionConfig,
 }
 
+/// One OpenID provider of the browser login.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginProviderConfig {
+    /// Short name: in `/auth/login?provider=`, on the choice page, in the
+    /// session. Letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// The issuer URL; its discovery document
+    /// (`<issuer>/.well-known/openid-configuration`) is read in the
+    /// background: until it loads, this provider's login answers 503.
+    pub issuer: String,
+    /// The client id registered at the provider.
+    pub client_id: String,
+    /// A file holding the client secret (trailing whitespace ignored).
+    pub client_secret_file: String,
+    /// Scopes asked for. Must include `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Which ID token (or userinfo) claims carry identity fields.
+    #[serde(default)]
+    pub claims: super::ClaimsConfig,
+    /// When set, only members of one of these groups may log in.
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// Extra parameters of the authorization request (e.g. `prompt:
+    /// login`, `kc_idp_hint: github`). Cannot override the flow's own
+    /// (`state`, `nonce`, `code_challenge`, ...).
+    #[serde(default)]
+    pub extra_auth_params: BTreeMap<String, String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+
+/// Authorization parameters the flow sets itself.
+const RESERVED_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
 impl LoginConfig {
     /// Checks what serde cannot; every error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.session.validate()
+        self.session.validate()?;
+        let absolute = |key: &str, url: &str| {
+            let ok = url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(
+                    key,
+                    format!("{url:?} is not an absolute http(s) URL"),
+                ))
+            }
+        };
+        if let Some(url) = &self.callback_url {
+            absolute("login.callback_url", url)?;
+        } else if !self.providers.is_empty() {
+            return Err(ConfigError::invalid(
+                "login.callback_url",
+                "required with login.providers (the redirect_uri registered at the providers)",
+            ));
+        }
+        if let Some(url) = &self.post_logout_redirect_url {
+            absolute("login.post_logout_redirect_url", url)?;
+        }
+        for domain in &self.allowed_redirect_domains {
+            let bare = domain.strip_prefix('.').unwrap_or(domain);
+            let ok = !bare.is_empty()
+                && bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && !bare.contains("..");
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "login.allowed_redirect_domains",
+                    format!("{domain:?} is not a host name (or .suffix)"),
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let key = format!("login.providers[{i}]");
+            let name_ok = !p.name.is_empty()
+                && p.name.len() <= 64
+                && p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !name_ok {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    "1 to 64 letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("{:?} is used twice", p.name),
+                ));
+            }
+            absolute(&format!("{key}.issuer"), &p.issuer)?;
+            if p.client_id.is_empty() {
+                return Err(ConfigError::invalid(format!("{key}.client_id"), "empty"));
+            }
+            if !p.scopes.iter().any(|s| s == "openid") {
+                return Err(ConfigError::invalid(
+                    format!("{key}.scopes"),
+                    "must include openid",
+                ));
+            }
+            if let Some(bad) = p
+                .extra_auth_params
+                .keys()
+                .find(|k| RESERVED_PARAMS.contains(&k.as_str()))
+            {
+                return Err(ConfigError::invalid(
+                    format!("{key}.extra_auth_params.{bad}"),
+                    "set by the login flow itself",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

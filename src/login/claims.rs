@@ -1,0 +1,160 @@
+//! Identity from an ID token's claims (and userinfo), mapped as for JWT
+//! issuers (`claims`, `scopes.group_mapping`).
+
+use std::collections::{BTreeSet, HashMap};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::config::ClaimsConfig;
+use crate::sessions::SessionIdentity;
+
+/// The claims of a compact JWS (validated before this is called).
+pub fn payload(token: &str) -> Option<Map<String, Value>> {
+    let middle = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(middle).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Adds the userinfo claims the ID token lacks, when userinfo answers for
+/// the same `sub` (OIDC Core 5.3.2); any failure keeps the ID token's
+/// claims alone.
+pub async fn merge_userinfo(
+    claims: &mut Map<String, Value>,
+    http: &reqwest::Client,
+    endpoint: &str,
+    access_token: &str,
+) {
+    let answer = http
+        .get(endpoint)
+        .bearer_auth(access_token)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await;
+    let info: Map<String, Value> = match answer {
+        Ok(r) if r.status().is_success() => match r.json().await {
+            Ok(info) => info,
+            Err(_) => return,
+        },
+        Ok(r) => {
+            tracing::debug!(status = %r.status(), "userinfo refused");
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e.without_url(), "userinfo unreachable");
+            return;
+        }
+    };
+    if info.get("sub") != claims.get("sub") {
+        tracing::warn!("userinfo answered for another subject; ignored");
+        return;
+    }
+    for (name, value) in info {
+        claims.entry(name).or_insert(value);
+    }
+}
+
+/// The session identity: `sub`, the mapped fields, and scopes from the
+/// groups. `None` without a `sub`.
+pub fn identity(
+    claims: &Map<String, Value>,
+    mapping: &ClaimsConfig,
+    scopes_by_group: &HashMap<String, Vec<String>>,
+) -> Option<SessionIdentity> {
+    let subject = text(claims.get("sub"))?;
+    let groups = groups(claims.get(&mapping.groups));
+    let scopes: BTreeSet<String> = groups
+        .iter()
+        .filter_map(|g| scopes_by_group.get(g))
+        .flatten()
+        .cloned()
+        .collect();
+    Some(SessionIdentity {
+        username: text(claims.get(&mapping.username)),
+        email: text(claims.get(&mapping.email)),
+        uid: text(claims.get(&mapping.uid)),
+        subject,
+        groups,
+        scopes,
+    })
+}
+
+/// A claim as text: strings as they are, numbers printed.
+fn text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Groups: an array of strings, or of objects with a `name`.
+fn groups(value: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(items)) = value else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o.get("name").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        })
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// A token endpoint failure for the log: the OAuth error code or the
+/// kind of failure, never the request (it holds the code or a token).
+pub fn describe_token_error<RE: std::error::Error + 'static>(
+    e: &openidconnect::RequestTokenError<
+        RE,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
+) -> String {
+    use openidconnect::RequestTokenError as E;
+    match e {
+        E::ServerResponse(r) => format!("provider error {}", r.error().as_ref()),
+        E::Request(_) => "provider unreachable".into(),
+        E::Parse(_, _) => "unreadable provider answer".into(),
+        E::Other(_) => "unexpected provider answer".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn identity_maps_claims_and_group_scopes() {
+        let claims = json!({
+            "sub": "u1", "preferred_username": "alice", "email": "a@x",
+            "uidNumber": 1001, "groups": ["staff", {"name": "admins"}, 3, ""]
+        });
+        let mapping = ClaimsConfig {
+            username: "preferred_username".into(),
+            groups: "groups".into(),
+            ..Default::default()
+        };
+        let by_group = HashMap::from([("admins".to_string(), vec!["admin".to_string()])]);
+        let id = identity(claims.as_object().expect("object"), &mapping, &by_group).expect("id");
+        assert_eq!(id.subject, "u1");
+        assert_eq!(id.username.as_deref(), Some("alice"));
+        assert_eq!(id.uid.as_deref(), Some("1001"));
+        assert_eq!(id.groups, vec!["staff", "admins"]);
+        assert_eq!(id.scopes.into_iter().collect::<Vec<_>>(), vec!["admin"]);
+        assert!(identity(&Map::new(), &mapping, &by_group).is_none());
+    }
+
+    #[test]
+    fn payload_reads_the_middle_segment() {
+        let body = URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#);
+        let claims = payload(&format!("h.{body}.s")).expect("claims");
+        assert_eq!(claims["sub"], "x");
+        assert!(payload("nodots").is_none());
+        assert!(payload("a.!!.c").is_none());
+    }
+}

@@ -1,0 +1,390 @@
+//! Browser login at OpenID providers: authorization code flow with PKCE
+//! (S256), `state` and `nonce`; the ID token validated by the
+//! `openidconnect` crate (signature, `iss`, `aud`, `azp`, `exp`, `nonce`,
+//! and `at_hash` here); a server-side session created on success.
+//!
+//! | key | value | time to live |
+//! |---|---|---|
+//! | `login-state:<hash of state>` | [`LoginState`] as JSON | [`STATE_TTL`], taken once by the callback |
+//!
+//! The side port's `/auth/login`, `/auth/callback`, `/auth/logout` and
+//! `/auth/userinfo` (`serve::http::login`) call [`Login`]; the check's
+//! session authenticator refreshes tokens through [`refresh`].
+
+pub mod claims;
+pub mod provider;
+pub mod redirect;
+pub mod refresh;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreGenderClaim};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, CsrfToken, EmptyAdditionalClaims, IdTokenClaims,
+    LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    PostLogoutRedirectUrl, RedirectUrl, Scope, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, LoginConfig};
+use crate::secret::Secret;
+use crate::sessions::{Created, NewSession, SessionError, SessionTokens, Sessions};
+use crate::store::{Store, hashed_id, key};
+pub use provider::Provider;
+pub use redirect::RedirectError;
+
+/// How long a started login may take before its callback is refused.
+pub const STATE_TTL: Duration = Duration::from_secs(600);
+/// Longest wait for a provider's answer (token, userinfo, discovery).
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a login step failed. Messages are shown to the user: they never
+/// carry a code, a token or the provider's raw answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// `provider=` names no configured provider.
+    #[error("unknown provider {0:?}")]
+    UnknownProvider(String),
+    /// The provider's discovery has not loaded (503).
+    #[error("the identity provider {0:?} is not reachable yet; try again shortly")]
+    ProviderUnavailable(String),
+    /// A refused return URL.
+    #[error("refused return URL: {0}")]
+    Redirect(#[from] RedirectError),
+    /// No login in progress for this `state`: expired, replayed or forged.
+    #[error("this login link has expired or was already used; start the login again")]
+    State,
+    /// The provider answered the authorization request with an error.
+    #[error("the identity provider refused the login ({0})")]
+    Provider(String),
+    /// The code exchange failed.
+    #[error("the identity provider did not accept the login code")]
+    Exchange,
+    /// The ID token failed validation.
+    #[error("the identity provider's ID token is not valid: {0}")]
+    IdToken(String),
+    /// The user is in none of `allowed_groups` (403).
+    #[error("your account is not allowed to log in here")]
+    NotAllowed,
+    /// The store or the sessions failed (503 or 500).
+    #[error("sessions unavailable")]
+    Session(#[from] SessionError),
+}
+
+/// What the callback needs to finish a login, kept under the `state`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginState {
+    /// The provider's name.
+    pub provider: String,
+    /// The PKCE verifier.
+    pub verifier: String,
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// Where to send the browser afterwards (validated).
+    pub rd: String,
+}
+
+/// The parameters of `/auth/callback`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Callback {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state the login started with.
+    pub state: Option<String>,
+    /// The provider's error code, instead of a code.
+    pub error: Option<String>,
+}
+
+/// The login service.
+pub struct Login {
+    providers: Vec<Arc<Provider>>,
+    callback: RedirectUrl,
+    post_logout: Option<PostLogoutRedirectUrl>,
+    allowed_domains: Vec<String>,
+    store: Arc<dyn Store>,
+    sessions: Arc<Sessions>,
+    http: reqwest::Client,
+    scopes_by_group: HashMap<String, Vec<String>>,
+}
+
+impl Login {
+    /// Builds the service; `secrets` holds each provider's client secret,
+    /// in `config.providers` order. Discovery does not run here
+    /// ([`Self::start_discovery`]).
+    pub fn new(
+        config: &LoginConfig,
+        secrets: Vec<Secret>,
+        store: Arc<dyn Store>,
+        sessions: Arc<Sessions>,
+        group_mapping: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<Login, ConfigError> {
+        config.validate()?;
+        let callback = RedirectUrl::new(config.callback_url.clone().unwrap_or_default())
+            .map_err(|e| ConfigError::invalid("login.callback_url", e.to_string()))?;
+        let post_logout = config
+            .post_logout_redirect_url
+            .clone()
+            .map(PostLogoutRedirectUrl::new)
+            .transpose()
+            .map_err(|e| ConfigError::invalid("login.post_logout_redirect_url", e.to_string()))?;
+        let http = reqwest::Client::builder()
+            // Never follow a redirect from a provider (SSRF).
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .map_err(|e| ConfigError::invalid("login", format!("HTTP client: {e}")))?;
+        let providers = config
+            .providers
+            .iter()
+            .cloned()
+            .zip(secrets)
+            .map(|(p, s)| Arc::new(Provider::new(p, s)))
+            .collect();
+        Ok(Login {
+            providers,
+            callback,
+            post_logout,
+            allowed_domains: config.allowed_redirect_domains.clone(),
+            store,
+            sessions,
+            http,
+            scopes_by_group: crate::model::identity::scopes_by_group(group_mapping),
+        })
+    }
+
+    /// Starts each provider's background discovery (needs a tokio runtime).
+    pub fn start_discovery(&self) {
+        for p in &self.providers {
+            Provider::spawn_discovery(p, self.http.clone());
+        }
+    }
+
+    /// The providers, in configuration order.
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
+    /// The sessions logins create.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// The HTTP client for providers.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The provider called `name`.
+    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.providers.iter().find(|p| p.config.name == name)
+    }
+
+    /// Validates a return URL (`rd`); absent means `/`.
+    pub fn return_url(&self, rd: Option<&str>) -> Result<String, RedirectError> {
+        redirect::validate(rd.unwrap_or("/"), &self.allowed_domains)
+    }
+
+    /// Starts a login at `provider`: the provider's authorization URL to
+    /// send the browser to. `rd` must be validated already.
+    pub async fn start(&self, provider: &str, rd: String) -> Result<String, LoginError> {
+        let p = self
+            .provider(provider)
+            .ok_or_else(|| LoginError::UnknownProvider(provider.to_string()))?;
+        let metadata = p
+            .metadata(&self.http)
+            .await
+            .ok_or_else(|| LoginError::ProviderUnavailable(provider.to_string()))?;
+        let client = p.client(&metadata, &self.callback);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        // The crate adds `openid` itself.
+        for scope in p.config.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        for (name, value) in &p.config.extra_auth_params {
+            request = request.add_extra_param(name.clone(), value.clone());
+        }
+        let (url, state, nonce) = request.url();
+        let record = LoginState {
+            provider: provider.to_string(),
+            verifier: verifier.secret().clone(),
+            nonce: nonce.secret().clone(),
+            rd,
+        };
+        let raw = serde_json::to_vec(&record)
+            .map_err(|_| SessionError::Internal("a login state could not be encoded"))?;
+        self.store
+            .set(&state_key(state.secret()), &raw, STATE_TTL)
+            .await
+            .map_err(SessionError::from)?;
+        Ok(url.to_string())
+    }
+
+    /// Finishes a login from the provider's callback: takes the state
+    /// (once), exchanges the code with the PKCE verifier, validates the ID
+    /// token, reads userinfo, and creates a session replacing `replaces`.
+    /// Returns the session and where to send the browser.
+    pub async fn finish(
+        &self,
+        callback: &Callback,
+        replaces: Option<Secret>,
+    ) -> Result<(Created, String), LoginError> {
+        let state = callback.state.as_deref().ok_or(LoginError::State)?;
+        let raw = self
+            .store
+            .take(&state_key(state))
+            .await
+            .map_err(SessionError::from)?
+            .ok_or(LoginError::State)?;
+        let started: LoginState = serde_json::from_slice(&raw).map_err(|_| LoginError::State)?;
+        if let Some(error) = &callback.error {
+            // Only the short error code: it is a token of letters.
+            let code: String = error
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            return Err(LoginError::Provider(code));
+        }
+        let code = callback.code.as_deref().ok_or(LoginError::Exchange)?;
+        let p = self
+            .provider(&started.provider)
+            .ok_or_else(|| LoginError::UnknownProvider(started.provider.clone()))?;
+        let metadata = p
+            .metadata(&self.http)
+            .await
+            .ok_or_else(|| LoginError::ProviderUnavailable(started.provider.clone()))?;
+        let client = p.client(&metadata, &self.callback);
+        let token = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|_| LoginError::Exchange)?
+            .set_pkce_verifier(PkceCodeVerifier::new(started.verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(provider = %p.config.name, error = %claims::describe_token_error(&e), "code exchange failed");
+                LoginError::Exchange
+            })?;
+        let id_token = token
+            .id_token()
+            .ok_or_else(|| LoginError::IdToken("none in the token response".into()))?;
+        let verifier = client.id_token_verifier();
+        let validated: &IdTokenClaims<EmptyAdditionalClaims, CoreGenderClaim> = id_token
+            .claims(&verifier, &Nonce::new(started.nonce.clone()))
+            .map_err(|e| LoginError::IdToken(e.to_string()))?;
+        if let Some(expected) = validated.access_token_hash() {
+            let alg = id_token
+                .signing_alg()
+                .map_err(|e| LoginError::IdToken(e.to_string()))?;
+            let key = id_token
+                .signing_key(&verifier)
+                .map_err(|e| LoginError::IdToken(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(token.access_token(), alg, key)
+                .map_err(|e| LoginError::IdToken(e.to_string()))?;
+            if actual != *expected {
+                return Err(LoginError::IdToken(
+                    "at_hash does not match the access token".into(),
+                ));
+            }
+        }
+        let id_token_text = id_token.to_string();
+        let mut all = claims::payload(&id_token_text)
+            .ok_or_else(|| LoginError::IdToken("unreadable claims".into()))?;
+        if let Some(endpoint) = metadata.userinfo_endpoint() {
+            claims::merge_userinfo(
+                &mut all,
+                &self.http,
+                endpoint.url().as_str(),
+                token.access_token().secret(),
+            )
+            .await;
+        }
+        let identity = claims::identity(&all, &p.config.claims, &self.scopes_by_group)
+            .ok_or_else(|| LoginError::IdToken("no subject".into()))?;
+        if !p.config.allowed_groups.is_empty()
+            && !identity
+                .groups
+                .iter()
+                .any(|g| p.config.allowed_groups.contains(g))
+        {
+            return Err(LoginError::NotAllowed);
+        }
+        let sid = all
+            .get("sid")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        let now = self.sessions.now();
+        let tokens = SessionTokens {
+            access_token: Some(Secret::new(token.access_token().secret())),
+            access_expires: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
+            refresh_token: token.refresh_token().map(|r| Secret::new(r.secret())),
+            id_token: Some(Secret::new(&id_token_text)),
+        };
+        let created = self
+            .sessions
+            .create(NewSession {
+                provider: p.config.name.clone(),
+                identity,
+                sid,
+                tokens,
+                replaces,
+            })
+            .await?;
+        Ok((created, started.rd))
+    }
+
+    /// Where to send the browser after the session ended: the provider's
+    /// `end_session_endpoint` (RP-initiated logout, with the ID token as
+    /// hint) when it has one, else `rd`.
+    pub async fn logout_url(
+        &self,
+        provider: &str,
+        id_token: Option<&Secret>,
+        rd: String,
+    ) -> String {
+        let Some(p) = self.provider(provider) else {
+            return rd;
+        };
+        let Some(metadata) = p.metadata(&self.http).await else {
+            return rd;
+        };
+        let Some(end) = metadata.additional_metadata().end_session_endpoint.clone() else {
+            return rd;
+        };
+        let mut request = LogoutRequest::from(end)
+            .set_client_id(openidconnect::ClientId::new(p.config.client_id.clone()));
+        if let Some(hint) =
+            id_token.and_then(|t| openidconnect::core::CoreIdToken::from_str_ok(t.expose()))
+        {
+            request = request.set_id_token_hint(&hint);
+        }
+        if let Some(back) = &self.post_logout {
+            request = request.set_post_logout_redirect_uri(back.clone());
+        }
+        request.http_get_url().to_string()
+    }
+}
+
+/// The store key of a login's state (the state itself never is a key).
+fn state_key(state: &str) -> String {
+    key("login-state", &hashed_id("login-state", state.as_bytes()))
+}
+
+/// Parsing an ID token without validating it (a logout hint).
+trait FromStrOk: Sized {
+    fn from_str_ok(text: &str) -> Option<Self>;
+}
+
+impl FromStrOk for openidconnect::core::CoreIdToken {
+    fn from_str_ok(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}

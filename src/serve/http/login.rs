@@ -1,0 +1,304 @@
+//! The browser login endpoints ([`crate::login`]):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /auth/login?rd=&provider=` | 302 to the provider; with several and none named, a choice page |
+//! | `GET /auth/callback` | finishes the login: session cookie, 302 to `rd` |
+//! | `GET`, `POST /auth/logout?rd=` | ends the session, clears the cookie, RP-initiated logout |
+//! | `GET /auth/userinfo` | the session's identity and CSRF token (401 without a session) |
+//!
+//! Failures are a page for browsers (`Accept: text/html`) and JSON
+//! otherwise. Nothing here logs a code, a token or a session id.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use crate::login::{Callback, Login, LoginError};
+use crate::secret::Secret;
+use crate::sessions::SessionError;
+
+/// `/auth/login` and `/auth/logout` parameters.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    /// The return URL.
+    pub rd: Option<String>,
+    /// The provider's name.
+    pub provider: Option<String>,
+}
+
+/// A login failure with its status, rendered for the client.
+struct Failure {
+    status: StatusCode,
+    message: String,
+    html: bool,
+}
+
+impl Failure {
+    fn new(error: &LoginError, headers: &HeaderMap) -> Failure {
+        let status = match error {
+            LoginError::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LoginError::NotAllowed => StatusCode::FORBIDDEN,
+            LoginError::UnknownProvider(_) => StatusCode::NOT_FOUND,
+            LoginError::Session(SessionError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            LoginError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Failure {
+            status,
+            message: error.to_string(),
+            html: wants_html(headers),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut response = if self.html {
+            let body = page(
+                "Login failed",
+                &format!(
+                    "<p role=\"alert\">{}</p>\n<p><a href=\"/\">Back to the start page</a></p>",
+                    escape(&self.message)
+                ),
+            );
+            (self.status, axum::response::Html(body)).into_response()
+        } else {
+            let error = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                "temporarily_unavailable"
+            } else {
+                "login_failed"
+            };
+            (
+                self.status,
+                axum::Json(serde_json::json!({"error": error, "error_description": self.message})),
+            )
+                .into_response()
+        };
+        no_store(&mut response);
+        response
+    }
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+fn no_store(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// A minimal accessible page.
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title></head>\n<body>\n<main>\n<h1>{title}</h1>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+}
+
+/// HTML text escaping.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A 302 to `location`, with `cookie` set when given.
+fn found(location: &str, cookie: Option<String>) -> Response {
+    let mut response = StatusCode::FOUND.into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, value);
+    }
+    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+    no_store(&mut response);
+    response
+}
+
+fn login_service(state: &AppState, headers: &HeaderMap) -> Result<Arc<Login>, Failure> {
+    state.engine.current().login.clone().ok_or_else(|| Failure {
+        status: StatusCode::NOT_FOUND,
+        message: "browser login is not configured".into(),
+        html: wants_html(headers),
+    })
+}
+
+/// The session cookie's value, if the request carries one.
+fn session_cookie(headers: &HeaderMap, name: &str) -> Option<Secret> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| Secret::new(v))
+}
+
+/// `GET /auth/login`.
+pub async fn login(
+    State(state): State<AppState>,
+    Query(query): Query<LoginQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let service = match login_service(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let rd = match service.return_url(query.rd.as_deref()) {
+        Ok(rd) => rd,
+        Err(e) => return Failure::new(&e.into(), &headers).into_response(),
+    };
+    let name = match (&query.provider, service.providers()) {
+        (Some(name), _) => name.clone(),
+        (None, [only]) => only.config.name.clone(),
+        (None, providers) => return choice_page(providers, &rd),
+    };
+    match service.start(&name, rd).await {
+        Ok(url) => found(&url, None),
+        Err(e) => Failure::new(&e, &headers).into_response(),
+    }
+}
+
+/// The provider choice: one link per provider, no script.
+fn choice_page(providers: &[Arc<crate::login::Provider>], rd: &str) -> Response {
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let items: String = providers
+        .iter()
+        .map(|p| {
+            format!(
+                "<li><a href=\"/auth/login?provider={}&amp;rd={}\">{}</a></li>\n",
+                encode(&p.config.name),
+                encode(rd),
+                escape(&p.config.name)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p>Choose where to log in:</p>\n<nav aria-label=\"Identity providers\">\n<ul>\n{items}</ul>\n</nav>"
+    );
+    let mut response = axum::response::Html(page("Log in", &body)).into_response();
+    no_store(&mut response);
+    response
+}
+
+/// `GET /auth/callback`.
+pub async fn callback(
+    State(state): State<AppState>,
+    Query(query): Query<Callback>,
+    headers: HeaderMap,
+) -> Response {
+    let service = match login_service(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let replaces = session_cookie(&headers, service.sessions().cookie_name());
+    match service.finish(&query, replaces).await {
+        Ok((created, rd)) => found(&rd, Some(service.sessions().set_cookie(&created.id))),
+        Err(e) => {
+            tracing::info!(error = %e, "login refused");
+            Failure::new(&e, &headers).into_response()
+        }
+    }
+}
+
+/// `GET` or `POST /auth/logout`.
+pub async fn logout(
+    State(state): State<AppState>,
+    Query(query): Query<LoginQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let service = match login_service(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let rd = match service.return_url(query.rd.as_deref()) {
+        Ok(rd) => rd,
+        Err(e) => return Failure::new(&e.into(), &headers).into_response(),
+    };
+    let sessions = service.sessions();
+    let mut target = rd.clone();
+    if let Some(cookie) = session_cookie(&headers, sessions.cookie_name()) {
+        let session = match sessions.lookup(cookie.expose()).await {
+            Ok(s) => s,
+            Err(e) => return Failure::new(&e.into(), &headers).into_response(),
+        };
+        if let Err(e) = sessions.end(cookie.expose()).await {
+            return Failure::new(&e.into(), &headers).into_response();
+        }
+        if let Some(session) = session {
+            target = service
+                .logout_url(
+                    &session.record.provider,
+                    session.record.tokens.id_token.as_ref(),
+                    rd,
+                )
+                .await;
+        }
+    }
+    found(&target, Some(sessions.clear_cookie()))
+}
+
+/// `GET /auth/userinfo`.
+pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let service = match login_service(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let sessions = service.sessions();
+    let session = match session_cookie(&headers, sessions.cookie_name()) {
+        Some(cookie) => match sessions.lookup(cookie.expose()).await {
+            Ok(s) => s,
+            Err(e) => return Failure::new(&e.into(), &headers).into_response(),
+        },
+        None => None,
+    };
+    let mut response = match session {
+        Some(session) => {
+            let record = &session.record;
+            let identity = &record.identity;
+            axum::Json(serde_json::json!({
+                "provider": record.provider,
+                "sub": identity.subject,
+                "username": identity.username,
+                "email": identity.email,
+                "uid": identity.uid,
+                "groups": identity.groups,
+                "scopes": identity.scopes,
+                "expires_at": sessions.expires_at(&session),
+                "csrf_token": record.csrf_token.expose(),
+            }))
+            .into_response()
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(
+                serde_json::json!({"error": "no_session", "error_description": "not logged in"}),
+            ),
+        )
+            .into_response(),
+    };
+    no_store(&mut response);
+    response
+}
