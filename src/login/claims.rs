@@ -1,6 +1,7 @@
 //! Identity from an ID token's claims (and userinfo), mapped as for JWT
 //! issuers (`claims`, `scopes.group_mapping`).
 
+use crate::model::claims::{claim_groups, claim_text};
 use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine as _;
@@ -62,8 +63,8 @@ pub fn identity(
     mapping: &ClaimsConfig,
     scopes_by_group: &HashMap<String, Vec<String>>,
 ) -> Option<SessionIdentity> {
-    let subject = text(claims.get("sub"))?;
-    let groups = groups(claims.get(&mapping.groups));
+    let subject = claim_text(claims.get("sub"))?;
+    let groups = claim_groups(claims.get(&mapping.groups));
     let scopes: BTreeSet<String> = groups
         .iter()
         .filter_map(|g| scopes_by_group.get(g))
@@ -71,38 +72,13 @@ pub fn identity(
         .cloned()
         .collect();
     Some(SessionIdentity {
-        username: text(claims.get(&mapping.username)),
-        email: text(claims.get(&mapping.email)),
-        uid: text(claims.get(&mapping.uid)),
+        username: claim_text(claims.get(&mapping.username)),
+        email: claim_text(claims.get(&mapping.email)),
+        uid: claim_text(claims.get(&mapping.uid)),
         subject,
         groups,
         scopes,
     })
-}
-
-/// A claim as text: strings as they are, numbers printed.
-fn text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Groups: an array of strings, or of objects with a `name`.
-fn groups(value: Option<&Value>) -> Vec<String> {
-    let Some(Value::Array(items)) = value else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| match item {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(o) => o.get("name").and_then(Value::as_str).map(str::to_string),
-            _ => None,
-        })
-        .filter(|g| !g.is_empty())
-        .collect()
 }
 
 /// A token endpoint failure for the log: the OAuth error code or the

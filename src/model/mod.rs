@@ -13,6 +13,7 @@
 //! - [`observe`]: the phases, the decision, and the observer trait that
 //!   metrics, tracing and `gatehouse explain` watch a check through.
 
+pub mod claims;
 pub mod deny;
 pub mod grant;
 pub mod identity;

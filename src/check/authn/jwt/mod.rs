@@ -15,6 +15,7 @@ pub mod keys;
 pub mod verify;
 
 use crate::clock::now_secs;
+use crate::model::claims::{claim_groups, claim_text};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -440,32 +441,6 @@ fn numeric_date(value: Option<&Value>) -> Option<u64> {
         }),
         _ => None,
     }
-}
-
-/// A claim as text: strings as they are, numbers printed.
-fn claim_text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Groups: an array of strings, or of objects with a `name` (Gafaelfawr's
-/// `isMemberOf`).
-fn claim_groups(value: Option<&Value>) -> Vec<String> {
-    let Some(Value::Array(items)) = value else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| match item {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(obj) => obj.get("name").and_then(Value::as_str).map(str::to_string),
-            _ => None,
-        })
-        .filter(|g| !g.is_empty())
-        .collect()
 }
 
 /// Scopes from `scope` (space-separated) and `scp` (array or string).
