@@ -144,16 +144,15 @@ fn login_service(state: &AppState, headers: &HeaderMap) -> Result<Arc<Login>, Fa
     })
 }
 
-/// The session cookie's value, if the request carries one.
+/// The session cookie's value, if the request carries one (read as the
+/// check reads it: [`crate::check::authn::sources::cookie_value`]).
 fn session_cookie(headers: &HeaderMap, name: &str) -> Option<Secret> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| Secret::new(v))
+        .find_map(|v| crate::check::authn::sources::cookie_value(v, name))
+        .map(Secret::new)
 }
 
 /// `GET /auth/login`.
