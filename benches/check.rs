@@ -413,6 +413,7 @@ fn sessions(c: &mut Criterion) {
         tokens: SessionTokens {
             access_token: Some(Secret::new("x".repeat(900))),
             access_expires: Some(gatehouse::clock::now_secs() + 86_400),
+            access_issued: None,
             refresh_token: Some(Secret::new("r".repeat(400))),
             id_token: Some(Secret::new("i".repeat(900))),
         },

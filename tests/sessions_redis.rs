@@ -47,6 +47,7 @@ fn new_session(access_expires: u64) -> NewSession {
         tokens: SessionTokens {
             access_token: Some(Secret::new("access-1")),
             access_expires: Some(access_expires),
+            access_issued: None,
             refresh_token: Some(Secret::new("refresh-1")),
             id_token: None,
         },

@@ -22,6 +22,9 @@ pub const DEFAULT_HOST_COOKIE: &str = "__Host-gatehouse_session";
 /// cookie cannot carry a domain).
 pub const DEFAULT_DOMAIN_COOKIE: &str = "gatehouse_session";
 
+/// How long a started login may take, and how long the login-binding
+/// cookie lives after the response that last set it.
+pub const LOGIN_BINDING_TTL: Duration = Duration::from_secs(600);
 /// Shortest accepted `login.session.lifetime`.
 pub const MIN_SESSION_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -253,20 +256,37 @@ impl SessionConfig {
     }
 
     /// A `Set-Cookie` value for the session cookie holding `value` for
-    /// `max_age` seconds (0: the browser drops it): `Path=/; Secure;
-    /// HttpOnly; SameSite=Lax`, and `Domain` when configured. The one
-    /// place the cookie's attributes are written (the login sets it, a
-    /// logout or a stale-session redirect clears it).
+    /// `max_age` seconds (0: the browser drops it). The login sets it, a
+    /// logout or a stale-session redirect clears it.
     pub fn set_cookie_header(&self, value: &str, max_age: u64) -> String {
-        let mut cookie = format!(
-            "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
-            self.cookie_name()
-        );
+        format!(
+            "{}={value}{}",
+            self.cookie_name(),
+            self.cookie_attributes(max_age)
+        )
+    }
+
+    /// The login-binding cookie's name: the session cookie's with its
+    /// `_session` suffix replaced by `_login` (else `_login` appended), so
+    /// `__Host-gatehouse_login` by default. It ties a login's callback to
+    /// the browser that started it (see `login`).
+    pub fn binding_cookie_name(&self) -> String {
+        let name = self.cookie_name();
+        let stem = name.strip_suffix("_session").unwrap_or(name);
+        format!("{stem}_login")
+    }
+
+    /// Everything after `name=value` in a gatehouse cookie: `Path=/;
+    /// Secure; HttpOnly; SameSite=Lax; Max-Age=<max_age>`, and `Domain`
+    /// when configured. The one place these attributes are written, for
+    /// the session and the login-binding cookies alike.
+    pub fn cookie_attributes(&self, max_age: u64) -> String {
+        let mut attributes = format!("; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}");
         if let Some(domain) = &self.cookie_domain {
-            cookie.push_str("; Domain=");
-            cookie.push_str(domain);
+            attributes.push_str("; Domain=");
+            attributes.push_str(domain);
         }
-        cookie
+        attributes
     }
 
     /// Checks what serde cannot; every error names its key.

@@ -236,7 +236,8 @@ pub struct ServerConfig {
     pub realm: String,
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
     /// `/auth/jwt/request`, `/auth/jwt/set`, `/auth/api/v1` (API tokens),
-    /// `/healthz`.
+    /// `/auth/login`, `/auth/callback`, `/auth/logout`, `/auth/userinfo`,
+    /// `/auth/backchannel-logout` (browser login), `/healthz`.
     #[schemars(extend("x-reload" = "restart"))]
     pub http_addr: SocketAddr,
     /// Also serve gRPC on this Unix domain socket (for an Envoy in the same

@@ -76,7 +76,7 @@ impl std::fmt::Display for ConfigWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             ConfigWarning::NoCredentials => {
-                "no way to authenticate: `jwt.issuers` is empty and there is no `certificates` or `issuer` section, so every request that needs a credential is refused"
+                "no way to authenticate: `jwt.issuers` is empty and there is no `certificates`, `issuer`, `api_tokens` or `login` section, so every request that needs a credential is refused"
             }
             ConfigWarning::EverythingDenied => {
                 "every request is refused: `policy.rules` is empty and `policy.default` is `deny`"
@@ -91,7 +91,12 @@ impl Config {
     /// that can allow something.
     pub fn warnings(&self) -> Vec<ConfigWarning> {
         let mut warnings = Vec::new();
-        if self.jwt.issuers.is_empty() && self.certificates.is_none() && self.issuer.is_none() {
+        if self.jwt.issuers.is_empty()
+            && self.certificates.is_none()
+            && self.issuer.is_none()
+            && self.api_tokens.is_none()
+            && self.login.is_none()
+        {
             warnings.push(ConfigWarning::NoCredentials);
         }
         if self.policy.rules.is_empty() && self.policy.default == DefaultAction::Deny {

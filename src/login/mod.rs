@@ -1,16 +1,21 @@
 //! Browser login at OpenID providers: authorization code flow with PKCE
 //! (S256), `state` and `nonce`; the ID token validated by the
-//! `openidconnect` crate (signature, `iss`, `aud`, `azp`, `exp`, `nonce`,
-//! and `at_hash` here); a server-side session created on success.
+//! `openidconnect` crate (signature, `iss`, `aud`, `exp`, `nonce`), and
+//! `azp` and `at_hash` here; a server-side session created on success.
+//! The callback must come from the browser that started the login: it
+//! carries the login-binding cookie whose hash the state holds (no login
+//! CSRF). Back-channel logout: [`backchannel`].
 //!
 //! | key | value | time to live |
 //! |---|---|---|
 //! | `login-state:<hash of state>` | [`LoginState`] as JSON | [`STATE_TTL`], taken once by the callback |
 //!
-//! The side port's `/auth/login`, `/auth/callback`, `/auth/logout` and
-//! `/auth/userinfo` (`serve::http::login`) call [`Login`]; the check's
+//! The side port's `/auth/login`, `/auth/callback`, `/auth/logout`,
+//! `/auth/userinfo` and `/auth/backchannel-logout` (`serve::http::login`)
+//! call [`Login`]; the check's
 //! session authenticator refreshes tokens through [`refresh`].
 
+pub mod backchannel;
 pub mod claims;
 pub mod provider;
 pub mod redirect;
@@ -32,11 +37,13 @@ use crate::config::{ConfigError, LoginConfig};
 use crate::secret::Secret;
 use crate::sessions::{Created, NewSession, SessionError, SessionTokens, Sessions};
 use crate::store::{Store, hashed_id, key};
+pub use backchannel::LogoutError;
 pub use provider::Provider;
 pub use redirect::RedirectError;
 
-/// How long a started login may take before its callback is refused.
-pub const STATE_TTL: Duration = Duration::from_secs(600);
+/// How long a started login may take before its callback is refused (as
+/// long as the binding cookie lives).
+pub const STATE_TTL: Duration = crate::config::LOGIN_BINDING_TTL;
 /// Longest wait for a provider's answer (token, userinfo, discovery).
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -65,6 +72,12 @@ pub enum LoginError {
     /// The ID token failed validation.
     #[error("the identity provider's ID token is not valid: {0}")]
     IdToken(String),
+    /// The callback came without the login-binding cookie of the browser
+    /// that started the login (another browser, or cookies refused).
+    #[error(
+        "this login was started in another browser, or this browser refused its cookie; start the login again here"
+    )]
+    Binding,
     /// The user is in none of `allowed_groups` (403).
     #[error("your account is not allowed to log in here")]
     NotAllowed,
@@ -84,6 +97,8 @@ pub struct LoginState {
     pub nonce: String,
     /// Where to send the browser afterwards (validated).
     pub rd: String,
+    /// The hash of the browser's login-binding cookie value.
+    pub binding: String,
 }
 
 /// The parameters of `/auth/callback`.
@@ -186,9 +201,15 @@ impl Login {
         redirect::validate(rd.unwrap_or("/"), &self.allowed_domains)
     }
 
-    /// Starts a login at `provider`: the provider's authorization URL to
+    /// Starts a login at `provider` for the browser holding the
+    /// login-binding cookie `binding`: the provider's authorization URL to
     /// send the browser to. `rd` must be validated already.
-    pub async fn start(&self, provider: &str, rd: String) -> Result<String, LoginError> {
+    pub async fn start(
+        &self,
+        provider: &str,
+        rd: String,
+        binding: &Secret,
+    ) -> Result<String, LoginError> {
         let p = self
             .provider(provider)
             .ok_or_else(|| LoginError::UnknownProvider(provider.to_string()))?;
@@ -218,6 +239,7 @@ impl Login {
             verifier: verifier.secret().clone(),
             nonce: nonce.secret().clone(),
             rd,
+            binding: binding_hash(binding),
         };
         let raw = serde_json::to_vec(&record)
             .map_err(|_| SessionError::Internal("a login state could not be encoded"))?;
@@ -229,12 +251,15 @@ impl Login {
     }
 
     /// Finishes a login from the provider's callback: takes the state
-    /// (once), exchanges the code with the PKCE verifier, validates the ID
-    /// token, reads userinfo, and creates a session replacing `replaces`.
-    /// Returns the session and where to send the browser.
+    /// (once), checks that `binding` (the browser's login-binding cookie)
+    /// is the one the login started with, exchanges the code with the PKCE
+    /// verifier, validates the ID token, reads userinfo, and creates a
+    /// session replacing `replaces`. Returns the session and where to send
+    /// the browser.
     pub async fn finish(
         &self,
         callback: &Callback,
+        binding: Option<&Secret>,
         replaces: Option<Secret>,
     ) -> Result<(Created, String), LoginError> {
         let state = callback.state.as_deref().ok_or(LoginError::State)?;
@@ -245,6 +270,13 @@ impl Login {
             .map_err(SessionError::from)?
             .ok_or(LoginError::State)?;
         let started: LoginState = serde_json::from_slice(&raw).map_err(|_| LoginError::State)?;
+        // The state is spent either way: a callback carried to another
+        // browser (login CSRF, a stolen link) burns it.
+        let bound = binding
+            .is_some_and(|b| Secret::new(binding_hash(b)).ct_eq(&Secret::new(&started.binding)));
+        if !bound {
+            return Err(LoginError::Binding);
+        }
         if let Some(error) = &callback.error {
             // Only the short error code: it is a token of letters.
             let code: String = error
@@ -280,6 +312,13 @@ impl Login {
         let validated: &IdTokenClaims<EmptyAdditionalClaims, CoreGenderClaim> = id_token
             .claims(&verifier, &Nonce::new(started.nonce.clone()))
             .map_err(|e| LoginError::IdToken(e.to_string()))?;
+        // The crate checks `aud` only: an `azp`, when present, must be us.
+        if validated
+            .authorized_party()
+            .is_some_and(|azp| azp.as_str() != p.config.client_id)
+        {
+            return Err(LoginError::IdToken("azp names another client".into()));
+        }
         if let Some(expected) = validated.access_token_hash() {
             let alg = id_token
                 .signing_alg()
@@ -325,6 +364,7 @@ impl Login {
         let tokens = SessionTokens {
             access_token: Some(Secret::new(token.access_token().secret())),
             access_expires: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
+            access_issued: Some(now),
             refresh_token: token.refresh_token().map(|r| Secret::new(r.secret())),
             id_token: Some(Secret::new(&id_token_text)),
         };
@@ -371,6 +411,12 @@ impl Login {
         }
         request.http_get_url().to_string()
     }
+}
+
+/// What a login state keeps of the binding cookie: its hash, so the store
+/// never holds the cookie.
+fn binding_hash(binding: &Secret) -> String {
+    hashed_id("login-binding", binding.expose().as_bytes())
 }
 
 /// The store key of a login's state (the state itself never is a key).

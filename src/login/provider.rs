@@ -92,6 +92,20 @@ impl Provider {
         self.loaded()
     }
 
+    /// Reads the discovery document (and keys) again unless that was tried
+    /// less than [`DISCOVERY_RETRY`] ago (an unknown `kid`: the provider
+    /// may have rotated its keys). A failure keeps the old document.
+    pub async fn rediscover_if_due(&self, http: &reqwest::Client) {
+        let due = self
+            .tried
+            .lock()
+            .map(|t| t.is_none_or(|at| at.elapsed() >= DISCOVERY_RETRY))
+            .unwrap_or(false);
+        if due && let Err(e) = self.discover(http).await {
+            tracing::warn!(provider = %self.config.name, error = %e, "provider discovery failed");
+        }
+    }
+
     /// The crate's client for `metadata`, answering at `callback`.
     pub fn client(
         &self,

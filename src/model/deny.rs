@@ -167,6 +167,9 @@ pub enum Deny {
         /// `Set-Cookie` values sent with the redirect (e.g. a stale session
         /// cookie expired); each its own header.
         set_cookies: Vec<String>,
+        /// The login-binding cookie to set as well (the request lacks it);
+        /// its random value is drawn when the response is rendered.
+        binding: Option<crate::model::requirement::BindingCookie>,
     },
     /// A credentialed request (or a preflight) from an origin that is
     /// neither the request's own nor in `cors.allowed_origins`.
@@ -327,6 +330,7 @@ mod tests {
             Deny::LoginRequired {
                 location: "/auth/login?rd=x".into(),
                 set_cookies: vec![],
+                binding: None,
             },
             Deny::OriginNotAllowed {
                 origin: "https://evil.example".into(),

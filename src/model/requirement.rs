@@ -55,6 +55,20 @@ pub struct SessionCookie {
     pub name: Arc<str>,
     /// `Set-Cookie` value with `Max-Age=0`.
     pub clear: Arc<str>,
+    /// The login-binding cookie.
+    pub binding: BindingCookie,
+}
+
+/// The login-binding cookie: the login redirect sets it (a fresh random
+/// value, drawn when the response is rendered) when the request lacks it,
+/// and the login's callback requires it, so a login finishes only in the
+/// browser that began it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingCookie {
+    /// Its name (`login.session.cookie_name` with `_login` for `_session`).
+    pub name: Arc<str>,
+    /// What follows `name=value` in its `Set-Cookie`.
+    pub attributes: Arc<str>,
 }
 
 /// Whether and how the caller must be authenticated.

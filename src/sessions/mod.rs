@@ -183,6 +183,23 @@ impl Sessions {
         self.cookie_with("", 0)
     }
 
+    /// The login-binding cookie's name.
+    pub fn binding_cookie_name(&self) -> String {
+        self.config.binding_cookie_name()
+    }
+
+    /// The `Set-Cookie` value that gives the browser login-binding
+    /// `value` for [`crate::config::LOGIN_BINDING_TTL`].
+    pub fn set_binding_cookie(&self, value: &Secret) -> String {
+        format!(
+            "{}={}{}",
+            self.config.binding_cookie_name(),
+            value.expose(),
+            self.config
+                .cookie_attributes(crate::config::LOGIN_BINDING_TTL.as_secs())
+        )
+    }
+
     fn cookie_with(&self, value: &str, max_age: u64) -> String {
         self.config.set_cookie_header(value, max_age)
     }

@@ -60,6 +60,10 @@ pub struct SessionTokens {
     /// When the access token expires, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_expires: Option<u64>,
+    /// When the access token was obtained, seconds since the epoch: a
+    /// token is refreshed no earlier than half its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_issued: Option<u64>,
     /// The refresh token, used before the access token expires.
     #[serde(default, with = "opt_secret", skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<Secret>,
@@ -239,6 +243,7 @@ mod tests {
             tokens: SessionTokens {
                 access_token: Some(Secret::new("at")),
                 access_expires: Some(30),
+                access_issued: None,
                 refresh_token: Some(Secret::new("rt")),
                 id_token: None,
             },

@@ -116,13 +116,20 @@ impl Drop for LocalLock<'_> {
 }
 
 impl Sessions {
-    /// Whether `record` needs a refresh at `now`.
+    /// Whether `record` needs a refresh at `now`: its access token
+    /// expires within `refresh_before`, or within half its life when that
+    /// is shorter (a provider's 10-second tokens are refreshed after 5
+    /// seconds, not on every request).
     pub fn refresh_due(&self, record: &SessionRecord, now: u64) -> bool {
         let tokens = &record.tokens;
-        tokens.refresh_token.is_some()
-            && tokens
-                .access_expires
-                .is_some_and(|exp| now.saturating_add(self.config.refresh_before.as_secs()) >= exp)
+        let Some(exp) = tokens.access_expires else {
+            return false;
+        };
+        let mut margin = self.config.refresh_before.as_secs();
+        if let Some(issued) = tokens.access_issued {
+            margin = margin.min(exp.saturating_sub(issued) / 2);
+        }
+        tokens.refresh_token.is_some() && now.saturating_add(margin) >= exp
     }
 
     /// Refreshes the access token of `session` through `refresher` when it
@@ -229,11 +236,13 @@ async fn run(
     let handle = current.handle.clone();
     match answer {
         Ok(tokens) => {
+            let now = sessions.now();
             let result = sessions
                 .modify(current, |record| {
                     let kept = &mut record.tokens;
                     kept.access_token = Some(tokens.access_token.clone());
                     kept.access_expires = tokens.access_expires;
+                    kept.access_issued = Some(now);
                     if let Some(rt) = &tokens.refresh_token {
                         kept.refresh_token = Some(rt.clone());
                     }

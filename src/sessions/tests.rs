@@ -53,6 +53,7 @@ fn new(provider: &str, subject: &str, sid: Option<&str>) -> NewSession {
         tokens: SessionTokens {
             access_token: Some(Secret::new("access-1")),
             access_expires: Some(NOW + 3600),
+            access_issued: None,
             refresh_token: Some(Secret::new("refresh-1")),
             id_token: Some(Secret::new("id-1")),
         },
@@ -766,4 +767,29 @@ async fn a_provider_that_does_not_answer_is_given_up_on() {
     assert!(started.elapsed() >= REFRESH_TIMEOUT);
     assert!(started.elapsed() < REFRESH_TIMEOUT + Duration::from_secs(1));
     assert_eq!(access(&kept), Some("access-1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_lived_token_is_refreshed_at_half_its_life_not_at_once() {
+    // refresh_before is 60s; the provider's tokens live 10s.
+    let sessions = sessions_on(store(), config(), clock());
+    let mut short = new("kc", "alice", None);
+    short.tokens.access_issued = Some(NOW);
+    short.tokens.access_expires = Some(NOW + 10);
+    let record = sessions.create(short).await.unwrap().session.record;
+    assert!(!sessions.refresh_due(&record, NOW));
+    assert!(!sessions.refresh_due(&record, NOW + 4));
+    assert!(sessions.refresh_due(&record, NOW + 5));
+    // Without a known issue time, refresh_before alone decides.
+    let mut unknown = new("kc", "bob", None);
+    unknown.tokens.access_expires = Some(NOW + 10);
+    let record = sessions.create(unknown).await.unwrap().session.record;
+    assert!(sessions.refresh_due(&record, NOW));
+    // A long-lived token: refresh_before (60s) is the shorter margin.
+    let mut long = new("kc", "carol", None);
+    long.tokens.access_issued = Some(NOW);
+    long.tokens.access_expires = Some(NOW + 3600);
+    let record = sessions.create(long).await.unwrap().session.record;
+    assert!(!sessions.refresh_due(&record, NOW + 3539));
+    assert!(sessions.refresh_due(&record, NOW + 3540));
 }

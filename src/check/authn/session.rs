@@ -201,6 +201,7 @@ policy:
             tokens: SessionTokens {
                 access_token: Some(Secret::new("idp-access-1")),
                 access_expires: Some(access_expires),
+                access_issued: None,
                 refresh_token: Some(Secret::new("idp-refresh-1")),
                 id_token: None,
             },

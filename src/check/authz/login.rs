@@ -23,18 +23,22 @@ const RD: &AsciiSet = &NON_ALPHANUMERIC
 
 /// The 302 for a request without a credential: `Location` is the login
 /// page with `rd=<original URL>`; a session cookie the request presented
-/// (stale, since no credential was found) is expired.
+/// (stale, since no credential was found) is expired, and the
+/// login-binding cookie is set when the request lacks it (the login page
+/// would set it too; doing it here lets one response carry both cookies,
+/// which Envoy passes on as two headers).
 pub fn required(login: &LoginRedirect, request: &Request) -> Deny {
-    let set_cookies = login
-        .session_cookie
-        .as_ref()
-        .filter(|cookie| presents_cookie(request, &cookie.name))
-        .map(|cookie| cookie.clear.to_string())
-        .into_iter()
-        .collect();
+    let cookie = login.session_cookie.as_ref();
     Deny::LoginRequired {
         location: location(&login.login_path, request),
-        set_cookies,
+        set_cookies: cookie
+            .filter(|c| presents_cookie(request, &c.name))
+            .map(|c| c.clear.to_string())
+            .into_iter()
+            .collect(),
+        binding: cookie
+            .filter(|c| !presents_cookie(request, &c.binding.name))
+            .map(|c| c.binding.clone()),
     }
 }
 
@@ -78,7 +82,7 @@ fn presents_cookie(request: &Request, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::requirement::SessionCookie;
+    use crate::model::requirement::{BindingCookie, SessionCookie};
 
     fn request(authority: &str, path: &str, query: Option<&str>, cookie: Option<&str>) -> Request {
         Request {
@@ -102,6 +106,10 @@ mod tests {
             session_cookie: cookie.map(|name| SessionCookie {
                 name: name.into(),
                 clear: format!("{name}=; cleared").into(),
+                binding: BindingCookie {
+                    name: "bind".into(),
+                    attributes: "; attrs".into(),
+                },
             }),
         }
     }
@@ -139,30 +147,48 @@ mod tests {
     }
 
     #[test]
-    fn a_presented_session_cookie_is_expired_and_no_other() {
+    fn a_presented_session_cookie_is_expired_and_a_missing_binding_set() {
         let name = "__Host-gatehouse_session";
-        let stale = request(
-            "h",
-            "/",
-            None,
-            Some("a=1; __Host-gatehouse_session=old; b=2"),
-        );
-        let Deny::LoginRequired { set_cookies, .. } = required(&login(Some(name)), &stale) else {
-            panic!("not a login redirect");
-        };
-        assert_eq!(set_cookies, vec!["__Host-gatehouse_session=; cleared"]);
-        // Not presented, or a cookie whose name only contains it: nothing.
-        for cookie in [None, Some("x__Host-gatehouse_session=1"), Some("other=1")] {
+        let set = |cookie: Option<&str>| {
             let r = request("h", "/", None, cookie);
-            let Deny::LoginRequired { set_cookies, .. } = required(&login(Some(name)), &r) else {
+            let Deny::LoginRequired {
+                set_cookies,
+                binding,
+                ..
+            } = required(&login(Some(name)), &r)
+            else {
                 panic!("not a login redirect");
             };
-            assert!(set_cookies.is_empty(), "{cookie:?}");
-        }
-        // A route that does not accept sessions never clears the cookie.
-        let Deny::LoginRequired { set_cookies, .. } = required(&login(None), &stale) else {
-            panic!("not a login redirect");
+            (set_cookies, binding.map(|b| b.name.to_string()))
         };
-        assert!(set_cookies.is_empty());
+        let bind = Some("bind".to_string());
+        // A stale session and no binding: the one cleared, the other set.
+        assert_eq!(
+            set(Some("a=1; __Host-gatehouse_session=old; b=2")),
+            (
+                vec!["__Host-gatehouse_session=; cleared".to_string()],
+                bind.clone()
+            )
+        );
+        assert_eq!(set(None), (vec![], bind));
+        // A binding already there is kept; a name that only contains the
+        // session cookie's is not it.
+        assert_eq!(
+            set(Some("bind=x; __Host-gatehouse_session=old")),
+            (vec!["__Host-gatehouse_session=; cleared".to_string()], None)
+        );
+        for cookie in ["x__Host-gatehouse_session=1; bind=y", "other=1; bind=y"] {
+            assert_eq!(set(Some(cookie)), (vec![], None), "{cookie:?}");
+        }
+        // A route that does not accept sessions sets and clears nothing.
+        let stale = request("h", "/", None, Some("__Host-gatehouse_session=old"));
+        assert_eq!(
+            required(&login(None), &stale),
+            Deny::LoginRequired {
+                location: "/auth/login?rd=https%3A%2F%2Fh%2F".into(),
+                set_cookies: vec![],
+                binding: None,
+            }
+        );
     }
 }

@@ -208,6 +208,7 @@ mod tests {
             Err(Deny::LoginRequired {
                 location: "/auth/login?rd=https%3A%2F%2Fapp.example%2Fhome".into(),
                 set_cookies: vec![],
+                binding: None,
             })
         );
         // A credential that falls short is refused as before.

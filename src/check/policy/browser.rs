@@ -7,7 +7,7 @@
 //! `authz::csrf`).
 
 use crate::config::SessionConfig;
-use crate::model::requirement::SessionCookie;
+use crate::model::requirement::{BindingCookie, SessionCookie};
 use std::sync::Arc;
 
 use crate::config::{BrowserConfig, ConfigError, CorsConfig, LoginMode};
@@ -101,6 +101,12 @@ impl Browser {
             session_cookie: SessionCookie {
                 name: session.cookie_name().into(),
                 clear: session.set_cookie_header("", 0).into(),
+                binding: BindingCookie {
+                    name: session.binding_cookie_name().into(),
+                    attributes: session
+                        .cookie_attributes(crate::config::LOGIN_BINDING_TTL.as_secs())
+                        .into(),
+                },
             },
             methods: methods.into(),
             accept: accept.into(),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::config::{self, ConfigSource, DEMO_CONFIG};
-use crate::model::requirement::{LoginRedirect, SessionCookie};
+use crate::model::requirement::{BindingCookie, LoginRedirect, SessionCookie};
 
 fn policy_config(yaml: &str) -> PolicyConfig {
     config::load(&ConfigSource::Text(yaml.to_string()), [])
@@ -474,6 +474,10 @@ policy:
                 clear:
                     "__Host-gatehouse_session=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
                         .into(),
+                binding: BindingCookie {
+                    name: "__Host-gatehouse_login".into(),
+                    attributes: "; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600".into(),
+                },
             }),
         })
     );
@@ -502,6 +506,12 @@ policy:
                 clear:
                     "sid=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0; Domain=example.org"
                         .into(),
+                binding: BindingCookie {
+                    name: "sid_login".into(),
+                    attributes:
+                        "; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600; Domain=example.org"
+                            .into(),
+                },
             }),
         })
     );

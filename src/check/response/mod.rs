@@ -19,6 +19,7 @@ use crate::proto::auth::{
 use crate::proto::core::{HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction};
 use crate::proto::http_type::HttpStatus;
 use crate::proto::rpc;
+use crate::sessions::record::random_token;
 
 /// Prefix of every identity header gatehouse owns.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-auth-request-";
@@ -208,10 +209,18 @@ pub fn denial(deny: &Deny, realm: &str) -> Denial {
     if let Deny::LoginRequired {
         location,
         set_cookies,
+        binding,
     } = deny
     {
         headers.push(("location", location.clone()));
         headers.extend(set_cookies.iter().map(|c| ("set-cookie", c.clone())));
+        // Without random bytes the login page sets it instead.
+        if let Some(b) = binding
+            && let Ok(value) = random_token()
+        {
+            let cookie = format!("{}={}{}", b.name, value.expose(), b.attributes);
+            headers.push(("set-cookie", cookie));
+        }
     }
     // A value a client could use to split the response (CR, LF) is
     // dropped rather than sent.

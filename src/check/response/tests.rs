@@ -257,10 +257,11 @@ fn deny_bad_request_has_no_challenge() {
 fn login_required_is_a_302_with_location_and_every_set_cookie() {
     let reason = Deny::LoginRequired {
         location: "/auth/login?rd=https%3A%2F%2Fapp%2F".into(),
-        set_cookies: vec![
-            "a=; Max-Age=0; Path=/".into(),
-            "b=; Max-Age=0; Path=/".into(),
-        ],
+        set_cookies: vec!["a=; Max-Age=0; Path=/".into()],
+        binding: Some(crate::model::requirement::BindingCookie {
+            name: "bind".into(),
+            attributes: "; Path=/; Max-Age=600".into(),
+        }),
     };
     let resp = deny(&reason, "gh");
     let (d, code) = denied(&resp);
@@ -281,7 +282,21 @@ fn login_required_is_a_302_with_location_and_every_set_cookie() {
         .filter(|h| h.header.as_ref().unwrap().key == "set-cookie")
         .map(|h| h.header.as_ref().unwrap().value.as_str())
         .collect();
-    assert_eq!(cookies, ["a=; Max-Age=0; Path=/", "b=; Max-Age=0; Path=/"]);
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert_eq!(cookies[0], "a=; Max-Age=0; Path=/");
+    // The binding: 32 random bytes (base64url), fresh for each response.
+    let value = cookies[1]
+        .strip_prefix("bind=")
+        .and_then(|c| c.strip_suffix("; Path=/; Max-Age=600"))
+        .expect("a binding cookie");
+    assert_eq!(value.len(), 43);
+    assert!(
+        value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let again = denial(&reason, "gh");
+    assert!(again.headers.iter().all(|(_, v)| !v.contains(value)));
     assert!(d.headers.iter().all(|h| h.append.is_none()));
     let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
     assert_eq!(body["error"], "login_required");
@@ -306,6 +321,7 @@ fn a_header_value_that_could_split_the_response_is_not_sent() {
     let reason = Deny::LoginRequired {
         location: "/auth/login?rd=x\r\nSet-Cookie: evil=1".into(),
         set_cookies: vec![],
+        binding: None,
     };
     let http = denial(&reason, "gh");
     assert!(

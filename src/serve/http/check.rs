@@ -397,6 +397,7 @@ mod tests {
         let deny = crate::model::deny::Deny::LoginRequired {
             location: "/auth/login?rd=https%3A%2F%2Fh%2F".into(),
             set_cookies: vec!["a=; Max-Age=0".into(), "b=; Max-Age=0".into()],
+            binding: None,
         };
         let response = into_http(Err(crate::check::response::denial(&deny, "r")));
         assert_eq!(response.status(), StatusCode::FOUND);

@@ -6,21 +6,31 @@
 //! | `GET /auth/callback` | finishes the login: session cookie, 302 to `rd` |
 //! | `GET`, `POST /auth/logout?rd=` | ends the session, clears the cookie, RP-initiated logout |
 //! | `GET /auth/userinfo` | the session's identity and CSRF token (401 without a session) |
+//! | `POST /auth/backchannel-logout` | OIDC Back-Channel Logout: a provider's signed logout token ends sessions |
 //!
 //! Failures are a page for browsers (`Accept: text/html`) and JSON
 //! otherwise. Nothing here logs a code, a token or a session id.
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use crate::login::{Callback, Login, LoginError};
+use crate::login::{Callback, Login, LoginError, LogoutError};
 use crate::secret::Secret;
 use crate::sessions::SessionError;
+use crate::sessions::record::random_token;
+
+/// A binding value as gatehouse makes them: 43 base64url characters.
+fn well_formed_binding(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 /// `/auth/login` and `/auth/logout` parameters.
 #[derive(Debug, Default, Deserialize)]
@@ -122,14 +132,17 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// A 302 to `location`, with `cookie` set when given.
-fn found(location: &str, cookie: Option<String>) -> Response {
+/// A 302 to `location`, with each of `cookies` set.
+fn found(location: &str, cookies: impl IntoIterator<Item = String>) -> Response {
     let mut response = StatusCode::FOUND.into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(location) {
         headers.insert(header::LOCATION, value);
     }
-    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    for cookie in cookies
+        .into_iter()
+        .filter_map(|c| HeaderValue::from_str(&c).ok())
+    {
         headers.append(header::SET_COOKIE, cookie);
     }
     no_store(&mut response);
@@ -144,9 +157,9 @@ fn login_service(state: &AppState, headers: &HeaderMap) -> Result<Arc<Login>, Fa
     })
 }
 
-/// The session cookie's value, if the request carries one (read as the
-/// check reads it: [`crate::check::authn::sources::cookie_value`]).
-fn session_cookie(headers: &HeaderMap, name: &str) -> Option<Secret> {
+/// The value of the cookie `name`, if the request carries one (read as
+/// the check reads it: [`crate::check::authn::sources::cookie_value`]).
+fn cookie(headers: &HeaderMap, name: &str) -> Option<Secret> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -174,8 +187,24 @@ pub async fn login(
         (None, [only]) => only.config.name.clone(),
         (None, providers) => return choice_page(providers, &rd),
     };
-    match service.start(&name, rd).await {
-        Ok(url) => found(&url, None),
+    // The browser's binding: kept when it has a well-formed one (several
+    // tabs logging in at once share it), else a fresh one; set again
+    // either way so it outlives this login's state.
+    let sessions = service.sessions();
+    let binding = match cookie(&headers, &sessions.binding_cookie_name())
+        .filter(|b| well_formed_binding(b.expose()))
+    {
+        Some(b) => b,
+        None => match random_token() {
+            Ok(b) => b,
+            Err(_) => {
+                let e = LoginError::Session(SessionError::Internal("no random bytes"));
+                return Failure::new(&e, &headers).into_response();
+            }
+        },
+    };
+    match service.start(&name, rd, &binding).await {
+        Ok(url) => found(&url, [sessions.set_binding_cookie(&binding)]),
         Err(e) => Failure::new(&e, &headers).into_response(),
     }
 }
@@ -212,9 +241,11 @@ pub async fn callback(
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let replaces = session_cookie(&headers, service.sessions().cookie_name());
-    match service.finish(&query, replaces).await {
-        Ok((created, rd)) => found(&rd, Some(service.sessions().set_cookie(&created.id))),
+    let sessions = service.sessions();
+    let replaces = cookie(&headers, sessions.cookie_name());
+    let binding = cookie(&headers, &sessions.binding_cookie_name());
+    match service.finish(&query, binding.as_ref(), replaces).await {
+        Ok((created, rd)) => found(&rd, [sessions.set_cookie(&created.id)]),
         Err(e) => {
             tracing::info!(error = %e, "login refused");
             Failure::new(&e, &headers).into_response()
@@ -238,7 +269,7 @@ pub async fn logout(
     };
     let sessions = service.sessions();
     let mut target = rd.clone();
-    if let Some(cookie) = session_cookie(&headers, sessions.cookie_name()) {
+    if let Some(cookie) = cookie(&headers, sessions.cookie_name()) {
         let session = match sessions.lookup(cookie.expose()).await {
             Ok(s) => s,
             Err(e) => return Failure::new(&e.into(), &headers).into_response(),
@@ -256,7 +287,7 @@ pub async fn logout(
                 .await;
         }
     }
-    found(&target, Some(sessions.clear_cookie()))
+    found(&target, [sessions.clear_cookie()])
 }
 
 /// `GET /auth/userinfo`.
@@ -266,7 +297,7 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
         Err(r) => return r.into_response(),
     };
     let sessions = service.sessions();
-    let session = match session_cookie(&headers, sessions.cookie_name()) {
+    let session = match cookie(&headers, sessions.cookie_name()) {
         Some(cookie) => match sessions.lookup(cookie.expose()).await {
             Ok(s) => s,
             Err(e) => return Failure::new(&e.into(), &headers).into_response(),
@@ -297,6 +328,50 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
             ),
         )
             .into_response(),
+    };
+    no_store(&mut response);
+    response
+}
+
+/// The form a provider posts to `/auth/backchannel-logout`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutForm {
+    /// The signed logout token.
+    pub logout_token: Option<String>,
+}
+
+/// `POST /auth/backchannel-logout` (OpenID Connect Back-Channel Logout
+/// 1.0, section 2.8): 200 when the token is valid (its sessions ended, or
+/// none was live), 400 with an OAuth error otherwise, 503 when the store
+/// or the provider's keys are unavailable; never cached.
+pub async fn backchannel_logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> Response {
+    let service = match login_service(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let result = match form.logout_token.as_deref() {
+        Some(token) if !token.is_empty() => service.backchannel_logout(token).await,
+        _ => Err(LogoutError::Malformed("no logout_token")),
+    };
+    let mut response = match result {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout refused");
+            let (status, error) = match e {
+                LogoutError::ProviderUnavailable
+                | LogoutError::Session(SessionError::Unavailable(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+                }
+                LogoutError::Session(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+                _ => (StatusCode::BAD_REQUEST, "invalid_request"),
+            };
+            let body = serde_json::json!({"error": error, "error_description": e.to_string()});
+            (status, axum::Json(body)).into_response()
+        }
     };
     no_store(&mut response);
     response

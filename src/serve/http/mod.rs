@@ -7,7 +7,7 @@
 //! | `POST /auth/jwt/request` | mint a signed link (`links.rs`) |
 //! | `GET /auth/jwt/set` | store a link in a cookie, redirect (`links.rs`) |
 //! | `POST`, `GET /auth/api/v1/users/{user}/tokens`, `DELETE …/tokens/{key}`, `GET /auth/api/v1/user-info` | API tokens ([`tokens`]) |
-//! | `GET /auth/login`, `/auth/callback`, `GET`/`POST /auth/logout`, `GET /auth/userinfo` | browser login ([`login`]) |
+//! | `GET /auth/login`, `/auth/callback`, `GET`/`POST /auth/logout`, `GET /auth/userinfo`, `POST /auth/backchannel-logout` | browser login ([`login`]) |
 //! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
 //! | `/ext_authz/<path>` | a check asked by Envoy's HTTP ext_authz ([`check`]) |
 //! | `/auth` | a forward-auth check (nginx `auth_request`, Traefik) ([`check`]) |
@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/callback", get(login::callback))
         .route("/auth/logout", get(login::logout).post(login::logout))
         .route("/auth/userinfo", get(login::userinfo))
+        .route("/auth/backchannel-logout", post(login::backchannel_logout))
         .route("/healthz", get(healthz))
         .route(check::ENVOY_PREFIX, any(check::envoy))
         .route(
