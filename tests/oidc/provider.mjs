@@ -17,8 +17,15 @@
 //       token to that client, changes nothing at the provider. JSON reply.
 //   POST /test/revoke-grants     sub=<login>: revokes every grant of that
 //       subject (its refresh and access tokens stop working), sessions stay.
+//   POST /test/token-requests    how many token endpoint requests were
+//       answered, by grant type and status: {"refresh_token": {"200": 1}}.
+//
+// With `issued_tokens_file` in the config, every access, refresh and ID
+// token the token endpoint hands out is appended to that file (mode 0600),
+// one `<kind>\t<token>` line each: the harness records them for the
+// secret-leak check of gatehouse's logs. It is not the log (stdout).
 
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -252,6 +259,26 @@ provider.use(async (ctx, next) => {
   }
 });
 
+// --- what the token endpoint answered: counted, and its tokens kept for the leak check --
+
+const tokenRequests = {}; // grant_type -> status -> count
+
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route !== 'token') return;
+  const grantType = String(ctx.oidc.params?.grant_type || 'none');
+  const byStatus = (tokenRequests[grantType] ||= {});
+  byStatus[ctx.status] = (byStatus[ctx.status] || 0) + 1;
+  const body = ctx.body;
+  if (cfg.issued_tokens_file && ctx.status === 200 && body && typeof body === 'object') {
+    const lines = ['access_token', 'refresh_token', 'id_token']
+      .filter((kind) => typeof body[kind] === 'string')
+      .map((kind) => `${kind}\t${body[kind]}\n`)
+      .join('');
+    if (lines) appendFileSync(cfg.issued_tokens_file, lines, { mode: 0o600 });
+  }
+});
+
 for (const event of ['backchannel.success', 'backchannel.error', 'server_error', 'end_session.success']) {
   provider.on(event, (...args) => {
     const err = args.find((a) => a instanceof Error);
@@ -315,6 +342,7 @@ const testRoutes = {
     grants.forEach(revokeGrant);
     return [200, { grants: grants.length }];
   },
+  '/test/token-requests': async () => [200, tokenRequests],
 };
 
 const handler = provider.callback();

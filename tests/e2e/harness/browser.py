@@ -18,8 +18,8 @@ Cookies, as in a browser (RFC 6265 with Chromium's choices):
   otherwise the cookie is refused, as a browser refuses it;
 - `Max-Age`/`Expires` in the past deletes; SameSite is recorded, not
   enforced (every test origin is 127.0.0.1, one site).
-Every cookie value the browser sends and every authorization `code` it
-carries is recorded in `harness.secret_registry` for the leak check.
+Every cookie value the browser is given or sends and every authorization
+`code` it carries is recorded in `harness.secret_registry` for the leak check.
 """
 
 from __future__ import annotations
@@ -408,7 +408,11 @@ class Browser:
             response = self._send(method, url, data, headers)
             set_cookies = response.raw.headers.getlist("Set-Cookie")
             for header in set_cookies:
-                self.cookies.store(header, url)
+                stored = self.cookies.store(header, url)
+                if stored is not None:
+                    # Recorded when set, not only when sent back: a session
+                    # cookie the browser never sends again is still a secret.
+                    secret_registry.record_token(stored.value, "cookie value (set)")
             location = response.headers.get("Location")
             hop = Hop(method, url, response.status_code, location, set_cookies)
             hops.append(hop)

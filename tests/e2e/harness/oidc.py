@@ -14,6 +14,8 @@ Each instance has its own RSA signing key (generated here), its own cookie
 names (cookies are scoped by host, not by port, so two providers on
 127.0.0.1 would otherwise overwrite each other's session cookie) and its
 own client secrets, recorded in `harness.secret_registry` for the leak check.
+The access, refresh and ID tokens its token endpoint issues are written to
+`issued_tokens_path` (not its log) and recorded from there too.
 """
 
 from __future__ import annotations
@@ -123,6 +125,10 @@ class OidcProvider:
         for c in clients:
             secret_registry.record(c.client_secret, f"{self.name} client secret ({c.client_id})")
         self.cookie_prefix = f"op{number}"
+        # Every token the token endpoint issues, for the leak check (read by
+        # the registry at the end of the run, so none is missed).
+        self.issued_tokens_path = self.workdir / f"{self.name}-issued-tokens"
+        secret_registry.record_file(self.issued_tokens_path, f"{self.name} issued")
         self._settings = {
             "jwks": {"keys": [self.signing_key.export_private(as_dict=True)]},
             "clients": [c.metadata() for c in clients],
@@ -134,6 +140,7 @@ class OidcProvider:
             "ttl": {"access_token": access_token_ttl, "id_token": id_token_ttl,
                     "refresh_token": refresh_token_ttl, "session": session_ttl},
             "host": host,
+            "issued_tokens_file": str(self.issued_tokens_path),
         }
         self.log_path = self.workdir / f"{self.name}.log"
         self.process: ManagedProcess | None = None
@@ -224,6 +231,38 @@ class OidcProvider:
         """Revokes every grant of `sub`: its refresh tokens stop working (a
         refresh then fails with invalid_grant); sessions stay. Returns the count."""
         return self._test_post("/test/revoke-grants", sub=sub)["grants"]
+
+    def token_requests(self) -> dict[str, dict[str, int]]:
+        """How many token endpoint requests the provider answered, by grant
+        type then status: `{"authorization_code": {"200": 1},
+        "refresh_token": {"200": 2, "400": 1}}`."""
+        return self._test_post("/test/token-requests")
+
+    def token_grants(self, grant_type: str, status: int | None = 200) -> int:
+        """How many `grant_type` token requests were answered with `status`
+        (`None`: with any status)."""
+        by_status = self.token_requests().get(grant_type, {})
+        if status is None:
+            return sum(by_status.values())
+        return by_status.get(str(status), 0)
+
+    def issued_tokens(self, kind: str | None = None) -> list[str]:
+        """The tokens the token endpoint issued so far, oldest first
+        (`kind`: `access_token`, `refresh_token` or `id_token`; None: all)."""
+        try:
+            lines = self.issued_tokens_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        pairs = [line.split("\t", 1) for line in lines if "\t" in line]
+        return [value for k, value in pairs if kind is None or k == kind]
+
+    def userinfo_status(self, access_token: str) -> tuple[int, dict | None]:
+        """The provider's userinfo answer to `access_token`: (status, claims
+        or None). 200 means the provider still accepts the token."""
+        secret_registry.record_token(access_token, f"{self.name} access token (userinfo)")
+        r = requests.get(self.discovery["userinfo_endpoint"],
+                         headers={"Authorization": f"Bearer {access_token}"}, timeout=5)
+        return r.status_code, (r.json() if r.status_code == 200 else None)
 
     def wait_log(self, needle: str, timeout: float = 5.0) -> None:
         """Waits until the provider's log contains `needle` (e.g. an event line)."""

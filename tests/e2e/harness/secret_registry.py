@@ -13,10 +13,12 @@ from __future__ import annotations
 import base64
 import threading
 import urllib.parse
+from pathlib import Path
 
 MIN_LENGTH = 16
 
 _SECRETS: dict[str, str] = {}
+_FILES: dict[Path, str] = {}  # files of `<kind>\t<secret>` lines, read by `recorded()`
 _LOCK = threading.Lock()
 
 
@@ -88,7 +90,32 @@ def record_request(target: str, headers: list[tuple[str, str]]) -> None:
             record_token(value, f"query parameter {key}")
 
 
+def record_file(path: Path | str, label: str) -> None:
+    """A file another process appends secrets to, one `<kind>\t<secret>`
+    line each (e.g. the tokens the test OpenID Provider issues): read, and
+    each secret recorded as a token labelled `<label> <kind>`, whenever
+    `recorded()` is called, so that secrets written after this call (or by
+    a process that died) are not missed."""
+    with _LOCK:
+        _FILES[Path(path)] = label
+
+
+def _read_files() -> None:
+    with _LOCK:
+        files = dict(_FILES)
+    for path, label in files.items():
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            kind, sep, secret = line.partition("\t")
+            if sep:
+                record_token(secret, f"{label} {kind}")
+
+
 def recorded() -> dict[str, str]:
     """Secret → label."""
+    _read_files()
     with _LOCK:
         return dict(_SECRETS)
