@@ -96,7 +96,9 @@ def test_a_session_made_on_one_replica_works_and_ends_on_the_other(login_pair: P
     assert user_of(on_b) == USER
     info_a = browser.get(f"{base_a}/auth/userinfo").json()
     info_b = browser.get(f"{base_b}/auth/userinfo").json()
-    assert info_b["sub"] == USER and info_b == info_a, (info_a, info_b)
+    same = ("provider", "sub", "email", "csrf_token")
+    assert info_b["sub"] == USER and info_a["csrf_token"], info_a
+    assert {k: info_b[k] for k in same} == {k: info_a[k] for k in same}, (info_a, info_b)
 
     # Redis holds the session, but not its id in clear.
     db = login_pair.redis.client()
@@ -119,15 +121,19 @@ def test_a_session_made_on_one_replica_works_and_ends_on_the_other(login_pair: P
     assert gone_b.status == 302 and gone_b.header("location").startswith("/auth/login?rd="), \
         gone_b.describe()
 
-    def refused_on_a() -> bool:
+    def refused_on_a() -> float | None:
+        """When the probe that A refused was sent (None while A allows)."""
+        sent = time.monotonic()
         r = navigate(a.client, "/ui/page", session)
         assert r.status in (200, 302), r.describe()
-        return r.status == 302
+        return sent if r.status == 302 else None
 
-    wait_until("the session ends on replica A", refused_on_a, CACHE_TTL + 2.0, interval=0.05)
-    took = time.monotonic() - logged_out
-    # Within cache_ttl (plus the time of one request and scheduling slack).
-    assert took <= CACHE_TTL + 0.5, f"replica A honoured the session {took:.2f}s after the logout"
+    refused_at = wait_until("the session ends on replica A", refused_on_a, CACHE_TTL + 2.0,
+                            interval=0.05)
+    # A's cached entry was at most cache_ttl old at the logout; the slack
+    # covers one poll interval and the probe before it.
+    took = refused_at - logged_out
+    assert took <= CACHE_TTL + 0.35, f"replica A honoured the session {took:.2f}s after the logout"
     r = navigate(a.client, "/ui/page", session)
     assert r.header("location").startswith("/auth/login?rd="), r.describe()
     # As an API client: 401, and /auth/userinfo knows no session either.
