@@ -3,7 +3,11 @@
 (Envoy A's URL, one key) and share one store encryption key, as replicas
 of one deployment do. API tokens are on (prefix `gh`, admin scope
 `admin:all`); `/tool/{tool}/**` is a Toolforge tool rule and `deployer` a
-superuser, for deploy tokens."""
+superuser, for deploy tokens.
+
+`configure` (optional) adapts both replicas' config: it is called with the
+config and Envoy A's URL before each replica starts (and restarts), e.g.
+to add a `login` section whose callback URL is Envoy A's."""
 
 from __future__ import annotations
 
@@ -51,7 +55,8 @@ class Pair:
 
 
 def start_pair(redis_server: RedisServer, gatehouse_factory, envoy_factory, echo, keys, idps,
-               trusted_proxies: list[str]) -> Pair:
+               trusted_proxies: list[str],
+               configure: Callable[[dict, str], None] | None = None) -> Pair:
     files = {
         configs.HMAC_SECRET_FILE: keys.hmac.secret,
         configs.ISSUER_KEY_FILE: keys.internal.private_pem(),
@@ -76,6 +81,8 @@ def start_pair(redis_server: RedisServer, gatehouse_factory, envoy_factory, echo
                       "connect_timeout": "300ms", "health_interval": "200ms"},
             "encryption_key_file": STORE_KEY_FILE,
         }
+        if configure is not None:
+            configure(cfg, issuer_url)
         return cfg
 
     replicas: dict[str, Replica] = {}
