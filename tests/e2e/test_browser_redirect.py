@@ -10,12 +10,11 @@ HTTP (`http_service`, as docs/integrations/envoy-http.md configures it).
 - CORS: a preflight reaches the upstream without a credential; a valid
   JWT from an origin that is not allowed is refused 403.
 
-Gatehouse produces one `Set-Cookie` on its own today; two on one denial
-are pinned by the renderers' unit tests (`check::response` for gRPC,
-`serve::http::check` for HTTP). Envoy adds every denial header that is not
-marked `append` (it drops appended ones on a denial), so a repeated
-`set-cookie` arrives as often as gatehouse lists it: checked through both
-Envoy modes with a second cookie added by hand while this was written.
+A stale session cookie on a navigation gets two `Set-Cookie` headers on
+one denial (the session cleared, the login-binding cookie set): both arrive
+through Envoy in both modes. Envoy adds every denial header that is not
+marked `append` (it drops appended ones on a denial), so gatehouse never
+marks them.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from harness.httpc import Client
 from test_http_check import http_mode_config
 
 SESSION_COOKIE = "__Host-gatehouse_session"
+BINDING_COOKIE = "__Host-gatehouse_login"
 UI = "https://ui.example"
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
@@ -82,19 +82,37 @@ def test_a_browser_without_credential_is_sent_to_log_in(edges, mode):
     rd = parse_qs(query)["rd"]
     assert rd == [f"http://127.0.0.1:{client.port}{target}"], location
     assert "no-store" in r.header("cache-control"), r.describe()
-    assert r.headers_named("set-cookie") == [], "no session cookie presented, none cleared"
+    # No session cookie presented, none cleared; the login-binding cookie set.
+    cookies = r.headers_named("set-cookie")
+    assert len(cookies) == 1, r.describe()
+    _assert_binding_cookie(cookies[0])
     assert r.json()["error"] == "login_required"
+    # A browser that has one keeps it: nothing is set.
+    again = client.get(target, headers={**BROWSER, "Cookie": cookies[0].split(";")[0]})
+    assert again.status == 302 and again.headers_named("set-cookie") == [], again.describe()
+
+
+def _assert_binding_cookie(cookie: str) -> str:
+    attributes = [a.strip() for a in cookie.split(";")]
+    name, _, value = attributes[0].partition("=")
+    assert name == BINDING_COOKIE, cookie
+    assert len(value) == 43 and all(c.isalnum() or c in "-_" for c in value), cookie
+    assert {"Max-Age=600", "Path=/", "Secure", "HttpOnly", "SameSite=Lax"} <= set(attributes), cookie
+    return value
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_stale_session_cookie_is_expired_on_the_redirect(edges, mode):
     r = edges[mode].get("/ui/page", headers={**BROWSER, "Cookie": f"theme=dark; {SESSION_COOKIE}=stale-id"})
     assert r.status == 302, r.describe()
+    # Two Set-Cookie headers on one denial, both through Envoy: the stale
+    # session cleared, the login binding set.
     cookies = r.headers_named("set-cookie")
-    assert len(cookies) == 1, r.describe()
+    assert len(cookies) == 2, r.describe()
     attributes = [a.strip() for a in cookies[0].split(";")]
     assert attributes[0] == f"{SESSION_COOKIE}="
     assert {"Max-Age=0", "Path=/", "Secure", "HttpOnly"} <= set(attributes), cookies
+    _assert_binding_cookie(cookies[1])
 
 
 @pytest.mark.parametrize("mode", MODES)
