@@ -224,7 +224,8 @@ pub struct SessionConfig {
     /// Most sessions held in that cache.
     pub cache_size: usize,
     /// Refresh the provider's access token (with its refresh token) this
-    /// long before it expires.
+    /// long before it expires, or at half its life when that is later (a
+    /// token shorter-lived than this is not refreshed on every request).
     #[serde(with = "humantime_serde")]
     #[schemars(with = "super::schema::DurationText")]
     pub refresh_before: Duration,
