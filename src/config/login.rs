@@ -26,7 +26,7 @@ pub const DEFAULT_DOMAIN_COOKIE: &str = "gatehouse_session";
 /// cookie lives after the response that last set it.
 pub const LOGIN_BINDING_TTL: Duration = Duration::from_secs(600);
 /// Shortest accepted `login.session.lifetime`.
-pub const MIN_SESSION_LIFETIME: Duration = Duration::from_secs(60);
+pub const MIN_SESSION_LIFETIME: Duration = Duration::from_secs(5);
 
 /// Browser login through OpenID providers, with server-side sessions.
 /// Absent: off (no session cookie is accepted).
@@ -205,7 +205,7 @@ pub struct SessionConfig {
     /// the safest choice.
     pub cookie_domain: Option<String>,
     /// Absolute lifetime of a session from its login, however active it
-    /// is. At least 1m.
+    /// is. At least 5s.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "super::schema::DurationText")]
     pub lifetime: Duration,
@@ -328,7 +328,7 @@ impl SessionConfig {
         if self.lifetime < MIN_SESSION_LIFETIME {
             return Err(ConfigError::invalid(
                 format!("{KEY}.lifetime"),
-                "at least 1m",
+                "at least 5s",
             ));
         }
         if self.cache_ttl > MAX_SESSION_CACHE_TTL {
@@ -412,7 +412,7 @@ mod tests {
         }
         refused(
             SessionConfig {
-                lifetime: Duration::from_secs(59),
+                lifetime: Duration::from_secs(4),
                 ..Default::default()
             },
             "login.session.lifetime",

@@ -258,7 +258,7 @@ impl Sessions {
             csrf_token: random_token().map_err(random)?,
         };
         let raw = encode(&record)?;
-        // The lifetime is at least a minute (validated), so the session is
+        // The lifetime is at least 5 seconds (validated), so the session is
         // live now.
         let ttl = self.ttl(&record, now).unwrap_or(Duration::from_secs(1));
         if !self
