@@ -12,7 +12,7 @@ from pathlib import Path
 import json
 import time
 import uuid
-from urllib.parse import quote, urljoin
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit
 
 import pytest
 
@@ -37,7 +37,8 @@ def site(gatehouse_factory, oidc_provider_factory, idp, echo, tmp_path: Path):
     base = f"http://127.0.0.1:{envoy.ports.listener}"
     op = oidc_provider_factory([oidc.client_spec(
         "gatehouse", f"{base}/auth/callback",
-        backchannel_logout_uri=f"{base}/auth/backchannel-logout")], auto_consent=True)
+        backchannel_logout_uri=f"{base}/auth/backchannel-logout")], auto_consent=True,
+        groups={u: ["staff"] for u in ("alice", "bob", "carol", "dave", "mallory")})
     secret = op.client("gatehouse").write_secret(tmp_path / "client-secret")
     config = configs.single_issuer_config(idp)
     config["policy"] = {
@@ -50,7 +51,9 @@ def site(gatehouse_factory, oidc_provider_factory, idp, echo, tmp_path: Path):
         "allowed_redirect_domains": ["127.0.0.1"],
         "providers": [{"name": "op", "issuer": op.issuer, "client_id": "gatehouse",
                        "client_secret_file": str(secret),
-                       "claims": {"username": "sub", "email": "email", "groups": "groups"}}],
+                       "claims": {"username": "sub", "email": "email", "groups": "groups"},
+                       "scopes": ["openid", "email", "profile", "groups"],
+                       "allowed_groups": ["staff"]}],
     }
     g = gatehouse_factory(config, name="gatehouse-login", port=g_port, http_port=g_http)
     g.wait_serving()
@@ -236,3 +239,26 @@ def test_logout_tokens_minted_independently_are_verified(site):
     assert not _session_live(dave, base)
     replay = _post_logout(site, token)
     assert replay.status == 400 and "already used" in replay.json()["error_description"]
+
+
+def test_a_user_outside_allowed_groups_gets_no_session(site):
+    page = Browser().login_at_provider(f"{site['base']}/ui/page", "eve")
+    assert page.status == 403, page.text
+    assert "not allowed to log in here" in page.text
+    assert "text/html" in page.headers["content-type"]
+
+
+def test_a_nonce_changed_on_the_way_to_the_provider_is_refused(site):
+    """The ID token must carry the nonce this login stored: an
+    authorization request whose nonce was swapped (PKCE and state intact)
+    yields a valid code whose ID token gatehouse refuses."""
+    base = site["base"]
+    browser = Browser()
+    start = browser.get(f"{base}/auth/login?rd=/ui/page", follow=False)
+    parts = urlsplit(start.headers["location"])
+    query = [(k, "swapped-nonce" if k == "nonce" else v) for k, v in parse_qsl(parts.query)]
+    assert ("nonce", "swapped-nonce") in query
+    page = browser.login_at_provider(parts._replace(query=urlencode(query)).geturl(), "alice")
+    assert page.status == 400, page.text
+    assert "ID token is not valid" in page.text and "nonce" in page.text.lower()
+    assert browser.cookies.get(SESSION_COOKIE) is None
