@@ -159,7 +159,6 @@ pub fn build_engine_with(
     if let Some(internal) = &internal {
         verifier.add_internal_issuer(crate::check::authn::jwt::Issuer::internal(internal)?);
     }
-    let upstream = UpstreamActions::build(config, source, internal.clone())?;
     if let Some(tracing) = &config.tracing {
         crate::telemetry::otel::validate(tracing)?;
     }
@@ -182,6 +181,8 @@ pub fn build_engine_with(
         .map(|c| crate::tokens::ApiTokens::new(c, store.clone()).map(Arc::new))
         .transpose()?;
     let (sessions, login) = build_sessions(config, source, &store)?;
+    let backends = build_backends(config, source, &store)?;
+    let upstream = UpstreamActions::build(config, source, internal.clone(), backends.clone())?;
     let metrics = EngineMetrics::new(
         carry.metrics.clone(),
         config.policy.rules.iter().map(|r| r.name.as_str()),
@@ -203,6 +204,7 @@ pub fn build_engine_with(
         store,
         upstream,
         login,
+        backends,
         telemetry: crate::telemetry::TelemetrySettings {
             spans: config.tracing.is_some(),
             decisions: config.log.decisions,
@@ -252,24 +254,18 @@ fn build_sessions(
             None,
         ));
     }
-    let mut secrets = Vec::new();
-    for (i, p) in login.providers.iter().enumerate() {
-        let path = resolve_path(source, std::path::Path::new(&p.client_secret_file));
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ConfigError::invalid(
-                format!("login.providers[{i}].client_secret_file"),
-                format!("{}: {e}", path.display()),
+    let secrets = login
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            client_secret(
+                source,
+                &p.client_secret_file,
+                &format!("login.providers[{i}].client_secret_file"),
             )
-        })?;
-        let secret = text.trim_end();
-        if secret.is_empty() {
-            return Err(ConfigError::invalid(
-                format!("login.providers[{i}].client_secret_file"),
-                format!("{} is empty", path.display()),
-            ));
-        }
-        secrets.push(crate::secret::Secret::new(secret));
-    }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let service = Arc::new(crate::login::Login::new(
         login,
         secrets,
@@ -290,6 +286,54 @@ fn build_sessions(
         }),
         Some(service),
     ))
+}
+
+/// A client secret from its file (trailing whitespace dropped; an empty
+/// file is an error naming `key`).
+fn client_secret(
+    source: &ConfigSource,
+    file: &str,
+    key: &str,
+) -> Result<crate::secret::Secret, ConfigError> {
+    let path = resolve_path(source, std::path::Path::new(file));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))?;
+    let secret = text.trim_end();
+    if secret.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(crate::secret::Secret::new(secret))
+}
+
+/// The `backends` service, if any are configured (they need `login`).
+fn build_backends(
+    config: &Config,
+    source: &ConfigSource,
+    store: &Arc<dyn Store>,
+) -> Result<Option<Arc<crate::backends::Backends>>, ConfigError> {
+    let login = config.login.as_ref().filter(|l| !l.providers.is_empty());
+    crate::config::validate_backends(&config.backends, login.is_some())?;
+    let Some(login) = login else {
+        return Ok(None);
+    };
+    let secrets = config
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            client_secret(
+                source,
+                &b.client_secret_file,
+                &format!("backends[{i}].client_secret_file"),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let callback = login.callback_url.clone().unwrap_or_default();
+    crate::backends::Backends::new(&config.backends, secrets, &callback, store.clone())
+        .map(|b| Some(Arc::new(b)))
 }
 
 /// Gatehouse's own issuer (`issuer:`), if configured: its `iss` must be

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod backends;
 pub mod check;
 pub mod clock;
 pub mod config;

@@ -74,3 +74,21 @@ mod tests {
         assert!(!Secret::new("a").ct_eq(&Secret::new("ab")));
     }
 }
+
+/// Serde for an optional [`Secret`] (`#[serde(with =
+/// "crate::secret::opt_serde")]`), for records the store keeps encrypted.
+pub mod opt_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Secret;
+
+    /// Writes the secret's text.
+    pub fn serialize<S: Serializer>(value: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+        value.as_ref().map(Secret::expose).serialize(s)
+    }
+
+    /// Reads it back.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+    }
+}

@@ -56,6 +56,8 @@ pub struct Engine {
     pub telemetry: TelemetrySettings,
     /// The browser login (`login.providers`), if configured.
     pub login: Option<Arc<crate::login::Login>>,
+    /// Per-user backend tokens (`backends`), if configured.
+    pub backends: Option<Arc<crate::backends::Backends>>,
     /// Check counters and latency, recorded per check by the serving
     /// engine (`serve::live::LiveEngine`) for gRPC and HTTP checks alike.
     pub metrics: crate::metrics::EngineMetrics,
@@ -239,6 +241,7 @@ impl Engine {
         let prepared = match self
             .upstream
             .prepare(&request, &requirement, identity.as_ref())
+            .await
         {
             Ok(prepared) => prepared,
             Err(deny) => {

@@ -7,6 +7,7 @@
 //! URLs are checked when the engine is built). Every error names the key.
 
 mod api_tokens;
+mod backends;
 mod browser;
 mod certs;
 mod decode;
@@ -34,6 +35,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use api_tokens::*;
+pub use backends::*;
 pub use browser::*;
 pub use certs::*;
 pub use decode::DURATION_EXAMPLE;
@@ -205,6 +207,10 @@ pub struct Config {
     /// credential); absent: off.
     #[serde(default)]
     pub login: Option<LoginConfig>,
+    /// Downstream services whose own OAuth2 tokens gatehouse collects per
+    /// user and sends upstream (`upstream_credential: {backend: …}`).
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
     /// Where shared state lives.
     #[serde(default)]
     #[schemars(extend("x-reload" = "restart"))]

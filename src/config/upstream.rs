@@ -6,12 +6,59 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The credential a rule sends upstream in place of the caller's.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum UpstreamCredentialConfig {
+use super::ConfigError;
+
+/// The placeholder for the token in `format`.
+pub const TOKEN_PLACEHOLDER: &str = "{token}";
+
+/// The credential a rule sends upstream in place of the caller's: one of
+/// `bearer_file` or `backend`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamCredentialConfig {
     /// A file holding a bearer token (e.g. a projected Kubernetes
     /// service-account token), sent as `Authorization: Bearer …`. Re-read
     /// when the file changes.
-    BearerFile(PathBuf),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_file: Option<PathBuf>,
+    /// The caller's own token at this backend (`backends[].name`), looked
+    /// up by the caller's subject and refreshed when it has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// The header that carries it. Default: `Authorization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// The header's value, with `{token}` where the token goes. Default:
+    /// `Bearer {token}` (JupyterHub wants `token {token}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+impl UpstreamCredentialConfig {
+    /// The header name (lower-case) and the value format, validated;
+    /// errors name `key`'s sub-keys.
+    pub fn header_and_format(&self, key: &str) -> Result<(String, String), ConfigError> {
+        if self.bearer_file.is_some() == self.backend.is_some() {
+            return Err(ConfigError::invalid(
+                key,
+                "give exactly one of `bearer_file` or `backend`",
+            ));
+        }
+        let header = match &self.header {
+            Some(h) => super::header_name(h, &format!("{key}.header"))?,
+            None => "authorization".to_string(),
+        };
+        let format = self
+            .format
+            .clone()
+            .unwrap_or_else(|| format!("Bearer {TOKEN_PLACEHOLDER}"));
+        let printable = format.bytes().all(|b| (b' '..=b'~').contains(&b));
+        if format.matches(TOKEN_PLACEHOLDER).count() != 1 || !printable {
+            return Err(ConfigError::invalid(
+                format!("{key}.format"),
+                "printable ASCII with `{token}` exactly once, like `Bearer {token}`",
+            ));
+        }
+        Ok((header, format))
+    }
 }

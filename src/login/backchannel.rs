@@ -131,8 +131,9 @@ fn decoding_key(
 
 impl Login {
     /// Verifies a logout token and ends the sessions it names; returns
-    /// how many ended.
-    pub async fn backchannel_logout(&self, token: &str) -> Result<usize, LogoutError> {
+    /// the token's `sub`, if it has one (the caller drops that user's
+    /// other per-user state, such as backend tokens).
+    pub async fn backchannel_logout(&self, token: &str) -> Result<Option<String>, LogoutError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| LogoutError::Malformed("unreadable JOSE header"))?;
         if let Some(typ) = &header.typ
@@ -207,7 +208,7 @@ impl Login {
         &self,
         provider: &Provider,
         claims: LogoutClaims,
-    ) -> Result<usize, LogoutError> {
+    ) -> Result<Option<String>, LogoutError> {
         if let Some(jti) = &claims.jti {
             let id = hashed_id("logout-jti", format!("{}\0{jti}", claims.iss).as_bytes());
             let fresh = self
@@ -231,7 +232,7 @@ impl Login {
             (None, None) => 0,
         };
         tracing::info!(provider = %name, ended, by_sid = claims.sid.is_some(), "back-channel logout");
-        Ok(ended)
+        Ok(claims.sub)
     }
 }
 

@@ -29,7 +29,7 @@ const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'stati
 }
 
 /// Every reason's row, indexed by [`Deny::reason_index`].
-pub const TABLE: [Row; 14] = [
+pub const TABLE: [Row; 15] = [
     row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
     row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
     row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
@@ -88,6 +88,12 @@ pub const TABLE: [Row; 14] = [
         Code::PermissionDenied,
         "access_denied",
         "csrf_rejected",
+    ),
+    row(
+        401,
+        Code::Unauthenticated,
+        "backend_login_required",
+        "backend_login_required",
     ),
 ];
 
@@ -182,6 +188,17 @@ pub enum Deny {
     /// without proof that it comes from an allowed page.
     #[error("cross-site request refused: {0}")]
     CsrfRejected(CsrfFailure),
+    /// The route sends the caller's own token at a backend upstream, and
+    /// there is none (never authorized, or it could not be refreshed). A
+    /// browser navigation gets a [`Deny::LoginRequired`] to the backend's
+    /// login instead.
+    #[error("no {backend} token for this user: authorize at {login_path}")]
+    BackendLoginRequired {
+        /// The backend's name.
+        backend: String,
+        /// Where to authorize (`/auth/backends/<name>/login`).
+        login_path: String,
+    },
 }
 
 /// Why a session-authenticated state-changing request was refused.
@@ -259,6 +276,10 @@ impl Deny {
                 quote(description),
                 quote(&scopes.join(" "))
             )),
+            Deny::BackendLoginRequired { .. } => Some(format!(
+                "Bearer realm={realm}, error=\"backend_login_required\", error_description={}",
+                quote(description)
+            )),
             _ => None,
         }
     }
@@ -281,6 +302,7 @@ impl Deny {
             Deny::LoginRequired { .. } => 11,
             Deny::OriginNotAllowed { .. } => 12,
             Deny::CsrfRejected(_) => 13,
+            Deny::BackendLoginRequired { .. } => 14,
         }
     }
 }
@@ -336,6 +358,10 @@ mod tests {
                 origin: "https://evil.example".into(),
             },
             Deny::CsrfRejected(CsrfFailure::NoProof),
+            Deny::BackendLoginRequired {
+                backend: "gitlab".into(),
+                login_path: "/auth/backends/gitlab/login".into(),
+            },
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
         assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());

@@ -55,7 +55,7 @@ pub struct SessionIdentity {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SessionTokens {
     /// The access token, forwarded upstream by `headers: [token]`.
-    #[serde(default, with = "opt_secret", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "crate::secret::opt_serde", skip_serializing_if = "Option::is_none")]
     pub access_token: Option<Secret>,
     /// When the access token expires, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,10 +65,10 @@ pub struct SessionTokens {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_issued: Option<u64>,
     /// The refresh token, used before the access token expires.
-    #[serde(default, with = "opt_secret", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "crate::secret::opt_serde", skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<Secret>,
     /// The ID token (an `id_token_hint` for RP-initiated logout).
-    #[serde(default, with = "opt_secret", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "crate::secret::opt_serde", skip_serializing_if = "Option::is_none")]
     pub id_token: Option<Secret>,
 }
 
@@ -175,24 +175,6 @@ mod secret {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
         Ok(Secret::new(String::deserialize(d)?))
-    }
-}
-
-/// Serde for an optional [`Secret`].
-mod opt_secret {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use crate::secret::Secret;
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Option<Secret>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        value.as_ref().map(Secret::expose).serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-        Ok(Option::<String>::deserialize(d)?.map(Secret::new))
     }
 }
 

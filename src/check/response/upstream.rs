@@ -106,8 +106,8 @@ pub fn apply_prepared(
     if let Some(token) = prepared.reissued {
         plan.replace(TOKEN_HEADER, token.expose().to_string());
     }
-    if let Some(credential) = prepared.authorization {
-        plan.replace("authorization", format!("Bearer {}", credential.expose()));
+    if let Some((header, value)) = prepared.credential {
+        plan.replace(header, value.expose().to_string());
     }
     // The session cookie goes on every allow; with a swap, every token
     // cookie (the session cookie among them).

@@ -3,9 +3,13 @@
 //!
 //! - **Credential swap** (rule `upstream_credential`): the caller's
 //!   credential is replaced with gatehouse's own (`Authorization: Bearer`
-//!   from a file, like a projected service-account token), and
-//!   gatehouse's token cookies and token headers are removed, so the
-//!   upstream never sees the caller's token or link.
+//!   from a file, like a projected service-account token) or with the
+//!   caller's own token at a backend (`backend: gitlab`, looked up by the
+//!   caller's subject in [`crate::backends`], in the configured header and
+//!   format), and gatehouse's token cookies and token headers are
+//!   removed, so the upstream never sees the caller's token or link. A
+//!   caller without a backend token is sent to authorize there (a browser
+//!   navigation on a `login: redirect` rule) or refused 401.
 //! - **Reissue** (rule `audience`, or the `audience` context extension,
 //!   which wins): a short-lived token for that internal audience in
 //!   `X-Auth-Request-Token`, replacing the caller's own.
@@ -22,8 +26,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::check::authn::sources::TokenSource;
+use crate::backends::{BackendError, Backends};
 use crate::config::{
-    AuthMode, Config, ConfigError, ConfigSource, UpstreamCredentialConfig, resolve_path,
+    AuthMode, Config, ConfigError, ConfigSource, TOKEN_PLACEHOLDER, UpstreamCredentialConfig,
+    resolve_path,
 };
 use crate::issuer::InternalIssuer;
 use crate::model::deny::Deny;
@@ -38,10 +44,28 @@ pub const AUDIENCE_EXTENSION: &str = "audience";
 /// Header carrying the reissued token.
 pub const TOKEN_HEADER: &str = "x-auth-request-token";
 
+/// Where a swapped credential comes from.
+#[derive(Debug)]
+enum CredentialSource {
+    /// A file (re-read when it changes).
+    File(Arc<FileSecret>),
+    /// The caller's token at this backend.
+    Backend(Arc<str>),
+}
+
+/// A rule's credential swap: the source, the header, and the value's
+/// format (`{token}` where the token goes).
+#[derive(Debug)]
+struct Credential {
+    source: CredentialSource,
+    header: String,
+    format: String,
+}
+
 /// What one rule does upstream.
 #[derive(Debug, Default)]
 struct RuleActions {
-    credential: Option<Arc<FileSecret>>,
+    credential: Option<Credential>,
     audience: Option<String>,
 }
 
@@ -50,6 +74,7 @@ struct RuleActions {
 pub struct UpstreamActions {
     rules: HashMap<Arc<str>, RuleActions>,
     issuer: Option<Arc<InternalIssuer>>,
+    backends: Option<Arc<Backends>>,
     /// Cookie names holding gatehouse tokens (removed on a swap), the
     /// session cookie among them.
     token_cookies: Vec<String>,
@@ -63,8 +88,9 @@ pub struct UpstreamActions {
 /// The changes decided for one allowed request.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    /// The credential sent upstream as `Authorization: Bearer`.
-    pub authorization: Option<Secret>,
+    /// The credential sent upstream: the header's name and its whole
+    /// value (`Bearer …`).
+    pub credential: Option<(String, Secret)>,
     /// Remove gatehouse's token cookies and headers (with a swap).
     pub strip_credentials: bool,
     /// The token reissued for the route's audience.
@@ -78,6 +104,7 @@ impl UpstreamActions {
         config: &Config,
         source: &ConfigSource,
         issuer: Option<Arc<InternalIssuer>>,
+        backends: Option<Arc<Backends>>,
     ) -> Result<UpstreamActions, ConfigError> {
         let mut rules = HashMap::new();
         for (i, rule) in config.policy.rules.iter().enumerate() {
@@ -91,13 +118,12 @@ impl UpstreamActions {
                         "an anonymous rule would hand the upstream credential to anyone",
                     ));
                 }
-                Some(UpstreamCredentialConfig::BearerFile(path)) => {
-                    let path = resolve_path(source, path);
-                    let secret = FileSecret::load(&path, file_secret::RECHECK).map_err(|e| {
-                        ConfigError::invalid(format!("{key}.upstream_credential.bearer_file"), e)
-                    })?;
-                    Some(Arc::new(secret))
-                }
+                Some(swap) => Some(credential(
+                    swap,
+                    &format!("{key}.upstream_credential"),
+                    source,
+                    backends.as_deref(),
+                )?),
             };
             if let Some(audience) = &rule.audience {
                 let key = format!("{key}.audience");
@@ -136,6 +162,7 @@ impl UpstreamActions {
         Ok(UpstreamActions {
             rules,
             issuer,
+            backends,
             token_cookies: sources
                 .iter()
                 .filter_map(|s| match s {
@@ -158,7 +185,7 @@ impl UpstreamActions {
     /// Decides the upstream changes for an allowed request. Errors are
     /// denials: an unknown `audience` extension is a misconfigured route
     /// (500); so is one when gatehouse has no issuer.
-    pub fn prepare(
+    pub async fn prepare(
         &self,
         request: &Request,
         requirement: &Requirement,
@@ -175,8 +202,16 @@ impl UpstreamActions {
         let Some(identity) = identity else {
             return Ok(prepared);
         };
-        if let Some(secret) = rule.and_then(|r| r.credential.as_ref()) {
-            prepared.authorization = Some(secret.current());
+        if let Some(credential) = rule.and_then(|r| r.credential.as_ref()) {
+            let token = match &credential.source {
+                CredentialSource::File(secret) => secret.current(),
+                CredentialSource::Backend(name) => {
+                    self.backend_token(name, request, requirement, identity)
+                        .await?
+                }
+            };
+            let value = credential.format.replace(TOKEN_PLACEHOLDER, token.expose());
+            prepared.credential = Some((credential.header.clone(), Secret::new(value)));
             prepared.strip_credentials = true;
         }
         if let Some(audience) = audience {
@@ -192,6 +227,40 @@ impl UpstreamActions {
             prepared.reissued = Some(token);
         }
         Ok(prepared)
+    }
+
+    /// The caller's token at backend `name`; without one, a browser
+    /// navigation on a `login: redirect` rule is sent to authorize there
+    /// and anything else gets a 401 naming the backend.
+    async fn backend_token(
+        &self,
+        name: &str,
+        request: &Request,
+        requirement: &Requirement,
+        identity: &Identity,
+    ) -> Result<Secret, Deny> {
+        let backends = self.backends.as_ref().ok_or_else(|| {
+            Deny::Misconfigured(format!("backend {name:?} is not configured"))
+        })?;
+        match backends.token(name, &identity.subject).await {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => {
+                let login_path = format!("/auth/backends/{name}/login");
+                Err(match &requirement.login {
+                    Some(_) => Deny::LoginRequired {
+                        location: crate::check::authz::login::location(&login_path, request),
+                        set_cookies: vec![],
+                        binding: None,
+                    },
+                    None => Deny::BackendLoginRequired {
+                        backend: name.to_string(),
+                        login_path,
+                    },
+                })
+            }
+            Err(BackendError::Store(_)) => Err(Deny::StoreUnavailable),
+            Err(e) => Err(Deny::Misconfigured(e.to_string())),
+        }
     }
 
     /// Cookie names holding gatehouse tokens (removed on a swap), the
@@ -212,6 +281,42 @@ impl UpstreamActions {
     pub fn token_headers(&self) -> &[String] {
         &self.token_headers
     }
+}
+
+/// Compiles one rule's `upstream_credential` (errors name `key`).
+fn credential(
+    swap: &UpstreamCredentialConfig,
+    key: &str,
+    source: &ConfigSource,
+    backends: Option<&Backends>,
+) -> Result<Credential, ConfigError> {
+    let (header, format) = swap.header_and_format(key)?;
+    let source = match (&swap.bearer_file, &swap.backend) {
+        (Some(path), _) => {
+            let path = resolve_path(source, path);
+            let secret = FileSecret::load(&path, file_secret::RECHECK)
+                .map_err(|e| ConfigError::invalid(format!("{key}.bearer_file"), e))?;
+            CredentialSource::File(Arc::new(secret))
+        }
+        (None, Some(name)) => {
+            if backends.and_then(|b| b.get(name)).is_none() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.backend"),
+                    format!("{name:?} is not one of `backends`"),
+                ));
+            }
+            CredentialSource::Backend(name.as_str().into())
+        }
+        // header_and_format refused it.
+        (None, None) => {
+            return Err(ConfigError::invalid(key, "no credential source"));
+        }
+    };
+    Ok(Credential {
+        source,
+        header,
+        format,
+    })
 }
 
 #[cfg(test)]

@@ -42,14 +42,14 @@ pub struct LoginQuery {
 }
 
 /// A login failure with its status, rendered for the client.
-struct Failure {
-    status: StatusCode,
-    message: String,
+pub(super) struct Failure {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
     html: bool,
 }
 
 impl Failure {
-    fn new(error: &LoginError, headers: &HeaderMap) -> Failure {
+    pub(super) fn new(error: &LoginError, headers: &HeaderMap) -> Failure {
         let status = match error {
             LoginError::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             LoginError::NotAllowed => StatusCode::FORBIDDEN,
@@ -94,21 +94,21 @@ impl IntoResponse for Failure {
     }
 }
 
-fn wants_html(headers: &HeaderMap) -> bool {
+pub(super) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"))
 }
 
-fn no_store(response: &mut Response) {
+pub(super) fn no_store(response: &mut Response) {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// A minimal accessible page.
-fn page(title: &str, body: &str) -> String {
+pub(super) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -117,7 +117,7 @@ fn page(title: &str, body: &str) -> String {
 }
 
 /// HTML text escaping.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -133,7 +133,7 @@ fn escape(text: &str) -> String {
 }
 
 /// A 302 to `location`, with each of `cookies` set.
-fn found(location: &str, cookies: impl IntoIterator<Item = String>) -> Response {
+pub(super) fn found(location: &str, cookies: impl IntoIterator<Item = String>) -> Response {
     let mut response = StatusCode::FOUND.into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(location) {
@@ -149,7 +149,7 @@ fn found(location: &str, cookies: impl IntoIterator<Item = String>) -> Response 
     response
 }
 
-fn login_service(state: &AppState, headers: &HeaderMap) -> Result<Arc<Login>, Failure> {
+pub(super) fn login_service(state: &AppState, headers: &HeaderMap) -> Result<Arc<Login>, Failure> {
     state.engine.current().login.clone().ok_or_else(|| Failure {
         status: StatusCode::NOT_FOUND,
         message: "browser login is not configured".into(),
@@ -159,13 +159,29 @@ fn login_service(state: &AppState, headers: &HeaderMap) -> Result<Arc<Login>, Fa
 
 /// The value of the cookie `name`, if the request carries one (read as
 /// the check reads it: [`crate::check::authn::sources::cookie_value`]).
-fn cookie(headers: &HeaderMap, name: &str) -> Option<Secret> {
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<Secret> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| crate::check::authn::sources::cookie_value(v, name))
         .map(Secret::new)
+}
+
+/// The browser's login binding: kept when it has a well-formed one
+/// (several tabs logging in at once share it), else a fresh one; the
+/// caller sets it again either way so it outlives the login's state.
+pub(super) fn binding(
+    headers: &HeaderMap,
+    sessions: &crate::sessions::Sessions,
+) -> Result<Secret, LoginError> {
+    match cookie(headers, &sessions.binding_cookie_name())
+        .filter(|b| well_formed_binding(b.expose()))
+    {
+        Some(b) => Ok(b),
+        None => random_token()
+            .map_err(|_| LoginError::Session(SessionError::Internal("no random bytes"))),
+    }
 }
 
 /// `GET /auth/login`.
@@ -187,21 +203,10 @@ pub async fn login(
         (None, [only]) => only.config.name.clone(),
         (None, providers) => return choice_page(providers, &rd),
     };
-    // The browser's binding: kept when it has a well-formed one (several
-    // tabs logging in at once share it), else a fresh one; set again
-    // either way so it outlives this login's state.
     let sessions = service.sessions();
-    let binding = match cookie(&headers, &sessions.binding_cookie_name())
-        .filter(|b| well_formed_binding(b.expose()))
-    {
-        Some(b) => b,
-        None => match random_token() {
-            Ok(b) => b,
-            Err(_) => {
-                let e = LoginError::Session(SessionError::Internal("no random bytes"));
-                return Failure::new(&e, &headers).into_response();
-            }
-        },
+    let binding = match binding(&headers, sessions) {
+        Ok(b) => b,
+        Err(e) => return Failure::new(&e, &headers).into_response(),
     };
     match service.start(&name, rd, &binding).await {
         Ok(url) => found(&url, [sessions.set_binding_cookie(&binding)]),
@@ -245,12 +250,30 @@ pub async fn callback(
     let replaces = cookie(&headers, sessions.cookie_name());
     let binding = cookie(&headers, &sessions.binding_cookie_name());
     match service.finish(&query, binding.as_ref(), replaces).await {
-        Ok((created, rd)) => found(&rd, [sessions.set_cookie(&created.id)]),
+        Ok((created, rd)) => {
+            let eager = state
+                .engine
+                .current()
+                .backends
+                .as_ref()
+                .map(|b| b.eager())
+                .unwrap_or_default();
+            found(&chain(&eager, rd), [sessions.set_cookie(&created.id)])
+        }
         Err(e) => {
             tracing::info!(error = %e, "login refused");
             Failure::new(&e, &headers).into_response()
         }
     }
+}
+
+/// After a login, through every eager backend's authorization, then to
+/// `rd`: `/auth/backends/a/login?rd=/auth/backends/b/login?rd=<rd>`.
+fn chain(eager: &[String], rd: String) -> String {
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    eager.iter().rev().fold(rd, |next, name| {
+        format!("/auth/backends/{name}/login?rd={}", encode(&next))
+    })
 }
 
 /// `GET` or `POST /auth/logout`.
@@ -276,6 +299,11 @@ pub async fn logout(
         };
         if let Err(e) = sessions.end(cookie.expose()).await {
             return Failure::new(&e.into(), &headers).into_response();
+        }
+        if let (Some(session), Some(backends)) = (&session, &state.engine.current().backends)
+            && let Err(e) = backends.forget(&session.record.identity.subject).await
+        {
+            tracing::warn!(error = %e, "backend tokens not dropped at logout");
         }
         if let Some(session) = session {
             target = service
@@ -358,7 +386,14 @@ pub async fn backchannel_logout(
         _ => Err(LogoutError::Malformed("no logout_token")),
     };
     let mut response = match result {
-        Ok(_) => StatusCode::OK.into_response(),
+        Ok(subject) => {
+            if let (Some(subject), Some(backends)) = (subject, &state.engine.current().backends)
+                && let Err(e) = backends.forget(&subject).await
+            {
+                tracing::warn!(error = %e, "backend tokens not dropped at back-channel logout");
+            }
+            StatusCode::OK.into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "back-channel logout refused");
             let (status, error) = match e {

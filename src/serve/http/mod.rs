@@ -7,6 +7,7 @@
 //! | `POST /auth/jwt/request` | mint a signed link (`links.rs`) |
 //! | `GET /auth/jwt/set` | store a link in a cookie, redirect (`links.rs`) |
 //! | `POST`, `GET /auth/api/v1/users/{user}/tokens`, `DELETE …/tokens/{key}`, `GET /auth/api/v1/user-info` | API tokens ([`tokens`]) |
+//! | `GET /auth/backends/{name}/login`, `/auth/backends/{name}/callback` | per-user backend tokens ([`backends`]) |
 //! | `GET /auth/login`, `/auth/callback`, `GET`/`POST /auth/logout`, `GET /auth/userinfo`, `POST /auth/backchannel-logout` | browser login ([`login`]) |
 //! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
 //! | `/ext_authz/<path>` | a check asked by Envoy's HTTP ext_authz ([`check`]) |
@@ -15,6 +16,7 @@
 //!
 //! It starts with the gRPC server and drains with it on SIGTERM.
 
+pub mod backends;
 pub mod check;
 pub mod error;
 mod links;
@@ -81,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", get(login::logout).post(login::logout))
         .route("/auth/userinfo", get(login::userinfo))
         .route("/auth/backchannel-logout", post(login::backchannel_logout))
+        .route("/auth/backends/{name}/login", get(backends::login))
+        .route("/auth/backends/{name}/callback", get(backends::callback))
         .route("/healthz", get(healthz))
         .route(check::ENVOY_PREFIX, any(check::envoy))
         .route(

@@ -117,6 +117,13 @@ static_resources:
                             envoy.filters.http.ext_authz:
                               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
                               disabled: true
+                        # Per-user backend tokens (backends).
+                        - match: {prefix: /auth/backends/}
+                          route: {cluster: gatehouse_http}
+                          typed_per_filter_config:
+                            envoy.filters.http.ext_authz:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
+                              disabled: true
                         {{- end }}
                         {{- range $gw.publicPrefixes }}
                         # Public: no check, so remove the identity headers
