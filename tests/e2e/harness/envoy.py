@@ -1,5 +1,9 @@
 """Runs Envoy on the example config (ports rewritten) and waits until its
-admin interface reports ready and its listener accepts connections."""
+admin interface reports ready and its listener accepts connections.
+
+Other examples with their own upstream clusters (envoy/servicehub.yaml:
+`app_alice`, `app_bob`) pass `clusters={name: port}`: those clusters are
+rewritten instead of `upstream` (`write_config_with_clusters`)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from pathlib import Path
 import requests
 
 from envoy_bin import envoy_binary
+import yaml
+
+import envoy_config
 from envoy_config import EXAMPLE, Ports, write_test_config
 from harness.httpc import Client
 from harness.procs import ManagedProcess, free_port, wait_until
@@ -16,20 +23,53 @@ from harness.procs import ManagedProcess, free_port, wait_until
 START_TIMEOUT = 20.0
 
 
+def write_config_with_clusters(dest: Path, ports: Ports, clusters: dict[str, int],
+                               source: Path) -> Path:
+    """As `envoy_config.write_test_config`, for an example whose upstreams
+    are the named `clusters` (each with one endpoint) rather than one
+    `upstream` cluster: rewrites the admin, listener `main`, `gatehouse`,
+    `gatehouse_http` and each of `clusters` to 127.0.0.1 and its port."""
+    config = yaml.safe_load(Path(source).read_text())
+    envoy_config._socket_address(config["admin"], "admin").update(
+        address=ports.host, port_value=ports.admin)
+    static = config["static_resources"]
+    listener = envoy_config._one(static["listeners"], envoy_config.LISTENER_NAME, "listener")
+    envoy_config._socket_address(listener, "listener").update(
+        address=ports.host, port_value=ports.listener)
+    targets = {envoy_config.GATEHOUSE_CLUSTER: ports.gatehouse,
+               envoy_config.GATEHOUSE_HTTP_CLUSTER: ports.gatehouse_http, **clusters}
+    for name, port in targets.items():
+        cluster = envoy_config._one(static["clusters"], name, "cluster")
+        endpoint = envoy_config._cluster_endpoint(cluster)
+        envoy_config._socket_address(endpoint, f"cluster {name}").update(
+            address=ports.host, port_value=port)
+    dest = Path(dest)
+    dest.write_text(f"# Generated from {source} for a test run: only addresses and ports differ.\n"
+                    + yaml.safe_dump(config, sort_keys=False))
+    return dest
+
+
 class EnvoyInstance:
     def __init__(self, workdir: Path, gatehouse_port: int, upstream_port: int, name: str = "envoy",
-                 gatehouse_http_port: int | None = None, source: Path = EXAMPLE):
+                 gatehouse_http_port: int | None = None, source: Path = EXAMPLE,
+                 clusters: dict[str, int] | None = None):
         """`gatehouse_http_port`: gatehouse's side port (default: a free,
         closed port, for tests that never reach it). `source`: the Envoy
         config to run (default: the shipped example; the chart tests pass
-        the chart's rendered gateway config)."""
+        the chart's rendered gateway config). `clusters`: for a `source`
+        without an `upstream` cluster, its upstream clusters' ports by name
+        (`upstream_port` is then unused)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = Ports(
             listener=free_port(), admin=free_port(), gatehouse=gatehouse_port, upstream=upstream_port,
             gatehouse_http=gatehouse_http_port or free_port(),
         )
-        self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports, source)
+        if clusters is None:
+            self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports, source)
+        else:
+            self.config_path = write_config_with_clusters(self.workdir / f"{name}.yaml", self.ports,
+                                                          clusters, source)
         self.port = self.ports.listener
         self.admin_url = f"http://127.0.0.1:{self.ports.admin}"
         self.base_url = f"http://127.0.0.1:{self.port}"
