@@ -139,6 +139,12 @@ async fn sentinel_conforms_and_follows_a_failover() {
     let old_master = group.master_port().expect("a master");
     assert_eq!(old_master, group.servers[0].port);
     store.set("before", b"1", MINUTE).await.unwrap();
+    // Replication is asynchronous and SENTINEL FAILOVER does not wait for
+    // the replica to catch up: let it, or the write may be lost.
+    let replicated = gatehouse::testkit::redis::wait_for(Duration::from_secs(5), || {
+        group.servers[1].cli(&["get", "gatehouse:before"]).trim() == "1"
+    });
+    assert!(replicated, "the replica never received the write");
     let answer = group.failover();
     assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
     let moved = gatehouse::testkit::redis::wait_for(Duration::from_secs(15), || {

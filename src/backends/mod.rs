@@ -22,8 +22,7 @@ use std::time::Duration;
 use oauth2::basic::BasicClient;
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse,
-    TokenUrl,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 
@@ -127,7 +126,11 @@ impl Backend {
             return Ok(e);
         }
         let unreachable = || BackendError::Unreachable(self.config.name.clone());
-        let endpoints = match (&self.config.issuer, &self.config.authorize_url, &self.config.token_url) {
+        let endpoints = match (
+            &self.config.issuer,
+            &self.config.authorize_url,
+            &self.config.token_url,
+        ) {
             (_, Some(a), Some(t)) => Endpoints {
                 authorize: AuthUrl::new(a.clone()).map_err(|_| unreachable())?,
                 token: TokenUrl::new(t.clone()).map_err(|_| unreachable())?,
@@ -166,7 +169,11 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Option<Endpoints> {
         let Ok(doc) = response.json::<serde_json::Value>().await else {
             continue;
         };
-        let text = |k: &str| doc.get(k).and_then(serde_json::Value::as_str).map(String::from);
+        let text = |k: &str| {
+            doc.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(String::from)
+        };
         if let (Some(a), Some(t)) = (text("authorization_endpoint"), text("token_endpoint")) {
             return Some(Endpoints {
                 authorize: AuthUrl::new(a).ok()?,
@@ -384,7 +391,9 @@ impl Backends {
     /// Drops every backend token of `subject` (logout).
     pub async fn forget(&self, subject: &str) -> Result<(), BackendError> {
         for b in &self.backends {
-            self.store.delete(&token_key(&b.config.name, subject)).await?;
+            self.store
+                .delete(&token_key(&b.config.name, subject))
+                .await?;
         }
         Ok(())
     }
@@ -440,7 +449,10 @@ fn subject_hash(subject: &str) -> String {
 }
 
 fn state_key(state: &str) -> String {
-    key("backend-state", &hashed_id("backend-state", state.as_bytes()))
+    key(
+        "backend-state",
+        &hashed_id("backend-state", state.as_bytes()),
+    )
 }
 
 /// The key of `subject`'s token at `backend`.
@@ -456,7 +468,13 @@ mod tests;
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.backends.iter().map(|b| b.config.name.as_str()).collect();
-        f.debug_struct("Backends").field("backends", &names).finish_non_exhaustive()
+        let names: Vec<&str> = self
+            .backends
+            .iter()
+            .map(|b| b.config.name.as_str())
+            .collect();
+        f.debug_struct("Backends")
+            .field("backends", &names)
+            .finish_non_exhaustive()
     }
 }

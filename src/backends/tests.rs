@@ -2,10 +2,12 @@ use super::*;
 use crate::store::memory::MemoryStore;
 
 fn service(store: Arc<dyn Store>) -> Backends {
-    let config: BackendConfig = serde_yaml_ng::from_str(
-        "{name: gitlab, authorize_url: 'https://gl.example/oauth/authorize', token_url: 'https://gl.example/oauth/token', client_id: c, client_secret_file: s, scopes: [api]}",
-    )
-    .expect("yaml");
+    let config: BackendConfig = serde_json::from_value(serde_json::json!({
+        "name": "gitlab", "authorize_url": "https://gl.example/oauth/authorize",
+        "token_url": "https://gl.example/oauth/token", "client_id": "c",
+        "client_secret_file": "s", "scopes": ["api"],
+    }))
+    .expect("json");
     Backends::new(
         &[config],
         vec![Secret::new("secret")],
@@ -37,12 +39,17 @@ async fn tokens_are_per_user_and_never_keyed_by_subject_or_token() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100));
     let backends = service(store.clone());
     let now = crate::clock::now_secs();
-    put(store.as_ref(), "alice", stored("gl-alice", Some(now + 3600), None)).await;
+    put(
+        store.as_ref(),
+        "alice",
+        stored("gl-alice", Some(now + 3600), None),
+    )
+    .await;
     put(store.as_ref(), "bob", stored("gl-bob", None, None)).await;
     let get = |s: &'static str| backends.token("gitlab", s);
     assert_eq!(get("alice").await.unwrap().unwrap().expose(), "gl-alice");
     assert_eq!(get("bob").await.unwrap().unwrap().expose(), "gl-bob");
-    assert_eq!(get("carol").await.unwrap(), None);
+    assert!(get("carol").await.unwrap().is_none());
     assert!(matches!(
         backends.token("jupyterhub", "alice").await,
         Err(BackendError::Unknown(_))
@@ -51,7 +58,7 @@ async fn tokens_are_per_user_and_never_keyed_by_subject_or_token() {
     assert!(!key.contains("alice") && !key.contains("gitlab\0"), "{key}");
     // Logout drops them.
     backends.forget("alice").await.unwrap();
-    assert_eq!(get("alice").await.unwrap(), None);
+    assert!(get("alice").await.unwrap().is_none());
     assert_eq!(get("bob").await.unwrap().unwrap().expose(), "gl-bob");
 }
 
@@ -63,7 +70,7 @@ async fn an_expired_token_without_refresh_is_none() {
     let mut old = stored("gl-old", Some(now - 1), None);
     old.issued_at = now - 100;
     put(store.as_ref(), "alice", old).await;
-    assert_eq!(backends.token("gitlab", "alice").await.unwrap(), None);
+    assert!(backends.token("gitlab", "alice").await.unwrap().is_none());
 }
 
 #[test]
@@ -103,11 +110,25 @@ async fn a_backend_login_starts_with_pkce_and_finishes_only_for_its_browser_and_
     let state = q["state"].clone();
     // Another user's session: refused, and the state is spent.
     let other = backends
-        .finish("gitlab", Some("code"), Some(&state), None, Some(&binding), "mallory")
+        .finish(
+            "gitlab",
+            Some("code"),
+            Some(&state),
+            None,
+            Some(&binding),
+            "mallory",
+        )
         .await;
     assert_eq!(other, Err(BackendError::Binding));
     let again = backends
-        .finish("gitlab", Some("code"), Some(&state), None, Some(&binding), "alice")
+        .finish(
+            "gitlab",
+            Some("code"),
+            Some(&state),
+            None,
+            Some(&binding),
+            "alice",
+        )
         .await;
     assert_eq!(again, Err(BackendError::State));
     // Another browser.
@@ -123,7 +144,14 @@ async fn a_backend_login_starts_with_pkce_and_finishes_only_for_its_browser_and_
         .unwrap();
     let elsewhere = Secret::new("c".repeat(43));
     let r = backends
-        .finish("gitlab", Some("code"), Some(&state), None, Some(&elsewhere), "alice")
+        .finish(
+            "gitlab",
+            Some("code"),
+            Some(&state),
+            None,
+            Some(&elsewhere),
+            "alice",
+        )
         .await;
     assert_eq!(r, Err(BackendError::Binding));
 }

@@ -129,15 +129,16 @@ fn check_url(key: &str, text: &str) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    fn backend(yaml: &str) -> BackendConfig {
-        serde_yaml_ng::from_str(yaml).expect("yaml")
+    fn backend(json: serde_json::Value) -> BackendConfig {
+        serde_json::from_value(json).expect("json")
     }
 
     #[test]
     fn backends_are_validated_with_their_keys() {
-        let good = backend(
-            "{name: gitlab, authorize_url: 'https://gl/oauth/authorize', token_url: 'https://gl/oauth/token', client_id: c, client_secret_file: s}",
-        );
+        let good = backend(serde_json::json!({
+            "name": "gitlab", "authorize_url": "https://gl/oauth/authorize",
+            "token_url": "https://gl/oauth/token", "client_id": "c", "client_secret_file": "s",
+        }));
         assert_eq!(good.login, BackendLogin::Lazy);
         assert_eq!(good.callback_path(), "/auth/backends/gitlab/callback");
         assert!(validate_backends(std::slice::from_ref(&good), true).is_ok());
@@ -157,7 +158,10 @@ mod tests {
         let mut relative = good.clone();
         relative.token_url = Some("/oauth/token".into());
         assert!(err(&[relative], true).contains("backends[0].token_url"));
-        let issuer = backend("{name: hub, issuer: 'https://hub', client_id: c, client_secret_file: s, login: eager}");
+        let issuer = backend(serde_json::json!({
+            "name": "hub", "issuer": "https://hub", "client_id": "c",
+            "client_secret_file": "s", "login": "eager",
+        }));
         assert_eq!(issuer.login, BackendLogin::Eager);
         assert!(validate_backends(&[issuer], true).is_ok());
     }

@@ -55,7 +55,11 @@ pub struct SessionIdentity {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SessionTokens {
     /// The access token, forwarded upstream by `headers: [token]`.
-    #[serde(default, with = "crate::secret::opt_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::secret::opt_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_token: Option<Secret>,
     /// When the access token expires, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,10 +69,18 @@ pub struct SessionTokens {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_issued: Option<u64>,
     /// The refresh token, used before the access token expires.
-    #[serde(default, with = "crate::secret::opt_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::secret::opt_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub refresh_token: Option<Secret>,
     /// The ID token (an `id_token_hint` for RP-initiated logout).
-    #[serde(default, with = "crate::secret::opt_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::secret::opt_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id_token: Option<Secret>,
 }
 

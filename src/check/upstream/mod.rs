@@ -25,8 +25,8 @@ use crate::clock::now_secs;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::check::authn::sources::TokenSource;
 use crate::backends::{BackendError, Backends};
+use crate::check::authn::sources::TokenSource;
 use crate::config::{
     AuthMode, Config, ConfigError, ConfigSource, TOKEN_PLACEHOLDER, UpstreamCredentialConfig,
     resolve_path,
@@ -239,9 +239,10 @@ impl UpstreamActions {
         requirement: &Requirement,
         identity: &Identity,
     ) -> Result<Secret, Deny> {
-        let backends = self.backends.as_ref().ok_or_else(|| {
-            Deny::Misconfigured(format!("backend {name:?} is not configured"))
-        })?;
+        let backends = self
+            .backends
+            .as_ref()
+            .ok_or_else(|| Deny::Misconfigured(format!("backend {name:?} is not configured")))?;
         match backends.token(name, &identity.subject).await {
             Ok(Some(token)) => Ok(token),
             Ok(None) => {

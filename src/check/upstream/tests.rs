@@ -57,7 +57,7 @@ impl Setup {
             .issuer
             .as_ref()
             .map(|i| Arc::new(InternalIssuer::build(i, &source, &["gh".into()]).expect("issuer")));
-        UpstreamActions::build(&cfg, &source, issuer)
+        UpstreamActions::build(&cfg, &source, issuer, None)
     }
 }
 
@@ -142,7 +142,11 @@ fn run(
     id: &Identity,
 ) -> Result<CheckResponse, Deny> {
     let requirement = requirement(rule);
-    let prepared = actions.prepare(req, &requirement, Some(id))?;
+    // A file credential never waits: a current-thread runtime suffices.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let prepared = runtime.block_on(actions.prepare(req, &requirement, Some(id)))?;
     let mut plan = response::plan(req, &requirement, Some(id), id.tool.as_deref());
     apply_prepared(actions, prepared, req, &mut plan);
     Ok(response::render_allow(plan))
