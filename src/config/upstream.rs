@@ -45,7 +45,15 @@ impl UpstreamCredentialConfig {
             ));
         }
         let header = match &self.header {
-            Some(h) => super::header_name(h, &format!("{key}.header"))?,
+            Some(h) => http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| {
+                    ConfigError::invalid(
+                        format!("{key}.header"),
+                        format!("{h:?} is not a header name"),
+                    )
+                })?
+                .as_str()
+                .to_string(),
             None => "authorization".to_string(),
         };
         let format = self
@@ -60,5 +68,49 @@ impl UpstreamCredentialConfig {
             ));
         }
         Ok((header, format))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_and_format_are_checked() {
+        let backend = |header: Option<&str>, format: Option<&str>| UpstreamCredentialConfig {
+            backend: Some("hub".into()),
+            header: header.map(Into::into),
+            format: format.map(Into::into),
+            ..Default::default()
+        };
+        let ok = |c: UpstreamCredentialConfig| c.header_and_format("k").expect("valid");
+        assert_eq!(
+            ok(backend(None, None)),
+            ("authorization".into(), "Bearer {token}".into())
+        );
+        assert_eq!(
+            ok(backend(Some("Authorization"), Some("token {token}"))),
+            ("authorization".into(), "token {token}".into())
+        );
+        assert_eq!(
+            ok(backend(Some("X-Gitlab-Token"), Some("{token}"))).0,
+            "x-gitlab-token"
+        );
+        let err = |c: UpstreamCredentialConfig| {
+            c.header_and_format("k").expect_err("refused").to_string()
+        };
+        assert!(err(backend(Some("bad header"), None)).contains("k.header"));
+        for format in ["Bearer", "{token} {token}", "Bearer {token}\r\n"] {
+            assert!(
+                err(backend(None, Some(format))).contains("k.format"),
+                "{format:?}"
+            );
+        }
+        assert!(err(UpstreamCredentialConfig::default()).contains("exactly one"));
+        let both = UpstreamCredentialConfig {
+            bearer_file: Some("t".into()),
+            ..backend(None, None)
+        };
+        assert!(err(both).contains("exactly one"));
     }
 }

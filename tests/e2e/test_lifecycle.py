@@ -79,6 +79,12 @@ def _demo_with(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
+def test_check_config_accepts_the_renku_example():
+    r = check_config(REPO / "config" / "renku.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "configuration ok" in r.stdout
+
+
 def test_check_config_names_an_unknown_key(tmp_path):
     path = _demo_with(tmp_path, "server:\n", "server:\n  grpc_adress: 127.0.0.1:1\n")
     r = check_config(path)
