@@ -9,6 +9,7 @@
 mod api_tokens;
 mod browser;
 mod certs;
+mod cli;
 mod decode;
 mod env;
 mod header;
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use api_tokens::*;
 pub use browser::*;
 pub use certs::*;
+pub use cli::*;
 pub use decode::DURATION_EXAMPLE;
 pub use env::{ENV_PREFIX, ENV_SEPARATOR};
 pub use header::header_name;
@@ -205,6 +207,11 @@ pub struct Config {
     /// credential); absent: off.
     #[serde(default)]
     pub login: Option<LoginConfig>,
+    /// Command-line login (`POST /auth/cli/login`, approved in a browser,
+    /// answered with an API token); needs `login.providers` and
+    /// `api_tokens`. Absent: off.
+    #[serde(default)]
+    pub cli: Option<CliLoginConfig>,
     /// Where shared state lives.
     #[serde(default)]
     #[schemars(extend("x-reload" = "restart"))]
@@ -237,7 +244,8 @@ pub struct ServerConfig {
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
     /// `/auth/jwt/request`, `/auth/jwt/set`, `/auth/api/v1` (API tokens),
     /// `/auth/login`, `/auth/callback`, `/auth/logout`, `/auth/userinfo`,
-    /// `/auth/backchannel-logout` (browser login), `/healthz`.
+    /// `/auth/backchannel-logout` (browser login), `/auth/cli/*`
+    /// (command-line login), `/healthz`.
     #[schemars(extend("x-reload" = "restart"))]
     pub http_addr: SocketAddr,
     /// Also serve gRPC on this Unix domain socket (for an Envoy in the same
