@@ -56,6 +56,8 @@ pub struct Engine {
     pub telemetry: TelemetrySettings,
     /// The browser login (`login.providers`), if configured.
     pub login: Option<Arc<crate::login::Login>>,
+    /// The command-line login (`cli`), if configured.
+    pub cli_login: Option<Arc<crate::login::cli::CliLogins>>,
     /// Check counters and latency, recorded per check by the serving
     /// engine (`serve::live::LiveEngine`) for gRPC and HTTP checks alike.
     pub metrics: crate::metrics::EngineMetrics,

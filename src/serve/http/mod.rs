@@ -8,6 +8,7 @@
 //! | `GET /auth/jwt/set` | store a link in a cookie, redirect (`links.rs`) |
 //! | `POST`, `GET /auth/api/v1/users/{user}/tokens`, `DELETE …/tokens/{key}`, `GET /auth/api/v1/user-info` | API tokens ([`tokens`]) |
 //! | `GET /auth/login`, `/auth/callback`, `GET`/`POST /auth/logout`, `GET /auth/userinfo`, `POST /auth/backchannel-logout` | browser login ([`login`]) |
+//! | `POST /auth/cli/login`, `GET`/`POST /auth/cli/authorize`, `GET /auth/cli/poll` | command-line login ([`cli`]) |
 //! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
 //! | `/ext_authz/<path>` | a check asked by Envoy's HTTP ext_authz ([`check`]) |
 //! | `/auth` | a forward-auth check (nginx `auth_request`, Traefik) ([`check`]) |
@@ -16,6 +17,7 @@
 //! It starts with the gRPC server and drains with it on SIGTERM.
 
 pub mod check;
+pub mod cli;
 pub mod error;
 mod links;
 pub mod login;
@@ -81,6 +83,12 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", get(login::logout).post(login::logout))
         .route("/auth/userinfo", get(login::userinfo))
         .route("/auth/backchannel-logout", post(login::backchannel_logout))
+        .route("/auth/cli/login", post(cli::start))
+        .route(
+            "/auth/cli/authorize",
+            get(cli::authorize_page).post(cli::authorize),
+        )
+        .route("/auth/cli/poll", get(cli::poll))
         .route("/healthz", get(healthz))
         .route(check::ENVOY_PREFIX, any(check::envoy))
         .route(
