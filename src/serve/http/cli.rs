@@ -93,7 +93,7 @@ fn services(state: &AppState) -> Option<Services> {
 fn no_store(response: &mut Response) {
     response
         .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
 }
 
 /// A JSON answer, never cached.
