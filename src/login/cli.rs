@@ -277,9 +277,8 @@ impl CliLogins {
     pub async fn poll(&self, id: &str, secret: Option<&Secret>) -> Result<Polled, CliLoginError> {
         let (record, raw) = self.read(id).await?;
         // The secret first: a wrong one learns nothing about the state.
-        let right = secret.is_some_and(|s| {
-            Secret::new(secret_hash(s)).ct_eq(&Secret::new(&record.secret))
-        });
+        let right =
+            secret.is_some_and(|s| Secret::new(secret_hash(s)).ct_eq(&Secret::new(&record.secret)));
         if !right {
             tracing::info!(login = %fingerprint(id), "command-line login poll with a wrong secret");
             return Err(CliLoginError::WrongSecret);
@@ -565,9 +564,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let (logins, id, secret) = (logins.clone(), started.id.clone(), started.secret.clone());
-            tasks.push(tokio::spawn(
-                async move { logins.poll(&id, Some(&secret)).await },
-            ));
+            tasks.push(tokio::spawn(async move {
+                logins.poll(&id, Some(&secret)).await
+            }));
         }
         let mut won = 0;
         for t in tasks {

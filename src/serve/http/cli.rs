@@ -91,9 +91,10 @@ fn services(state: &AppState) -> Option<Services> {
 }
 
 fn no_store(response: &mut Response) {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
 }
 
 /// A JSON answer, never cached.
@@ -476,10 +477,7 @@ pub async fn authorize(
         )),
         Some("deny") => None,
         _ => {
-            return failure_page(
-                StatusCode::BAD_REQUEST,
-                "choose Allow or Refuse",
-            );
+            return failure_page(StatusCode::BAD_REQUEST, "choose Allow or Refuse");
         }
     };
     let approved = approve.is_some();
