@@ -183,6 +183,7 @@ pub fn build_engine_with(
     let (sessions, login) = build_sessions(config, source, &store)?;
     let backends = build_backends(config, source, &store)?;
     let upstream = UpstreamActions::build(config, source, internal.clone(), backends.clone())?;
+    let cli_login = build_cli_login(config, &store, login.is_some())?;
     let metrics = EngineMetrics::new(
         carry.metrics.clone(),
         config.policy.rules.iter().map(|r| r.name.as_str()),
@@ -205,12 +206,53 @@ pub fn build_engine_with(
         upstream,
         login,
         backends,
+        cli_login,
         telemetry: crate::telemetry::TelemetrySettings {
             spans: config.tracing.is_some(),
             decisions: config.log.decisions,
         },
         metrics,
     })
+}
+
+/// The command-line login (`cli`), if configured: it needs the browser
+/// login (the person approves in a browser session) and API tokens (what
+/// the command receives); its URLs are on the origin of
+/// `login.callback_url`, where browsers already reach gatehouse.
+fn build_cli_login(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    has_login: bool,
+) -> Result<Option<Arc<crate::login::cli::CliLogins>>, ConfigError> {
+    let Some(cli) = &config.cli else {
+        return Ok(None);
+    };
+    let Some(api_tokens) = &config.api_tokens else {
+        return Err(ConfigError::invalid(
+            "cli",
+            "needs api_tokens: a command-line login hands out an API token",
+        ));
+    };
+    cli.validate(Some(api_tokens.max_lifetime))?;
+    let callback = config
+        .login
+        .as_ref()
+        .and_then(|l| l.callback_url.as_deref())
+        .filter(|_| has_login);
+    let Some(callback) = callback else {
+        return Err(ConfigError::invalid(
+            "cli",
+            "needs login.providers: the command-line login is approved in a browser login",
+        ));
+    };
+    let url = url::Url::parse(callback)
+        .map_err(|e| ConfigError::invalid("login.callback_url", e.to_string()))?;
+    let base = url.origin().ascii_serialization();
+    Ok(Some(Arc::new(crate::login::cli::CliLogins::new(
+        cli,
+        store.clone(),
+        base,
+    ))))
 }
 
 /// The session authenticator and the login service.

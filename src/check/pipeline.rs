@@ -58,6 +58,8 @@ pub struct Engine {
     pub login: Option<Arc<crate::login::Login>>,
     /// Per-user backend tokens (`backends`), if configured.
     pub backends: Option<Arc<crate::backends::Backends>>,
+    /// The command-line login (`cli`), if configured.
+    pub cli_login: Option<Arc<crate::login::cli::CliLogins>>,
     /// Check counters and latency, recorded per check by the serving
     /// engine (`serve::live::LiveEngine`) for gRPC and HTTP checks alike.
     pub metrics: crate::metrics::EngineMetrics,

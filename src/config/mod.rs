@@ -10,6 +10,7 @@ mod api_tokens;
 mod backends;
 mod browser;
 mod certs;
+mod cli;
 mod decode;
 mod env;
 mod header;
@@ -38,6 +39,7 @@ pub use api_tokens::*;
 pub use backends::*;
 pub use browser::*;
 pub use certs::*;
+pub use cli::*;
 pub use decode::DURATION_EXAMPLE;
 pub use env::{ENV_PREFIX, ENV_SEPARATOR};
 pub use header::header_name;
@@ -211,6 +213,11 @@ pub struct Config {
     /// user and sends upstream (`upstream_credential: {backend: …}`).
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
+    /// Command-line login (`POST /auth/cli/login`, approved in a browser,
+    /// answered with an API token); needs `login.providers` and
+    /// `api_tokens`. Absent: off.
+    #[serde(default)]
+    pub cli: Option<CliLoginConfig>,
     /// Where shared state lives.
     #[serde(default)]
     #[schemars(extend("x-reload" = "restart"))]
@@ -243,7 +250,8 @@ pub struct ServerConfig {
     /// HTTP side port: `/.well-known/jwks.json`, `/.well-known/openid-configuration`,
     /// `/auth/jwt/request`, `/auth/jwt/set`, `/auth/api/v1` (API tokens),
     /// `/auth/login`, `/auth/callback`, `/auth/logout`, `/auth/userinfo`,
-    /// `/auth/backchannel-logout` (browser login), `/healthz`.
+    /// `/auth/backchannel-logout` (browser login), `/auth/cli/*`
+    /// (command-line login), `/healthz`.
     #[schemars(extend("x-reload" = "restart"))]
     pub http_addr: SocketAddr,
     /// Also serve gRPC on this Unix domain socket (for an Envoy in the same

@@ -17,6 +17,7 @@
 
 pub mod backchannel;
 pub mod claims;
+pub mod cli;
 pub mod provider;
 pub mod redirect;
 pub mod refresh;

@@ -9,6 +9,7 @@
 //! | `POST`, `GET /auth/api/v1/users/{user}/tokens`, `DELETE …/tokens/{key}`, `GET /auth/api/v1/user-info` | API tokens ([`tokens`]) |
 //! | `GET /auth/backends/{name}/login`, `/auth/backends/{name}/callback` | per-user backend tokens ([`backends`]) |
 //! | `GET /auth/login`, `/auth/callback`, `GET`/`POST /auth/logout`, `GET /auth/userinfo`, `POST /auth/backchannel-logout` | browser login ([`login`]) |
+//! | `POST /auth/cli/login`, `GET`/`POST /auth/cli/authorize`, `GET /auth/cli/poll` | command-line login ([`cli`]) |
 //! | `GET /healthz` | 200 when ready (every issuer's keys loaded), else 503 |
 //! | `/ext_authz/<path>` | a check asked by Envoy's HTTP ext_authz ([`check`]) |
 //! | `/auth` | a forward-auth check (nginx `auth_request`, Traefik) ([`check`]) |
@@ -18,6 +19,7 @@
 
 pub mod backends;
 pub mod check;
+pub mod cli;
 pub mod error;
 mod links;
 pub mod login;
@@ -85,6 +87,12 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/backchannel-logout", post(login::backchannel_logout))
         .route("/auth/backends/{name}/login", get(backends::login))
         .route("/auth/backends/{name}/callback", get(backends::callback))
+        .route("/auth/cli/login", post(cli::start))
+        .route(
+            "/auth/cli/authorize",
+            get(cli::authorize_page).post(cli::authorize),
+        )
+        .route("/auth/cli/poll", get(cli::poll))
         .route("/healthz", get(healthz))
         .route(check::ENVOY_PREFIX, any(check::envoy))
         .route(

@@ -124,6 +124,14 @@ static_resources:
                             envoy.filters.http.ext_authz:
                               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
                               disabled: true
+                        # Command-line login (cli): the poll token and the
+                        # session cookie are checked by gatehouse itself.
+                        - match: {prefix: /auth/cli/}
+                          route: {cluster: gatehouse_http}
+                          typed_per_filter_config:
+                            envoy.filters.http.ext_authz:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
+                              disabled: true
                         {{- end }}
                         {{- range $gw.publicPrefixes }}
                         # Public: no check, so remove the identity headers
