@@ -95,6 +95,32 @@ impl Verdict {
 }
 
 impl Engine {
+    /// Authenticates a caller of gatehouse's own HTTP APIs (API tokens,
+    /// link minting) as the check would: any credential, the session
+    /// cookie included, with the check's browser protections: a
+    /// credentialed request from an origin that is not allowed is refused,
+    /// and a state-changing request carried by the session cookie alone
+    /// must prove its origin or carry the session's `X-CSRF-Token`.
+    pub async fn authenticate_caller(
+        &self,
+        request: &Request,
+        auth_type: crate::config::AuthType,
+    ) -> Result<Option<Identity>, Deny> {
+        let identity = self
+            .authn
+            .authenticate_accepting(
+                request,
+                auth_type,
+                crate::model::identity::AcceptedCredentials::ALL,
+            )
+            .await?;
+        let origins = self.policy.browser().origins();
+        authz::origin::check(origins, identity.as_ref(), request)?;
+        let csrf = identity.as_ref().and_then(|i| i.csrf.as_ref());
+        authz::csrf::check(origins, identity.as_ref(), request, csrf)?;
+        Ok(identity)
+    }
+
     /// Decides on one request and renders the response.
     pub async fn check(&self, check: &CheckRequest) -> (CheckResponse, Decision) {
         self.check_owned(check.clone()).await

@@ -43,8 +43,10 @@ fn no_store(response: &mut Response) {
     );
 }
 
-/// `POST /auth/jwt/request`: the caller authenticates like at the check,
-/// must hold a mint scope, and gets `{"Token": "…"}`.
+/// `POST /auth/jwt/request`: the caller authenticates like at the check
+/// (a browser with its session cookie too, proving its origin or sending
+/// the session's `X-CSRF-Token`: kube-gateway's web front end), must hold
+/// a mint scope, and gets `{"Token": "…"}`.
 pub(super) async fn request(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -56,7 +58,7 @@ pub(super) async fn request(
     let engine = state.engine.current();
     let issuer = issuer(&engine)?;
     let request = from_http(&method, &uri, &headers, peer, &engine.trusted_proxies)?;
-    let caller = match engine.authn.authenticate(&request, AuthType::Bearer).await {
+    let caller = match engine.authenticate_caller(&request, AuthType::Bearer).await {
         Ok(Some(identity)) => identity,
         Ok(None) => {
             return Err(denied(

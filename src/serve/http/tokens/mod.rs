@@ -32,7 +32,7 @@ use super::request::{from_http, json_body};
 use super::{AppState, now_secs};
 use crate::config::AuthType;
 use crate::model::deny::Deny;
-use crate::model::identity::{AcceptedCredentials, Identity};
+use crate::model::identity::Identity;
 use crate::tokens::{ApiTokens, Caller, NewToken};
 
 /// The prefix of every route of this API.
@@ -142,8 +142,7 @@ impl FromRequestParts<AppState> for ApiCaller {
             &engine.trusted_proxies,
         )?;
         let identity = match engine
-            .authn
-            .authenticate_accepting(&request, AuthType::Bearer, AcceptedCredentials::ALL)
+            .authenticate_caller(&request, AuthType::Bearer)
             .await
         {
             Ok(Some(identity)) => identity,
