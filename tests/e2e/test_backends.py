@@ -12,7 +12,7 @@ upstream (the echo upstream reports the `Authorization` it got).
 - a lazy backend (JupyterHub, `token {token}`) 302s a browser to its
   authorization and 401s an API client;
 - the GitLab token is refreshed after it expires;
-- logout drops the backend tokens;
+- logout, and a back-channel logout from Keycloak, drop the backend tokens;
 - no token text in any Redis key or value.
 """
 
@@ -51,8 +51,10 @@ def renku(gatehouse_factory, oidc_provider_factory, redis_server, idp, echo, tmp
     envoy = EnvoyInstance(tmp_path / "envoy", gatehouse_port=g_port, upstream_port=echo.port,
                           gatehouse_http_port=g_http, name="envoy-renku")
     base = f"http://127.0.0.1:{envoy.ports.listener}"
-    keycloak = oidc_provider_factory([oidc.client_spec("gatehouse", f"{base}/auth/callback")],
-                                     auto_consent=True, access_token_ttl=300, id_token_ttl=300)
+    keycloak = oidc_provider_factory(
+        [oidc.client_spec("gatehouse", f"{base}/auth/callback",
+                          backchannel_logout_uri=f"{base}/auth/backchannel-logout")],
+        auto_consent=True, access_token_ttl=300, id_token_ttl=300)
     gitlab = oidc_provider_factory(
         [oidc.client_spec("renku-gitlab", f"{base}/auth/backends/gitlab/callback"),
          oidc.client_spec("renku-hub", f"{base}/auth/backends/hub/callback")],
@@ -181,3 +183,16 @@ def test_logout_drops_the_backend_tokens_and_redis_holds_no_token_text(renku, mi
     jwt = mint.token(identity={"sub": "alice", "preferred_username": "alice"})
     r = renku.client.get("/gitlab/api", token=jwt)
     assert r.status == 401 and r.json()["error"] == "backend_login_required", r.describe()
+
+
+def test_a_back_channel_logout_drops_the_backend_tokens(renku, mint):
+    _login(renku, "alice")
+    _login(renku, "bob")
+    jwt = lambda sub: mint.token(identity={"sub": sub, "preferred_username": sub})  # noqa: E731
+    assert renku.client.get("/gitlab/api", token=jwt("alice")).status == 200
+    # Keycloak ends alice's sessions: her GitLab token goes with them.
+    result = renku.keycloak.end_session_for("alice")
+    assert result["notified"] == ["gatehouse"] and result["errors"] == [], result
+    r = renku.client.get("/gitlab/api", token=jwt("alice"))
+    assert r.status == 401 and r.json()["error"] == "backend_login_required", r.describe()
+    assert renku.client.get("/gitlab/api", token=jwt("bob")).status == 200, "bob keeps his"
