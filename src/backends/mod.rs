@@ -271,7 +271,10 @@ impl Backends {
             verifier: verifier.secret().clone(),
             rd,
             subject: subject_hash(subject),
-            binding: hashed_id("login-binding", binding.expose().as_bytes()),
+            binding: hashed_id(
+                crate::config::LOGIN_BINDING_NAMESPACE,
+                binding.expose().as_bytes(),
+            ),
         };
         let raw = serde_json::to_vec(&pending)
             .map_err(|_| BackendError::Internal("a backend login could not be encoded"))?;
@@ -303,8 +306,11 @@ impl Backends {
         let pending: PendingLogin =
             serde_json::from_slice(&raw).map_err(|_| BackendError::State)?;
         let bound = binding.is_some_and(|b| {
-            Secret::new(hashed_id("login-binding", b.expose().as_bytes()))
-                .ct_eq(&Secret::new(&pending.binding))
+            Secret::new(hashed_id(
+                crate::config::LOGIN_BINDING_NAMESPACE,
+                b.expose().as_bytes(),
+            ))
+            .ct_eq(&Secret::new(&pending.binding))
         });
         if !bound
             || pending.backend != name

@@ -25,6 +25,9 @@ pub const DEFAULT_DOMAIN_COOKIE: &str = "gatehouse_session";
 /// How long a started login may take, and how long the login-binding
 /// cookie lives after the response that last set it.
 pub const LOGIN_BINDING_TTL: Duration = Duration::from_secs(600);
+/// The namespace of the binding cookie's hash (`store::hashed_id`), the
+/// same for the login and the backends' authorizations.
+pub const LOGIN_BINDING_NAMESPACE: &str = "login-binding";
 /// Shortest accepted `login.session.lifetime`.
 pub const MIN_SESSION_LIFETIME: Duration = Duration::from_secs(5);
 

@@ -417,7 +417,10 @@ impl Login {
 /// What a login state keeps of the binding cookie: its hash, so the store
 /// never holds the cookie.
 fn binding_hash(binding: &Secret) -> String {
-    hashed_id("login-binding", binding.expose().as_bytes())
+    hashed_id(
+        crate::config::LOGIN_BINDING_NAMESPACE,
+        binding.expose().as_bytes(),
+    )
 }
 
 /// The store key of a login's state (the state itself never is a key).
