@@ -15,8 +15,10 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::login::{Failure, binding, cookie, found, login_service};
-use crate::backends::BackendError;
-use crate::login::LoginError;
+use std::sync::Arc;
+
+use crate::backends::{BackendError, Backends};
+use crate::login::{Login, LoginError};
 use crate::sessions::SessionError;
 
 /// `/auth/backends/{name}/callback` parameters.
@@ -73,6 +75,22 @@ async fn subject(
     }
 }
 
+/// The login and backends services, when `name` is a configured backend.
+fn services(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<(Arc<Login>, Arc<Backends>), Box<Response>> {
+    let service = login_service(state, headers).map_err(|f| Box::new(f.into_response()))?;
+    match state.engine.current().backends.clone() {
+        Some(backends) if backends.get(name).is_some() => Ok((service, backends)),
+        _ => Err(Box::new(failure(
+            &BackendError::Unknown(name.to_string()),
+            headers,
+        ))),
+    }
+}
+
 /// `GET /auth/backends/{name}/login`.
 pub async fn login(
     State(state): State<AppState>,
@@ -80,16 +98,10 @@ pub async fn login(
     Query(query): Query<super::login::LoginQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let service = match login_service(&state, &headers) {
+    let (service, backends) = match services(&state, &headers, &name) {
         Ok(s) => s,
-        Err(r) => return r.into_response(),
+        Err(r) => return *r,
     };
-    let Some(backends) = state.engine.current().backends.clone() else {
-        return failure(&BackendError::Unknown(name), &headers);
-    };
-    if backends.get(&name).is_none() {
-        return failure(&BackendError::Unknown(name), &headers);
-    }
     let rd = match service.return_url(query.rd.as_deref()) {
         Ok(rd) => rd,
         Err(e) => return Failure::new(&LoginError::Redirect(e), &headers).into_response(),
@@ -120,12 +132,9 @@ pub async fn callback(
     Query(query): Query<BackendCallback>,
     headers: HeaderMap,
 ) -> Response {
-    let service = match login_service(&state, &headers) {
+    let (service, backends) = match services(&state, &headers, &name) {
         Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let Some(backends) = state.engine.current().backends.clone() else {
-        return failure(&BackendError::Unknown(name), &headers);
+        Err(r) => return *r,
     };
     let subject = match subject(&state, &headers, None).await {
         Ok(s) => s,
