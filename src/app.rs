@@ -129,6 +129,9 @@ pub fn build_engine_with(
     if config.jwt.leeway.as_secs() > 600 {
         return Err(ConfigError::invalid("jwt.leeway", "at most 10 minutes"));
     }
+    if config.jwt.max_token_bytes < 1024 {
+        return Err(ConfigError::invalid("jwt.max_token_bytes", "at least 1024"));
+    }
     for (scope, groups) in &config.scopes.group_mapping {
         if scope.is_empty()
             || scope.contains(char::is_whitespace)
@@ -192,6 +195,7 @@ pub fn build_engine_with(
         policy,
         authn: Authenticators {
             sources: config.jwt.sources.iter().map(TokenSource::from).collect(),
+            max_token_bytes: config.jwt.max_token_bytes,
             jwt: verifier,
             certificates,
             api_tokens,

@@ -25,6 +25,9 @@ pub struct JwtConfig {
     /// entry lives no longer than its token and is dropped when the
     /// issuer's keys change.
     pub cache_size: usize,
+    /// The longest token accepted from any source, in bytes; a longer one
+    /// is refused (401) without being parsed. At least 1024.
+    pub max_token_bytes: usize,
 }
 
 impl Default for JwtConfig {
@@ -34,6 +37,7 @@ impl Default for JwtConfig {
             sources: vec![TokenSourceConfig::Bearer, TokenSourceConfig::Basic],
             leeway: Duration::from_secs(30),
             cache_size: 100_000,
+            max_token_bytes: 64 * 1024,
         }
     }
 }

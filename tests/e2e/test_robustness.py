@@ -13,7 +13,7 @@ import base64
 import pytest
 
 from harness import configs, expect
-from harness.httpc import basic
+from harness.httpc import Client, basic
 
 
 def _b64(data: bytes) -> str:
@@ -82,6 +82,28 @@ def test_huge_header_with_valid_token(client, gatehouse, mint):
     r = client.get("/api/x", token=mint.token(), headers={"X-Big": "x" * 40 * 1024})
     seen = expect.allowed(r)
     assert len(seen["headers"]["x-big"]) == 40 * 1024
+
+
+def test_a_20_kb_token_is_accepted(client, gatehouse, mint):
+    # Keycloak with many roles or groups issues tokens this size; the
+    # default jwt.max_token_bytes (64 KiB) takes them.
+    token = mint.token(padding="p" * 20_000)
+    assert len(token) > 20_000
+    seen = expect.allowed(client.get("/api/x", token=token))
+    assert seen["headers"]["x-auth-request-user"] == "alice"
+
+
+def test_a_token_over_max_token_bytes_is_refused_with_the_reason(
+        gatehouse_factory, envoy_factory, echo, idp, mint):
+    config = configs.single_issuer_config(idp)
+    config["jwt"]["max_token_bytes"] = 16384
+    g = gatehouse_factory(config, name="gatehouse-small-tokens")
+    g.wait_serving()
+    envoy = envoy_factory(g.port, echo.port, name="envoy-small-tokens")
+    client = Client(envoy.port)
+    expect.allowed(client.get("/api/x", token=mint.token(padding="p" * 10_000)))
+    body = expect.invalid_token(client.get("/api/x", token=mint.token(padding="p" * 20_000)))
+    assert "jwt.max_token_bytes (16384)" in body["error_description"], body
 
 
 def test_many_headers(client, gatehouse, mint):

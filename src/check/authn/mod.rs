@@ -33,6 +33,8 @@ pub use crate::model::identity::Presented;
 pub struct Authenticators {
     /// Where bearer tokens are looked for.
     pub sources: Vec<TokenSource>,
+    /// The longest token accepted (`jwt.max_token_bytes`).
+    pub max_token_bytes: usize,
     /// JWT verification against the configured issuers.
     pub jwt: JwtVerifier,
     /// Client-certificate authentication, when configured.
@@ -65,7 +67,7 @@ impl Authenticators {
         accepted: AcceptedCredentials,
     ) -> Result<Option<Identity>, Deny> {
         let invalid = |reason: String| Deny::InvalidToken { reason, auth_type };
-        let (token, source) = match sources::find_token(&self.sources, request) {
+        let (token, source) = match sources::find_token(&self.sources, request, self.max_token_bytes) {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             Err(e) => return Err(invalid(e.to_string())),
@@ -145,7 +147,7 @@ impl Authenticators {
     /// then a client certificate) but not verified. For the decision log and `explain`:
     /// only called off the hot path.
     pub fn presented(&self, request: &Request) -> Option<Presented> {
-        match sources::find_token(&self.sources, request) {
+        match sources::find_token(&self.sources, request, self.max_token_bytes) {
             Ok(Some((token, source))) => {
                 return Some(Presented {
                     kind: source.label(),

@@ -8,8 +8,11 @@ use crate::config::TokenSourceConfig;
 use crate::model::request::Request;
 use crate::secret::Secret;
 
-/// Longest token accepted from any source; longer is malformed, not parsed.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// The default `jwt.max_token_bytes`: the longest token accepted from
+/// any source (longer is refused, not parsed). Envoy accepts request
+/// headers up to 60 KiB by default, and identity providers issue 20 KB
+/// tokens (Keycloak with many roles or groups).
+pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 
 /// A compiled token source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,21 +51,31 @@ pub enum SourceError {
     /// `Authorization: Basic` that is not base64 of `user:password`.
     #[error("malformed basic credentials")]
     MalformedBasic,
-    /// Longer than [`MAX_TOKEN_BYTES`].
-    #[error("token too long")]
-    TooLong,
+    /// Longer than `jwt.max_token_bytes`.
+    #[error("token too long: {len} bytes, more than jwt.max_token_bytes ({max})")]
+    TooLong {
+        /// The token's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Finds the token: the first source that holds one wins. Returns the
-/// token with the source it came from.
+/// token with the source it came from; one longer than `max_bytes` is an
+/// error.
 pub fn find_token<'s>(
     sources: &'s [TokenSource],
     request: &Request,
+    max_bytes: usize,
 ) -> Result<Option<(Secret, &'s TokenSource)>, SourceError> {
     for source in sources {
         if let Some(token) = source.extract(request)? {
-            if token.len() > MAX_TOKEN_BYTES {
-                return Err(SourceError::TooLong);
+            if token.len() > max_bytes {
+                return Err(SourceError::TooLong {
+                    len: token.len(),
+                    max: max_bytes,
+                });
             }
             return Ok(Some((Secret::new(token), source)));
         }
@@ -199,7 +212,7 @@ mod tests {
     }
 
     fn found(headers: &[(&str, &str)], query: Option<&str>) -> Option<String> {
-        find_token(&all(), &request(headers, query))
+        find_token(&all(), &request(headers, query), MAX_TOKEN_BYTES)
             .unwrap()
             .map(|(s, _)| s.expose().to_string())
     }
@@ -214,7 +227,7 @@ mod tests {
             found(&[("authorization", "bearer   abc ")], None).as_deref(),
             Some("abc")
         );
-        let err = find_token(&all(), &request(&[("authorization", "Bearer ")], None)).unwrap_err();
+        let err = find_token(&all(), &request(&[("authorization", "Bearer ")], None), MAX_TOKEN_BYTES).unwrap_err();
         assert_eq!(err, SourceError::EmptyBearer);
     }
 
@@ -237,7 +250,7 @@ mod tests {
             Some("tok")
         );
         for bad in ["Basic !!!", "Basic", &format!("Basic {}", enc("nocolon"))] {
-            let r = find_token(&all(), &request(&[("authorization", bad)], None)).unwrap_err();
+            let r = find_token(&all(), &request(&[("authorization", bad)], None), MAX_TOKEN_BYTES).unwrap_err();
             assert_eq!(r, SourceError::MalformedBasic, "{bad}");
         }
     }
@@ -278,8 +291,14 @@ mod tests {
     #[test]
     fn too_long_is_refused() {
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
-        let r = find_token(&all(), &request(&[("authorization", &long)], None)).unwrap_err();
-        assert_eq!(r, SourceError::TooLong);
+        let r = find_token(&all(), &request(&[("authorization", &long)], None), MAX_TOKEN_BYTES).unwrap_err();
+        assert_eq!(
+            r,
+            SourceError::TooLong {
+                len: MAX_TOKEN_BYTES + 1,
+                max: MAX_TOKEN_BYTES
+            }
+        );
     }
 
     #[test]
