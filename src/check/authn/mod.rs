@@ -67,11 +67,12 @@ impl Authenticators {
         accepted: AcceptedCredentials,
     ) -> Result<Option<Identity>, Deny> {
         let invalid = |reason: String| Deny::InvalidToken { reason, auth_type };
-        let (token, source) = match sources::find_token(&self.sources, request, self.max_token_bytes) {
-            Ok(Some(found)) => found,
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(invalid(e.to_string())),
-        };
+        let (token, source) =
+            match sources::find_token(&self.sources, request, self.max_token_bytes) {
+                Ok(Some(found)) => found,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(invalid(e.to_string())),
+            };
         if let Some(tokens) = &self.api_tokens
             && tokens.claims(token.expose())
         {

@@ -227,7 +227,12 @@ mod tests {
             found(&[("authorization", "bearer   abc ")], None).as_deref(),
             Some("abc")
         );
-        let err = find_token(&all(), &request(&[("authorization", "Bearer ")], None), MAX_TOKEN_BYTES).unwrap_err();
+        let err = find_token(
+            &all(),
+            &request(&[("authorization", "Bearer ")], None),
+            MAX_TOKEN_BYTES,
+        )
+        .unwrap_err();
         assert_eq!(err, SourceError::EmptyBearer);
     }
 
@@ -250,7 +255,12 @@ mod tests {
             Some("tok")
         );
         for bad in ["Basic !!!", "Basic", &format!("Basic {}", enc("nocolon"))] {
-            let r = find_token(&all(), &request(&[("authorization", bad)], None), MAX_TOKEN_BYTES).unwrap_err();
+            let r = find_token(
+                &all(),
+                &request(&[("authorization", bad)], None),
+                MAX_TOKEN_BYTES,
+            )
+            .unwrap_err();
             assert_eq!(r, SourceError::MalformedBasic, "{bad}");
         }
     }
@@ -291,7 +301,12 @@ mod tests {
     #[test]
     fn too_long_is_refused() {
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
-        let r = find_token(&all(), &request(&[("authorization", &long)], None), MAX_TOKEN_BYTES).unwrap_err();
+        let r = find_token(
+            &all(),
+            &request(&[("authorization", &long)], None),
+            MAX_TOKEN_BYTES,
+        )
+        .unwrap_err();
         assert_eq!(
             r,
             SourceError::TooLong {

@@ -156,7 +156,11 @@ pub async fn explain_check(engine: &Engine, check: CheckRequest, loaded: &[Strin
     let presented = request.as_ref().and_then(|r| engine.authn.presented(r));
     let token = request
         .as_ref()
-        .and_then(|r| find_token(&engine.authn.sources, r, engine.authn.max_token_bytes).ok().flatten())
+        .and_then(|r| {
+            find_token(&engine.authn.sources, r, engine.authn.max_token_bytes)
+                .ok()
+                .flatten()
+        })
         .map(|(token, _)| token);
     let mut recorder = Recorder::default();
     let (response, decision) = engine.check_observed(check, &mut recorder).await;
