@@ -126,7 +126,8 @@ pub struct RefreshConfig {
     #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub max_interval: Duration,
-    /// Retry delay after a failed fetch.
+    /// Retry delay after a failed fetch. Until the issuer's first key set
+    /// has loaded, retries start at 100ms and double up to this.
     #[schemars(with = "schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub retry_interval: Duration,

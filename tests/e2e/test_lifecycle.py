@@ -19,6 +19,7 @@ import yaml
 
 from harness import configs
 from harness.gatehouse import NOT_SERVING, SERVING, REPO, check_config
+from harness.httpc import Client
 from harness.procs import wait_until
 
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
@@ -49,6 +50,30 @@ def test_not_serving_until_keys_load(idp_factory, gatehouse_factory, keys):
     assert g.wait_serving(timeout=10) == SERVING
     assert g.healthz() == 200
     assert idp.fetches() - idp.failures() >= 1
+
+
+def test_an_idp_starting_late_is_picked_up_within_seconds(idp_factory, gatehouse_factory,
+                                                          envoy_factory, echo, keys, mint):
+    """Retries back off from 100 ms while no key set has loaded (not the
+    10 s retry_interval): an IdP that comes up 2 s after gatehouse serves
+    valid tokens within 3 s of it."""
+    idp = idp_factory(keys.rsa, label="idp-late")
+    idp.outage = True
+    config = configs.single_issuer_config(idp, dict(configs.QUIET_REFRESH, retry_interval="10s"))
+    g = gatehouse_factory(config, name="gatehouse-late-idp")
+    envoy = envoy_factory(g.port, echo.port, name="envoy-late-idp")
+    assert g.wait_listening() == NOT_SERVING
+    time.sleep(2)
+    assert idp.failures() >= 3, "retried quickly while the IdP was down"
+    idp.outage = False
+    up = time.monotonic()
+    client = Client(envoy.port)
+    token = mint.token(issuer=idp.issuer)
+    wait_until("a valid token to be accepted",
+               lambda: client.get("/api/x", token=token).status == 200, timeout=3,
+               on_timeout=g.process.log_tail)
+    assert time.monotonic() - up < 3
+    assert g.health() == SERVING
 
 
 def test_sigterm_drains_and_exits_zero(idp_factory, gatehouse_factory, keys):

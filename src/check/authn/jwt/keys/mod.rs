@@ -18,6 +18,10 @@ use super::verify::KeyMaterial;
 use crate::config::RefreshConfig;
 use crate::metrics::{KeyMetrics, KeySetGauge};
 
+/// The first retry after a failed fetch while no key set has loaded yet
+/// (it doubles up to `refresh.retry_interval`).
+pub const FIRST_RETRY: Duration = Duration::from_millis(100);
+
 /// Largest JWKS or discovery document accepted from the network.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
@@ -423,23 +427,36 @@ impl IssuerKeys {
 
     /// Fetches and replaces the key set forever: at the `max-age` the
     /// server gives (within bounds), or the configured interval; after a
-    /// failure, at the retry interval, keeping the last good set.
+    /// failure, at the retry interval, keeping the last good set. Until a
+    /// first set has loaded, retries back off from [`FIRST_RETRY`],
+    /// doubling up to the retry interval: an IdP starting together with
+    /// gatehouse is picked up within a fraction of a second, not after
+    /// a whole retry interval of 503s.
     pub async fn refresh_forever(self: Arc<Self>) {
         if !self.is_remote() {
             return;
         }
+        let mut backoff = FIRST_RETRY;
         loop {
             let wait = match self.fetch().await {
                 Ok((set, max_age)) => {
                     tracing::info!(issuer = %self.name, keys = set.keys.len(), "key set loaded");
                     self.install(set);
                     self.fetched(true);
+                    backoff = FIRST_RETRY;
                     self.next_refresh(max_age)
                 }
                 Err(e) => {
                     self.fetched(false);
                     tracing::warn!(issuer = %self.name, error = %e, "key set fetch failed; keeping the last good key set");
-                    self.refresh.retry_interval
+                    let retry = self.refresh.retry_interval;
+                    if self.current().is_none() {
+                        let wait = backoff.min(retry);
+                        backoff = backoff.saturating_mul(2).min(retry);
+                        wait
+                    } else {
+                        retry
+                    }
                 }
             };
             tokio::time::sleep(wait).await;
