@@ -182,7 +182,16 @@ pub struct ToolsConfig {
     pub superusers: Vec<String>,
     /// A request header in which a superuser names the tool it acts for.
     pub act_as_header: Option<String>,
+    /// What a tool name looks like (a regular expression matched against
+    /// the whole name): an act-as value or a tool named by the path that
+    /// does not match is refused with a 400 naming it. Default:
+    /// Toolforge's rule, lower-case letters, digits and `-`, starting
+    /// with a letter or digit, at most 32 characters.
+    pub name_pattern: Option<String>,
 }
+
+/// The default `tools.name_pattern`.
+pub const DEFAULT_TOOL_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,31}$";
 
 /// Extra identity headers, beside `X-Auth-Request-*`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]

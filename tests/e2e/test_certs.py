@@ -203,6 +203,24 @@ def test_superuser_acts_for_any_tool(stack, pki):
                   403, "access_denied")
 
 
+def test_act_as_values_and_path_tools_must_be_tool_names(stack, pki):
+    """A superuser's act-as value and a tool named by the path match
+    `tools.name_pattern` (default: Toolforge's rule), and only one act-as
+    value is taken: anything else is a 400 naming it, never a header sent
+    upstream."""
+    su = tls(stack, pki, toolforge(pki, "components-api"))
+    for bad in ("../etc", "Gamma", "a/b"):
+        body = expect.denial(su.get("/whoami/x", headers={"X-Toolforge-Act-As": bad}),
+                             400, "invalid_request")
+        assert "not a tool name" in body["error_description"], body
+    two = su.request("GET", "/whoami/x", headers=[("X-Toolforge-Act-As", "tool-b"),
+                                                  ("X-Toolforge-Act-As", "tool-c")])
+    assert "exactly one" in expect.denial(two, 400, "invalid_request")["error_description"]
+    # (Envoy itself refuses `..%2F` in a path: path_normalization_failed.)
+    body = expect.denial(su.get("/jobs/v1/tool/Beta.x/jobs"), 400, "invalid_request")
+    assert "the path names" in body["error_description"], body
+
+
 def test_no_certificate_where_one_is_needed(stack, pki):
     # The TLS listener refuses the handshake itself (Envoy:
     # require_client_certificate); with TLS 1.3 the refusal arrives after

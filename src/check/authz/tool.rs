@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::{ConfigError, ToolsConfig, header_name};
+use crate::config::{ConfigError, DEFAULT_TOOL_NAME_PATTERN, ToolsConfig, header_name};
 use crate::model::deny::Deny;
 use crate::model::identity::{CredentialKind, Identity};
 use crate::model::request::Request;
@@ -15,11 +15,20 @@ use crate::model::requirement::Requirement;
 pub const MAX_TOOL_BYTES: usize = 255;
 
 /// Compiled `tools` settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ToolPolicy {
     superusers: HashSet<String>,
     /// Lower-case header name.
     act_as_header: Option<String>,
+    /// What a tool name must look like.
+    name_pattern: regex::Regex,
+}
+
+impl Default for ToolPolicy {
+    fn default() -> Self {
+        // The default `tools` section compiles (a test proves it).
+        ToolPolicy::compile(&ToolsConfig::default()).unwrap_or_else(|_| unreachable!())
+    }
 }
 
 impl ToolPolicy {
@@ -36,9 +45,16 @@ impl ToolPolicy {
             .as_deref()
             .map(|h| header_name(h, "tools.act_as_header"))
             .transpose()?;
+        let pattern = config
+            .name_pattern
+            .as_deref()
+            .unwrap_or(DEFAULT_TOOL_NAME_PATTERN);
+        let name_pattern = regex::Regex::new(pattern)
+            .map_err(|e| ConfigError::invalid("tools.name_pattern", e.to_string()))?;
         Ok(ToolPolicy {
             superusers: config.superusers.iter().cloned().collect(),
             act_as_header,
+            name_pattern,
         })
     }
 
@@ -82,8 +98,16 @@ pub fn authorize(
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(|v| {
-                if v.len() > MAX_TOOL_BYTES || v.chars().any(char::is_control) {
-                    Err(Deny::BadRequest(format!("invalid {name} header")))
+                if v.contains(',') {
+                    // Envoy joins repeated headers with a comma.
+                    Err(Deny::BadRequest(format!(
+                        "exactly one {name} value, please"
+                    )))
+                } else if v.len() > MAX_TOOL_BYTES || !policy.name_pattern.is_match(v) {
+                    Err(Deny::BadRequest(format!(
+                        "{name}: {:?} is not a tool name",
+                        printable(v)
+                    )))
                 } else {
                     Ok(v)
                 }
@@ -92,6 +116,14 @@ pub fn authorize(
         None => None,
     };
     let path_tool = requirement.tool.as_deref();
+    if let Some(tool) = path_tool
+        && !policy.name_pattern.is_match(tool)
+    {
+        return Err(Deny::BadRequest(format!(
+            "the path names {:?}, which is not a tool name",
+            printable(tool)
+        )));
+    }
     if policy.is_superuser(identity) {
         if let (Some(named), Some(path)) = (act_as, path_tool)
             && named != path
@@ -110,6 +142,12 @@ pub fn authorize(
     Ok(own.map(str::to_string))
 }
 
+/// A name for an error message: at most 64 characters, control
+/// characters dropped.
+fn printable(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +160,7 @@ mod tests {
         ToolPolicy::compile(&ToolsConfig {
             superusers: vec!["components-api".into()],
             act_as_header: Some("X-Toolforge-Act-As".into()),
+            name_pattern: None,
         })
         .expect("valid")
     }
@@ -338,11 +377,65 @@ mod tests {
         let p = policy();
         let su = || Some(identity("components-api", None));
         let long = "a".repeat(MAX_TOOL_BYTES + 1);
-        for bad in [long.as_str(), "a\u{7}b"] {
+        // Too long, control characters, path tricks, upper case, and two
+        // values (Envoy joins repeated headers with a comma).
+        for bad in [
+            long.as_str(),
+            "a\u{7}b",
+            "../etc",
+            "tool/x",
+            "Tool",
+            "tool-b,tool-c",
+            "-lead",
+            "a".repeat(33).as_str(),
+        ] {
             let err =
                 authorize(&requirement(None), su().as_ref(), &request(Some(bad)), &p).unwrap_err();
-            assert_eq!(err.http_status(), 400);
+            assert_eq!(err.http_status(), 400, "{bad:?}");
         }
+        let two = authorize(
+            &requirement(None),
+            su().as_ref(),
+            &request(Some("tool-b, tool-c")),
+            &p,
+        );
+        assert!(matches!(two, Err(Deny::BadRequest(m)) if m.contains("exactly one")));
+        // A good one passes.
+        let ok = authorize(
+            &requirement(None),
+            su().as_ref(),
+            &request(Some("tool-b")),
+            &p,
+        );
+        assert_eq!(ok, Ok(Some("tool-b".into())));
+    }
+
+    #[test]
+    fn a_tool_named_by_the_path_must_be_a_tool_name() {
+        let p = policy();
+        let su = Some(identity("components-api", None));
+        for bad in ["..", "Upper", "a.b"] {
+            let err = authorize(&requirement(Some(bad)), su.as_ref(), &request(None), &p);
+            assert!(
+                matches!(err, Err(Deny::BadRequest(ref m)) if m.contains("the path names")),
+                "{bad:?}: {err:?}"
+            );
+        }
+        // A pattern of the operator's own.
+        let custom = ToolPolicy::compile(&ToolsConfig {
+            superusers: vec!["components-api".into()],
+            act_as_header: None,
+            name_pattern: Some("^[a-z.]+$".into()),
+        })
+        .expect("valid");
+        let got = authorize(
+            &requirement(Some("a.b")),
+            su.as_ref(),
+            &request(None),
+            &custom,
+        );
+        assert_eq!(got, Ok(Some("a.b".into())));
+        assert!(ToolPolicy::default().name_pattern.is_match("tool-1"));
     }
 
     #[test]
@@ -350,6 +443,7 @@ mod tests {
         let bad = ToolsConfig {
             superusers: vec![" ".into()],
             act_as_header: None,
+            name_pattern: None,
         };
         assert!(
             ToolPolicy::compile(&bad)
@@ -360,12 +454,23 @@ mod tests {
         let bad = ToolsConfig {
             superusers: vec![],
             act_as_header: Some("bad header".into()),
+            name_pattern: None,
         };
         assert!(
             ToolPolicy::compile(&bad)
                 .unwrap_err()
                 .to_string()
                 .contains("tools.act_as_header")
+        );
+        let bad = ToolsConfig {
+            name_pattern: Some("([".into()),
+            ..ToolsConfig::default()
+        };
+        assert!(
+            ToolPolicy::compile(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("tools.name_pattern")
         );
     }
 }
