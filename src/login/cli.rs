@@ -41,6 +41,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::device::DeviceLogins;
 use crate::config::CliLoginConfig;
 use crate::secret::Secret;
 use crate::sessions::record::random_token;
@@ -155,6 +156,7 @@ pub struct CliLogins {
     store: Arc<dyn Store>,
     clock: Clock,
     base_url: String,
+    device: DeviceLogins,
 }
 
 impl CliLogins {
@@ -174,10 +176,16 @@ impl CliLogins {
     ) -> CliLogins {
         CliLogins {
             config: config.clone(),
+            device: DeviceLogins::new(store.clone(), clock.clone()),
             store,
             clock,
             base_url,
         }
+    }
+
+    /// The second way in: RFC 8628's device flow at providers that offer it.
+    pub fn device(&self) -> &DeviceLogins {
+        &self.device
     }
 
     /// Where clients reach gatehouse (`https://app.example.org`).
