@@ -21,7 +21,8 @@
 //!
 //! **Polling the provider.** Each poll of the command makes at most one
 //! token request to the provider, and only once the provider's `interval`
-//! has passed since the last one (an earlier poll is told
+//! (and one second more, as the clock counts whole seconds) has passed
+//! since the last one (an earlier poll is told
 //! `authorization_pending` without asking the provider). The poll that
 //! asks claims the slot first (compare-and-set), so racing polls never
 //! double the rate. The provider's `slow_down` adds five seconds to the
@@ -400,7 +401,7 @@ impl DeviceLogins {
                     .min(MAX_INTERVAL);
                 let next = DeviceRecord {
                     interval,
-                    next_poll: now.saturating_add(interval),
+                    next_poll: now.saturating_add(interval).saturating_add(1),
                     ..record
                 };
                 // Lost to another poll: it set its own interval; fine.
@@ -461,8 +462,10 @@ impl DeviceLogins {
             DeviceState::Pending if now < record.next_poll => return Ok(None),
             DeviceState::Pending => {}
         }
+        // The clock counts whole seconds: one more, so that the provider
+        // never sees two requests less than `interval` apart.
         let claimed = DeviceRecord {
-            next_poll: now.saturating_add(record.interval),
+            next_poll: now.saturating_add(record.interval).saturating_add(1),
             ..record
         };
         let bytes = encode(&claimed)?;
@@ -710,10 +713,11 @@ mod tests {
         let f = fixture();
         let handle = pending(&f, 5, 600).await;
         let (claimed, _) = f.device.claim(&handle).await.unwrap().expect("due");
-        assert_eq!(claimed.next_poll, f.device.now() + 5);
+        // One second more than the interval: the clock counts whole seconds.
+        assert_eq!(claimed.next_poll, f.device.now() + 6);
         // Polls within the interval do not reach the provider.
         assert!(f.device.claim(&handle).await.unwrap().is_none());
-        f.clock.fetch_add(4, Ordering::Relaxed);
+        f.clock.fetch_add(5, Ordering::Relaxed);
         assert!(f.device.claim(&handle).await.unwrap().is_none());
         f.clock.fetch_add(1, Ordering::Relaxed);
         assert!(f.device.claim(&handle).await.unwrap().is_some());
