@@ -34,6 +34,10 @@
 //!
 //! Nothing here logs the secret, the id or a session id: logs carry the
 //! id's short fingerprint.
+//!
+//! The second way in, RFC 8628's device flow at providers that offer it,
+//! is [`super::device`]; [`CliLogins::device`] holds it, and it ends in the
+//! same [`Approved`].
 
 use std::sync::Arc;
 use std::time::Duration;

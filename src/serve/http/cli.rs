@@ -6,6 +6,11 @@
 //! | `GET /auth/cli/authorize?id=` | the browser: log in first (302 to `/auth/login?rd=`), then a confirmation page |
 //! | `POST /auth/cli/authorize` | the page's form (`id`, `csrf_token`, `decision`): approve or refuse |
 //! | `GET /auth/cli/poll?id=` | the command, with `Authorization: Bearer <poll_token>`: pending, or the API token once |
+//! | `POST /auth/cli/device` | RFC 8628's device authorization request, passed on to the provider ([`crate::login::device`]) |
+//! | `POST /auth/cli/device/token` | RFC 8628's token request with gatehouse's handle: pending, slow down, or the API token once |
+//!
+//! The device flow's answers are RFC 8628's exactly (every error a 400,
+//! see [`device_error`]); the poll's below differ in two statuses.
 //!
 //! **The poll's answers** follow RFC 8628 (section 3.5), so that a
 //! client written for the device flow reads them unchanged:
