@@ -10,7 +10,7 @@
 //! | `POST /auth/cli/device/token` | RFC 8628's token request with gatehouse's handle: pending, slow down, or the API token once |
 //!
 //! The device flow's answers are RFC 8628's exactly (every error a 400,
-//! see [`device_error`]); the poll's below differ in two statuses.
+//! see `device_error`); the poll's below differ in two statuses.
 //!
 //! **The poll's answers** follow RFC 8628 (section 3.5), so that a
 //! client written for the device flow reads them unchanged:
