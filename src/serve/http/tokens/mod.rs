@@ -141,7 +141,10 @@ impl FromRequestParts<AppState> for ApiCaller {
             peer,
             &engine.trusted_proxies,
         )?;
-        let identity = match engine.authenticate_caller(&request, AuthType::Bearer).await {
+        let identity = match engine
+            .authenticate_caller(&request, AuthType::Bearer)
+            .await
+        {
             Ok(Some(identity)) => identity,
             Ok(None) => {
                 return Err(denied(Deny::NoCredential {
