@@ -19,19 +19,21 @@ pub const MAX_CLI_LOGIN_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Shortest accepted `cli.token_lifetime`.
 pub const MIN_CLI_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
-/// The command-line login (Renku's `renku login`). Absent: off, and
-/// `/auth/cli/*` answers 404.
+/// The command-line login (Renku's `renku login`), and RFC 8628's device
+/// flow at login providers that offer it (`/auth/cli/device`). Absent:
+/// off, and `/auth/cli/*` answers 404.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CliLoginConfig {
     /// How long a started command-line login waits for the person to
     /// approve it in a browser, and for the command to collect its token;
-    /// after that the poll answers 410 `expired_token`. 1s to 1h.
+    /// after that the poll answers 410 `expired_token`. 1s to 1h. (A
+    /// device-flow login lasts as long as the provider's `expires_in`.)
     #[serde(with = "humantime_serde")]
     #[schemars(with = "super::schema::DurationText")]
     pub login_timeout: Duration,
-    /// Lifetime of the API token a command-line login hands out. At least
-    /// 1m, and at most `api_tokens.max_lifetime`.
+    /// Lifetime of the API token a command-line login (either flow) hands
+    /// out. At least 1m, and at most `api_tokens.max_lifetime`.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "super::schema::DurationText")]
     pub token_lifetime: Duration,

@@ -34,6 +34,10 @@
 //!
 //! Nothing here logs the secret, the id or a session id: logs carry the
 //! id's short fingerprint.
+//!
+//! The second way in, RFC 8628's device flow at providers that offer it,
+//! is [`super::device`]; [`CliLogins::device`] holds it, and it ends in the
+//! same [`Approved`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +45,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::device::DeviceLogins;
 use crate::config::CliLoginConfig;
 use crate::secret::Secret;
 use crate::sessions::record::random_token;
@@ -155,6 +160,7 @@ pub struct CliLogins {
     store: Arc<dyn Store>,
     clock: Clock,
     base_url: String,
+    device: DeviceLogins,
 }
 
 impl CliLogins {
@@ -174,10 +180,16 @@ impl CliLogins {
     ) -> CliLogins {
         CliLogins {
             config: config.clone(),
+            device: DeviceLogins::new(store.clone(), clock.clone()),
             store,
             clock,
             base_url,
         }
+    }
+
+    /// The second way in: RFC 8628's device flow at providers that offer it.
+    pub fn device(&self) -> &DeviceLogins {
+        &self.device
     }
 
     /// Where clients reach gatehouse (`https://app.example.org`).

@@ -18,6 +18,7 @@
 pub mod backchannel;
 pub mod claims;
 pub mod cli;
+pub mod device;
 pub mod provider;
 pub mod redirect;
 pub mod refresh;
@@ -26,17 +27,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreGenderClaim};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreGenderClaim, CoreIdTokenVerifier, CoreTokenResponse,
+};
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, CsrfToken, EmptyAdditionalClaims, IdTokenClaims,
     LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    PostLogoutRedirectUrl, RedirectUrl, Scope, TokenResponse,
+    PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, LoginConfig};
 use crate::secret::Secret;
-use crate::sessions::{Created, NewSession, SessionError, SessionTokens, Sessions};
+use crate::sessions::{
+    Created, NewSession, SessionError, SessionIdentity, SessionTokens, Sessions,
+};
 use crate::store::{Store, hashed_id, key};
 pub use backchannel::LogoutError;
 pub use provider::Provider;
@@ -111,6 +116,17 @@ pub struct Callback {
     pub state: Option<String>,
     /// The provider's error code, instead of a code.
     pub error: Option<String>,
+}
+
+/// What a provider's token response vouches for ([`Login::vouch`]).
+#[derive(Debug)]
+pub struct Vouched {
+    /// Who logged in, mapped and allowed.
+    pub identity: SessionIdentity,
+    /// The ID token's claims, with userinfo's added.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The validated ID token.
+    pub id_token: String,
 }
 
 /// The login service.
@@ -306,13 +322,67 @@ impl Login {
                 tracing::warn!(provider = %p.config.name, error = %claims::describe_token_error(&e), "code exchange failed");
                 LoginError::Exchange
             })?;
+        let vouched = self
+            .vouch(
+                p,
+                &metadata,
+                &client.id_token_verifier(),
+                &token,
+                Some(&Nonce::new(started.nonce.clone())),
+            )
+            .await?;
+        let (identity, all, id_token_text) = (vouched.identity, vouched.claims, vouched.id_token);
+        let sid = all
+            .get("sid")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        let now = self.sessions.now();
+        let tokens = SessionTokens {
+            access_token: Some(Secret::new(token.access_token().secret())),
+            access_expires: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
+            access_issued: Some(now),
+            refresh_token: token.refresh_token().map(|r| Secret::new(r.secret())),
+            id_token: Some(Secret::new(&id_token_text)),
+        };
+        let created = self
+            .sessions
+            .create(NewSession {
+                provider: p.config.name.clone(),
+                identity,
+                sid,
+                tokens,
+                replaces,
+            })
+            .await?;
+        Ok((created, started.rd))
+    }
+
+    /// What a provider's token response vouches for: validates its ID
+    /// token with the crate's verifier (signature, `iss`, `aud`, `exp`, and
+    /// the `nonce` when the flow sent one: the code flow does, RFC 8628's
+    /// device flow has none), then `azp` and `at_hash` here; adds userinfo;
+    /// maps the claims to an identity (`claims`, `scopes.group_mapping`)
+    /// and applies the provider's `allowed_groups`. Shared by the browser
+    /// login ([`Self::finish`]) and the device flow ([`device`]).
+    pub async fn vouch(
+        &self,
+        p: &Provider,
+        metadata: &ProviderMetadataWithLogout,
+        verifier: &CoreIdTokenVerifier<'_>,
+        token: &CoreTokenResponse,
+        nonce: Option<&Nonce>,
+    ) -> Result<Vouched, LoginError> {
         let id_token = token
             .id_token()
             .ok_or_else(|| LoginError::IdToken("none in the token response".into()))?;
-        let verifier = client.id_token_verifier();
-        let validated: &IdTokenClaims<EmptyAdditionalClaims, CoreGenderClaim> = id_token
-            .claims(&verifier, &Nonce::new(started.nonce.clone()))
-            .map_err(|e| LoginError::IdToken(e.to_string()))?;
+        let checked = match nonce {
+            Some(nonce) => id_token.claims(verifier, nonce),
+            // No nonce was sent: none is required (a token carrying one
+            // is still accepted, as nothing can have been replayed into it).
+            None => id_token.claims(verifier, |_: Option<&Nonce>| Ok(())),
+        };
+        let validated: &IdTokenClaims<EmptyAdditionalClaims, CoreGenderClaim> =
+            checked.map_err(|e| LoginError::IdToken(e.to_string()))?;
         // The crate checks `aud` only: an `azp`, when present, must be us.
         if validated
             .authorized_party()
@@ -325,7 +395,7 @@ impl Login {
                 .signing_alg()
                 .map_err(|e| LoginError::IdToken(e.to_string()))?;
             let key = id_token
-                .signing_key(&verifier)
+                .signing_key(verifier)
                 .map_err(|e| LoginError::IdToken(e.to_string()))?;
             let actual = AccessTokenHash::from_token(token.access_token(), alg, key)
                 .map_err(|e| LoginError::IdToken(e.to_string()))?;
@@ -357,29 +427,11 @@ impl Login {
         {
             return Err(LoginError::NotAllowed);
         }
-        let sid = all
-            .get("sid")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_string);
-        let now = self.sessions.now();
-        let tokens = SessionTokens {
-            access_token: Some(Secret::new(token.access_token().secret())),
-            access_expires: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
-            access_issued: Some(now),
-            refresh_token: token.refresh_token().map(|r| Secret::new(r.secret())),
-            id_token: Some(Secret::new(&id_token_text)),
-        };
-        let created = self
-            .sessions
-            .create(NewSession {
-                provider: p.config.name.clone(),
-                identity,
-                sid,
-                tokens,
-                replaces,
-            })
-            .await?;
-        Ok((created, started.rd))
+        Ok(Vouched {
+            identity,
+            claims: all,
+            id_token: id_token_text,
+        })
     }
 
     /// Where to send the browser after the session ended: the provider's

@@ -8,6 +8,10 @@
 // the tests"). One line per request goes to stdout, without query values,
 // bodies or headers, so no code, token or password reaches the log.
 //
+// The device flow (RFC 8628) is on unless `device_flow` is false (then the
+// discovery document names no device_authorization_endpoint);
+// `ttl.device_code` sets how long a device code lives (default 600 s).
+//
 // Test-only endpoints (`test_endpoints`, on by default):
 //   POST /test/end-session       sub=<login>: ends every session of that
 //       subject as an administrator would: a back-channel logout token to each
@@ -19,6 +23,10 @@
 //       subject (its refresh and access tokens stop working), sessions stay.
 //   POST /test/token-requests    how many token endpoint requests were
 //       answered, by grant type and status: {"refresh_token": {"200": 1}}.
+//   POST /test/device-polls      how device-code token requests were
+//       answered: {"authorization_pending": 2, "slow_down": 0, "200": 1}.
+//   POST /test/device-slow-down  the next pending device-code poll is
+//       answered slow_down.
 //
 // With `issued_tokens_file` in the config, every access, refresh and ID
 // token the token endpoint hands out is appended to that file (mode 0600),
@@ -185,6 +193,7 @@ const configuration = {
     Session: seconds(ttl.session, 3600),
     Grant: seconds(ttl.grant, 3600),
     Interaction: seconds(ttl.interaction, 600),
+    DeviceCode: seconds(ttl.device_code, 600),
   },
   cookies: {
     names: {
@@ -201,6 +210,12 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     userinfo: { enabled: true },
+    // RFC 8628 (device authorization grant), for clients registered with
+    // the urn:ietf:params:oauth:grant-type:device_code grant type. Its
+    // built-in pages: GET /device?user_code= posts the code to
+    // POST /device, which shows the confirmation form (op.deviceConfirmForm,
+    // "Continue" or "[ Abort ]"), then the login and consent, then success.
+    deviceFlow: { enabled: cfg.device_flow !== false },
   },
   // oidc-provider refuses outgoing requests to loopback and private addresses
   // (SSRF protection through an undici dispatcher); the tests' relying
@@ -279,6 +294,39 @@ provider.use(async (ctx, next) => {
   }
 });
 
+// --- the device flow: an interval, slow_down, and what the polls were answered --
+
+// RFC 8628 lets the provider name the polling interval (oidc-provider names
+// none: clients then wait 5 s); `device_interval` sets one. A device code
+// polled sooner than that after its previous poll is answered `slow_down`
+// instead of `authorization_pending`, as RFC 8628 section 3.5 allows; so is
+// the next pending poll after POST /test/device-slow-down.
+const deviceInterval = Number.isFinite(cfg.device_interval) ? cfg.device_interval : undefined;
+const devicePolls = {}; // answer (`200` or the error code) -> count
+const lastDevicePoll = new Map(); // device code -> ms of its previous poll
+let forcedSlowDowns = 0;
+
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && deviceInterval !== undefined) {
+    ctx.body = { ...ctx.body, interval: deviceInterval };
+    return;
+  }
+  if (ctx.oidc?.route !== 'token' || ctx.oidc.params?.grant_type !== 'urn:ietf:params:oauth:grant-type:device_code') return;
+  const code = String(ctx.oidc.params.device_code || '');
+  const now = Date.now();
+  const previous = lastDevicePoll.get(code);
+  lastDevicePoll.set(code, now);
+  let answer = ctx.status === 200 ? '200' : String(ctx.body?.error || ctx.status);
+  const tooSoon = previous !== undefined && now - previous < (deviceInterval ?? 5) * 1000;
+  if (answer === 'authorization_pending' && (tooSoon || forcedSlowDowns > 0)) {
+    if (!tooSoon) forcedSlowDowns -= 1;
+    answer = 'slow_down';
+    ctx.body = { error: 'slow_down', error_description: 'you are polling too quickly' };
+  }
+  devicePolls[answer] = (devicePolls[answer] || 0) + 1;
+});
+
 for (const event of ['backchannel.success', 'backchannel.error', 'server_error', 'end_session.success']) {
   provider.on(event, (...args) => {
     const err = args.find((a) => a instanceof Error);
@@ -343,6 +391,11 @@ const testRoutes = {
     return [200, { grants: grants.length }];
   },
   '/test/token-requests': async () => [200, tokenRequests],
+  '/test/device-polls': async () => [200, devicePolls],
+  '/test/device-slow-down': async () => {
+    forcedSlowDowns += 1;
+    return [200, { pending: forcedSlowDowns }];
+  },
 };
 
 const handler = provider.callback();

@@ -6,6 +6,11 @@
 //! | `GET /auth/cli/authorize?id=` | the browser: log in first (302 to `/auth/login?rd=`), then a confirmation page |
 //! | `POST /auth/cli/authorize` | the page's form (`id`, `csrf_token`, `decision`): approve or refuse |
 //! | `GET /auth/cli/poll?id=` | the command, with `Authorization: Bearer <poll_token>`: pending, or the API token once |
+//! | `POST /auth/cli/device` | RFC 8628's device authorization request, passed on to the provider ([`crate::login::device`]) |
+//! | `POST /auth/cli/device/token` | RFC 8628's token request with gatehouse's handle: pending, slow down, or the API token once |
+//!
+//! The device flow's answers are RFC 8628's exactly (every error a 400,
+//! see `device_error`); the poll's below differ in two statuses.
 //!
 //! **The poll's answers** follow RFC 8628 (section 3.5), so that a
 //! client written for the device flow reads them unchanged:
@@ -47,7 +52,8 @@ use serde::Deserialize;
 
 use super::{AppState, now_secs};
 use crate::login::Login;
-use crate::login::cli::{CliLoginError, CliLogins, CliState, Polled};
+use crate::login::cli::{Approved, CliLoginError, CliLogins, CliState, Polled};
+use crate::login::device::{DeviceError, DevicePolled};
 use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
 use crate::sessions::Session;
@@ -195,6 +201,15 @@ pub async fn poll(
         Ok(Polled::Approved(approved)) => approved,
         Err(e) => return cli_error(&e),
     };
+    api_token(&s, &approved, &crate::login::cli::fingerprint(&id)[..6]).await
+}
+
+/// The approved login's API token, as the poll's 200 answer (RFC 8628
+/// section 3.5's shape): for the approving user, holding their scopes
+/// (only those in `cli.token_scopes` when set), named
+/// `cli-<UTC time>-<label>`. Both ways in (the custom login and the device
+/// flow) end here.
+async fn api_token(s: &Services, approved: &Approved, label: &str) -> Response {
     let who = &approved.identity;
     let identity = Identity {
         subject: who.subject.clone(),
@@ -230,11 +245,7 @@ pub async fn poll(
         .collect();
     let now = now_secs();
     let lifetime = config.token_lifetime.as_secs();
-    let name = format!(
-        "cli-{}-{}",
-        utc_stamp(now),
-        &crate::login::cli::fingerprint(&id)[..6]
-    );
+    let name = format!("cli-{}-{}", utc_stamp(now), label);
     let new = NewToken {
         name,
         scopes: scopes.clone(),
@@ -254,7 +265,7 @@ pub async fn poll(
         ),
         Err(e) => {
             tracing::warn!(
-                login = %crate::login::cli::fingerprint(&id),
+                login = label,
                 user,
                 reason = %e,
                 "command-line login approved but its API token was not created"
@@ -267,6 +278,154 @@ pub async fn poll(
             };
             oauth_error(status, code, &format!("no API token: {e}"))
         }
+    }
+}
+
+/// A request body or query as form fields (RFC 8628's requests are
+/// `application/x-www-form-urlencoded`; any other body adds nothing).
+fn form_fields(headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !is_form {
+        return Vec::new();
+    }
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `?provider=` of the device authorization request.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProviderQuery {
+    /// Which login provider (needed when several are configured).
+    pub provider: Option<String>,
+}
+
+/// A device-flow error as RFC 8628 (section 3.5) and RFC 6749 (5.2) put
+/// it: 400 with an OAuth error code for everything the client acts on.
+fn device_error(e: &DeviceError) -> Response {
+    let (status, code) = match e {
+        DeviceError::NeedProvider | DeviceError::UnknownProvider(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
+        DeviceError::NotOffered(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+        DeviceError::Expired => (StatusCode::BAD_REQUEST, "expired_token"),
+        DeviceError::Used => (StatusCode::BAD_REQUEST, "invalid_grant"),
+        DeviceError::Denied | DeviceError::Login(_) => (StatusCode::BAD_REQUEST, "access_denied"),
+        DeviceError::ProviderUnavailable(_) | DeviceError::Unavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+        DeviceError::Provider(_) => (StatusCode::BAD_GATEWAY, "server_error"),
+        DeviceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    };
+    oauth_error(status, code, &e.to_string())
+}
+
+/// `POST /auth/cli/device`: RFC 8628's device authorization request,
+/// passed on to the login provider (`provider=` in the query or form
+/// names it when several are configured). Answers RFC 8628 section 3.2's
+/// fields: the provider's `user_code` and `verification_uri(_complete)`,
+/// and in `device_code` gatehouse's own handle (the provider's device code
+/// stays in gatehouse).
+pub async fn device_start(
+    State(state): State<AppState>,
+    Query(query): Query<ProviderQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(s) = services(&state) else {
+        return not_configured();
+    };
+    let fields = form_fields(&headers, &body);
+    let provider = query
+        .provider
+        .as_deref()
+        .or_else(|| field(&fields, "provider"));
+    let base = s.cli.base_url();
+    let started = match s.cli.device().start(&s.login, provider, base).await {
+        Ok(started) => started,
+        Err(e) => return device_error(&e),
+    };
+    let mut answer = serde_json::json!({
+        "device_code": started.handle.expose(),
+        "user_code": started.user_code,
+        "verification_uri": started.verification_uri,
+        "expires_in": started.expires_in,
+        "interval": started.interval,
+    });
+    if let Some(complete) = started.verification_uri_complete {
+        answer["verification_uri_complete"] = complete.into();
+    }
+    json(StatusCode::OK, answer)
+}
+
+/// `POST /auth/cli/device/token`: RFC 8628 section 3.4's token request
+/// (`grant_type=urn:ietf:params:oauth:grant-type:device_code`,
+/// `device_code=<the handle>`; a `client_id` is accepted and ignored: the
+/// handle is the credential). Pending, slow down, refused or expired as
+/// RFC 8628 says, or the API token once.
+pub async fn device_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(s) = services(&state) else {
+        return not_configured();
+    };
+    let fields = form_fields(&headers, &body);
+    if field(&fields, "grant_type") != Some(crate::login::device::GRANT_TYPE) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            &format!(
+                "grant_type must be {} (a form-encoded body)",
+                crate::login::device::GRANT_TYPE
+            ),
+        );
+    }
+    let Some(handle) = field(&fields, "device_code").filter(|h| !h.is_empty()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "device_code is required",
+        );
+    };
+    let polled = s
+        .cli
+        .device()
+        .poll(&s.login, handle, s.cli.base_url())
+        .await;
+    match polled {
+        Ok(DevicePolled::Pending) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "authorization_pending",
+            "not approved at the identity provider yet; poll again",
+        ),
+        Ok(DevicePolled::SlowDown(interval)) => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": "slow_down",
+                "error_description": "poll less often",
+                "interval": interval,
+            }),
+        ),
+        Ok(DevicePolled::Approved(approved)) => {
+            let label = crate::login::device::fingerprint(handle);
+            api_token(&s, &approved, &label[..6]).await
+        }
+        Err(e) => device_error(&e),
     }
 }
 

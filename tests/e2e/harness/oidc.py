@@ -103,15 +103,24 @@ def client_spec(client_id: str, redirect_uri: str | list[str], *,
                       backchannel_logout_uri=backchannel_logout_uri, **more)
 
 
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
 class OidcProvider:
     """One oidc-provider process. Lifetimes are in seconds; the short access
     and ID token defaults (10 s) are for refresh tests. `auto_consent` grants
-    every requested scope without the consent page (a first-party client)."""
+    every requested scope without the consent page (a first-party client).
+    The device flow (RFC 8628) is on for clients whose `grant_types` hold
+    `DEVICE_CODE_GRANT`; `device_code_ttl` is how long a device code lives,
+    `device_interval` the polling interval it names (none: RFC 8628's 5 s);
+    `device_flow=False` turns the device flow off."""
 
     def __init__(self, workdir: Path, clients: list[OidcClient], *,
                  groups: dict[str, list[str]] | None = None, name: str | None = None,
                  access_token_ttl: int = 10, id_token_ttl: int = 10,
                  refresh_token_ttl: int = 3600, session_ttl: int = 3600,
+                 device_code_ttl: int = 600, device_interval: int | None = None,
+                 device_flow: bool = True,
                  auto_consent: bool = False, rotate_refresh_tokens: bool = True,
                  host: str = "127.0.0.1", port: int | None = None):
         number = next(_instances)
@@ -138,10 +147,15 @@ class OidcProvider:
             "auto_consent": auto_consent,
             "rotate_refresh_tokens": rotate_refresh_tokens,
             "ttl": {"access_token": access_token_ttl, "id_token": id_token_ttl,
-                    "refresh_token": refresh_token_ttl, "session": session_ttl},
+                    "refresh_token": refresh_token_ttl, "session": session_ttl,
+                    "device_code": device_code_ttl},
             "host": host,
             "issued_tokens_file": str(self.issued_tokens_path),
         }
+        if not device_flow:
+            self._settings["device_flow"] = False
+        if device_interval is not None:
+            self._settings["device_interval"] = device_interval
         self.log_path = self.workdir / f"{self.name}.log"
         self.process: ManagedProcess | None = None
         self._discovery: dict | None = None
@@ -245,6 +259,16 @@ class OidcProvider:
         if status is None:
             return sum(by_status.values())
         return by_status.get(str(status), 0)
+
+    def device_polls(self) -> dict[str, int]:
+        """How the provider answered device-code token requests so far:
+        `{"authorization_pending": n, "slow_down": n, "200": n, ...}`. A
+        poll sooner than the interval is answered `slow_down`."""
+        return self._test_post("/test/device-polls")
+
+    def slow_down_next_device_poll(self) -> None:
+        """The next pending device-code poll is answered `slow_down`."""
+        self._test_post("/test/device-slow-down")
 
     def issued_tokens(self, kind: str | None = None) -> list[str]:
         """The tokens the token endpoint issued so far, oldest first
