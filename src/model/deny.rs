@@ -29,7 +29,7 @@ const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'stati
 }
 
 /// Every reason's row, indexed by [`Deny::reason_index`].
-pub const TABLE: [Row; 15] = [
+pub const TABLE: [Row; 16] = [
     row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
     row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
     row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
@@ -95,6 +95,7 @@ pub const TABLE: [Row; 15] = [
         "backend_login_required",
         "backend_login_required",
     ),
+    row(401, Code::Unauthenticated, "unauthorized", "no_certificate"),
 ];
 
 /// Every deny reason label, indexed by [`Deny::reason_index`].
@@ -188,6 +189,11 @@ pub enum Deny {
     /// without proof that it comes from an allowed page.
     #[error("cross-site request refused: {0}")]
     CsrfRejected(CsrfFailure),
+    /// No credential, on a rule that accepts client certificates (or
+    /// SPIFFE IDs) only: a 401 with no `WWW-Authenticate` challenge, since
+    /// no token would do.
+    #[error("a client certificate is required")]
+    NoCertificate,
     /// The route sends the caller's own token at a backend upstream, and
     /// there is none (never authorized, or it could not be refreshed). A
     /// browser navigation gets a [`Deny::LoginRequired`] to the backend's
@@ -303,6 +309,7 @@ impl Deny {
             Deny::OriginNotAllowed { .. } => 12,
             Deny::CsrfRejected(_) => 13,
             Deny::BackendLoginRequired { .. } => 14,
+            Deny::NoCertificate => 15,
         }
     }
 }
@@ -362,6 +369,7 @@ mod tests {
                 backend: "gitlab".into(),
                 login_path: "/auth/backends/gitlab/login".into(),
             },
+            Deny::NoCertificate,
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
         assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());

@@ -227,9 +227,10 @@ def test_no_certificate_where_one_is_needed(stack, pki):
     # the client's handshake, on the first read.
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         tls(stack, pki, None).get("/whoami/x")
-    # Behind the front proxy without a forwarded certificate: gatehouse's 401.
-    expect.no_credential(behind_proxy(stack, FRONT_PROXY).get("/whoami/x"))
-    expect.no_credential(behind_proxy(stack).get("/jobs/v1/tool/alpha/jobs"))
+    # Behind the front proxy without a forwarded certificate: gatehouse's
+    # 401, with no Bearer challenge on these certificate-only rules.
+    expect.no_certificate(behind_proxy(stack, FRONT_PROXY).get("/whoami/x"))
+    expect.no_certificate(behind_proxy(stack).get("/jobs/v1/tool/alpha/jobs"))
 
 
 # --- DNs -----------------------------------------------------------------------
@@ -280,7 +281,7 @@ def test_spoofed_xfcc_from_an_untrusted_peer_is_ignored_and_removed(stack, pki):
     spoof = {"X-Forwarded-Client-Cert": f'Cert="{beta.url_encoded()}"', "X-Toolforge-User": "beta"}
     # Envoy passes XFCC through on this listener; gatehouse ignores it
     # from 127.0.0.1 (not a trusted proxy)...
-    expect.no_credential(behind_proxy(stack).get("/whoami/x", headers=spoof))
+    expect.no_certificate(behind_proxy(stack).get("/whoami/x", headers=spoof))
     # ... and removes it (and the forged identity header) upstream, even
     # where no credential is needed.
     h = seen(behind_proxy(stack).get("/public/x", headers=spoof))

@@ -19,8 +19,14 @@ pub fn authorize(requirement: &Requirement, identity: Option<&Identity>) -> Resu
     match &requirement.access {
         Access::Anonymous => Ok(()),
         Access::Authenticated { scopes, satisfy } => {
-            let identity = identity.ok_or(Deny::NoCredential {
-                auth_type: requirement.auth_type,
+            let c = &requirement.credentials;
+            let token_would_do = c.jwt || c.api_token || c.session;
+            let identity = identity.ok_or(if token_would_do {
+                Deny::NoCredential {
+                    auth_type: requirement.auth_type,
+                }
+            } else {
+                Deny::NoCertificate
             })?;
             let held = |s: &String| identity.scopes.contains(s);
             let ok = scopes.is_empty()

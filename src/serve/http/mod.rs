@@ -7,6 +7,7 @@
 //! | `POST /auth/jwt/request` | mint a signed link (`links.rs`) |
 //! | `GET /auth/jwt/set` | store a link in a cookie, redirect (`links.rs`) |
 //! | `POST`, `GET /auth/api/v1/users/{user}/tokens`, `DELETE …/tokens/{key}`, `GET /auth/api/v1/user-info` | API tokens ([`tokens`]) |
+//! | `POST /auth/cli/device`, `POST /auth/cli/device/token` | command-line login by RFC 8628's device flow ([`cli`]) |
 //! | `GET /auth/backends/{name}/login`, `/auth/backends/{name}/callback` | per-user backend tokens ([`backends`]) |
 //! | `GET /auth/login`, `/auth/callback`, `GET`/`POST /auth/logout`, `GET /auth/userinfo`, `POST /auth/backchannel-logout` | browser login ([`login`]) |
 //! | `POST /auth/cli/login`, `GET`/`POST /auth/cli/authorize`, `GET /auth/cli/poll` | command-line login ([`cli`]) |
@@ -93,6 +94,8 @@ pub fn router(state: AppState) -> Router {
             get(cli::authorize_page).post(cli::authorize),
         )
         .route("/auth/cli/poll", get(cli::poll))
+        .route("/auth/cli/device", post(cli::device_start))
+        .route("/auth/cli/device/token", post(cli::device_token))
         .route("/healthz", get(healthz))
         .route(check::ENVOY_PREFIX, any(check::envoy))
         .route(

@@ -43,6 +43,14 @@ def no_credential(r: Response, scheme: str = "Bearer") -> None:
     assert values == [f'{scheme} realm="{REALM}"'], f"expected a bare challenge: {r.describe()}"
 
 
+def no_certificate(r: Response) -> None:
+    """401 for a missing client certificate on a certificate-only rule: no
+    `WWW-Authenticate` challenge, since no token would do."""
+    body = denial(r, 401, "unauthorized")
+    assert "certificate is required" in body["error_description"], r.describe()
+    assert r.headers_named("www-authenticate") == [], f"expected no challenge: {r.describe()}"
+
+
 def invalid_token(r: Response) -> dict:
     """401 `invalid_token` with `Bearer realm, error, error_description`."""
     body = denial(r, 401, "invalid_token")
