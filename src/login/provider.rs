@@ -38,6 +38,9 @@ pub struct Provider {
     metadata: RwLock<Option<Arc<ProviderMetadataWithLogout>>>,
     /// When discovery was last tried (on demand, throttled).
     tried: std::sync::Mutex<Option<Instant>>,
+    /// Held while a discovery runs: a login that finds no document waits
+    /// for the one in flight (at start-up) instead of failing at once.
+    discovering: tokio::sync::Mutex<()>,
 }
 
 impl Provider {
@@ -48,6 +51,7 @@ impl Provider {
             secret,
             metadata: RwLock::new(None),
             tried: std::sync::Mutex::new(None),
+            discovering: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -58,6 +62,7 @@ impl Provider {
 
     /// Reads the discovery document (and the provider's keys) now.
     pub async fn discover(&self, http: &reqwest::Client) -> Result<(), String> {
+        let _running = self.discovering.lock().await;
         if let Ok(mut tried) = self.tried.lock() {
             *tried = Some(Instant::now());
         }
@@ -78,6 +83,12 @@ impl Provider {
         &self,
         http: &reqwest::Client,
     ) -> Option<Arc<ProviderMetadataWithLogout>> {
+        if let Some(m) = self.loaded() {
+            return Some(m);
+        }
+        // A discovery in flight (the background one at start-up) may be
+        // about to load it.
+        drop(self.discovering.lock().await);
         if let Some(m) = self.loaded() {
             return Some(m);
         }
