@@ -405,11 +405,9 @@ impl Backends {
     }
 
     async fn read(&self, key: &str) -> Result<Option<StoredToken>, BackendError> {
-        Ok(self
-            .store
-            .get(key)
+        Ok(crate::store::get_json(self.store.as_ref(), key)
             .await?
-            .and_then(|raw| serde_json::from_slice(&raw).ok()))
+            .map(|(token, _)| token))
     }
 
     /// Stores a token response (keeping `previous_refresh` when the

@@ -323,13 +323,9 @@ impl CliLogins {
         if !well_formed(id) {
             return Err(CliLoginError::Expired);
         }
-        let raw = self
-            .store
-            .get(&record_key(id))
+        crate::store::get_json(self.store.as_ref(), &record_key(id))
             .await?
-            .ok_or(CliLoginError::Expired)?;
-        let record = serde_json::from_slice(&raw).map_err(|_| CliLoginError::Expired)?;
-        Ok((record, raw))
+            .ok_or(CliLoginError::Expired)
     }
 
     /// Compare-and-set from `raw` to `next`, keeping the entry until the

@@ -483,13 +483,9 @@ impl DeviceLogins {
         if !well_formed(handle) {
             return Err(DeviceError::Expired);
         }
-        let raw = self
-            .store
-            .get(&record_key(handle))
+        crate::store::get_json(self.store.as_ref(), &record_key(handle))
             .await?
-            .ok_or(DeviceError::Expired)?;
-        let record = serde_json::from_slice(&raw).map_err(|_| DeviceError::Expired)?;
-        Ok((record, raw))
+            .ok_or(DeviceError::Expired)
     }
 
     async fn replace(

@@ -50,6 +50,33 @@ pub struct SessionIdentity {
     pub scopes: BTreeSet<String>,
 }
 
+impl SessionIdentity {
+    /// The check's identity for this person, logged in at `provider`:
+    /// a session credential whose issuer is `session:<provider>`, with
+    /// no token, expiry or CSRF token yet (the caller adds what it has).
+    pub fn to_identity(&self, provider: &str) -> crate::model::identity::Identity {
+        crate::model::identity::Identity {
+            subject: self.subject.clone(),
+            username: self.username.clone(),
+            email: self.email.clone(),
+            uid: self.uid.clone(),
+            groups: self.groups.clone(),
+            scopes: self.scopes.clone(),
+            kind: crate::model::identity::CredentialKind::Session,
+            issuer: format!("{ISSUER_PREFIX}{provider}"),
+            expires_at: None,
+            token: Secret::default(),
+            query_parameter: None,
+            tool: None,
+            grant: None,
+            csrf: None,
+        }
+    }
+}
+
+/// The `iss` of a session's identity: `session:<provider>`.
+pub const ISSUER_PREFIX: &str = "session:";
+
 /// The provider's tokens kept in a session (the whole record is encrypted
 /// by the store; in memory they are [`Secret`]s, which never print).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -122,6 +122,19 @@ pub fn key(namespace: &str, id: &str) -> String {
     format!("{namespace}:{id}")
 }
 
+/// The JSON record under `key` with its exact bytes (what a later
+/// [`Store::compare_and_set`] expects); `None` when absent or unreadable.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+) -> Result<Option<(T, Vec<u8>)>, StoreError> {
+    Ok(store.get(key).await?.and_then(|raw| {
+        serde_json::from_slice(&raw)
+            .ok()
+            .map(|record| (record, raw))
+    }))
+}
+
 /// An id that stands for `secret` in a key: the hex SHA-256 of
 /// `namespace` and `secret`, so that the key shows nothing of the secret
 /// and equal secrets in two namespaces do not share an id.

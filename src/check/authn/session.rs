@@ -29,12 +29,12 @@ use std::sync::Arc;
 
 use super::sources::cookie_value;
 use crate::model::deny::Deny;
-use crate::model::identity::{CredentialKind, Identity};
+use crate::model::identity::Identity;
 use crate::model::request::Request;
 use crate::sessions::{Refresher, Session, SessionError, Sessions};
 
 /// The issuer label of a session's identity: `session:<provider>`.
-pub const ISSUER_PREFIX: &str = "session:";
+pub use crate::sessions::record::ISSUER_PREFIX;
 
 /// Sessions as a credential source.
 pub struct SessionAuthenticator {
@@ -90,20 +90,10 @@ impl SessionAuthenticator {
             .cloned()
             .unwrap_or_default();
         Identity {
-            subject: who.subject.clone(),
-            username: who.username.clone(),
-            email: who.email.clone(),
-            uid: who.uid.clone(),
-            groups: who.groups.clone(),
-            scopes: who.scopes.clone(),
-            kind: CredentialKind::Session,
-            issuer: format!("{ISSUER_PREFIX}{}", record.provider),
             expires_at: Some(self.sessions.expires_at(session)),
             token,
-            query_parameter: None,
-            tool: None,
-            grant: None,
             csrf: Some(record.csrf_token.clone()),
+            ..who.to_identity(&record.provider)
         }
     }
 }

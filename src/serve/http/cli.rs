@@ -50,11 +50,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::login::escape;
 use super::{AppState, now_secs};
 use crate::login::Login;
 use crate::login::cli::{Approved, CliLoginError, CliLogins, CliState, Polled};
 use crate::login::device::{DeviceError, DevicePolled};
-use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
 use crate::sessions::Session;
 use crate::tokens::{ApiTokens, Caller, NewToken, TokenError};
@@ -211,22 +211,7 @@ pub async fn poll(
 /// flow) end here.
 async fn api_token(s: &Services, approved: &Approved, label: &str) -> Response {
     let who = &approved.identity;
-    let identity = Identity {
-        subject: who.subject.clone(),
-        username: who.username.clone(),
-        email: who.email.clone(),
-        uid: who.uid.clone(),
-        groups: who.groups.clone(),
-        scopes: who.scopes.clone(),
-        kind: CredentialKind::Session,
-        issuer: format!("session:{}", approved.provider),
-        expires_at: None,
-        token: Secret::default(),
-        query_parameter: None,
-        tool: None,
-        grant: None,
-        csrf: None,
-    };
+    let identity = who.to_identity(&approved.provider);
     let caller = Caller {
         identity: &identity,
         superuser: false,
@@ -442,22 +427,6 @@ fn utc_stamp(secs: u64) -> String {
         at.minute(),
         at.second()
     )
-}
-
-/// HTML text escaping.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A minimal accessible page that may not be framed or cached.
