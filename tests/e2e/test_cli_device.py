@@ -64,14 +64,8 @@ def _site(gatehouse_factory, oidc_provider_factory, idp, echo, tmp_path: Path, *
         ],
     }
     config["api_tokens"] = {"prefix": TOKEN_PREFIX}
-    config["login"] = {
-        "callback_url": f"{base}/auth/callback",
-        "providers": [{"name": "op", "issuer": op.issuer, "client_id": "gatehouse",
-                       "client_secret_file": str(secret),
-                       "claims": {"username": "sub", "email": "email", "groups": "groups"},
-                       "scopes": ["openid", "email", "profile", "groups"],
-                       "allowed_groups": ["staff"]}],
-    }
+    config["login"] = configs.login(base, op, secret, groups_scope=True,
+                                     allowed_groups=["staff"])
     config["cli"] = {"login_timeout": "60s", "token_lifetime": "1d",
                      "token_scopes": ["read:data"]}
     g = gatehouse_factory(config, name="gatehouse-cli-device", port=g_port, http_port=g_http)

@@ -50,13 +50,7 @@ def _site(gatehouse_factory, oidc_provider_factory, idp, echo, tmp_path: Path,
         ],
     }
     config["api_tokens"] = {"prefix": TOKEN_PREFIX}
-    config["login"] = {
-        "callback_url": f"{base}/auth/callback",
-        "providers": [{"name": "op", "issuer": op.issuer, "client_id": "gatehouse",
-                       "client_secret_file": str(secret),
-                       "claims": {"username": "sub", "email": "email", "groups": "groups"},
-                       "scopes": ["openid", "email", "profile", "groups"]}],
-    }
+    config["login"] = configs.login(base, op, secret, groups_scope=True)
     # The token holds read:data only, though the session holds both.
     config["cli"] = {"login_timeout": login_timeout, "token_lifetime": "1d",
                      "token_scopes": ["read:data"]}

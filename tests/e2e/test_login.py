@@ -46,15 +46,7 @@ def site(gatehouse_factory, oidc_provider_factory, idp, echo, tmp_path: Path):
         "rules": [{"name": "ui", "match": {"path": {"prefix": "/ui/"}}, "login": "redirect",
                    "headers": ["user", "email"]}],
     }
-    config["login"] = {
-        "callback_url": f"{base}/auth/callback",
-        "allowed_redirect_domains": ["127.0.0.1"],
-        "providers": [{"name": "op", "issuer": op.issuer, "client_id": "gatehouse",
-                       "client_secret_file": str(secret),
-                       "claims": {"username": "sub", "email": "email", "groups": "groups"},
-                       "scopes": ["openid", "email", "profile", "groups"],
-                       "allowed_groups": ["staff"]}],
-    }
+    config["login"] = configs.login(base, op, secret, groups_scope=True, allowed_groups=["staff"])
     g = gatehouse_factory(config, name="gatehouse-login", port=g_port, http_port=g_http)
     g.wait_serving()
     yield {"base": base, "op": op, "client": Client(envoy.ports.listener)}

@@ -82,14 +82,7 @@ def site(tmp_path_factory, oidc_provider_module_factory, idp, echo, keys) -> Ite
         ],
     }
     config["cors"] = {"allowed_origins": [UI], "allow_credentials": True}
-    config["login"] = {
-        "callback_url": f"{base}/auth/callback",
-        "allowed_redirect_domains": ["127.0.0.1"],
-        "providers": [{"name": "op", "issuer": op.issuer, "client_id": "gatehouse",
-                       "client_secret_file": str(secret),
-                       "claims": {"username": "sub", "email": "email", "groups": "groups"},
-                       "scopes": ["openid", "email", "profile", "groups"]}],
-    }
+    config["login"] = configs.login(base, op, secret, groups_scope=True)
     # API tokens in the default (memory) store: one replica.
     config["api_tokens"] = {"prefix": TOKEN_PREFIX, "cache_ttl": "500ms"}
     # The link issuer is the site's own URL; links:mint allows /links/ and /k8s/.

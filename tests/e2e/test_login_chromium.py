@@ -99,13 +99,7 @@ def site(gatehouse_factory, oidc_provider_factory, idp, echo, tmp_path: Path):
         "rules": [{"name": "ui", "match": {"path": {"prefix": "/ui/"}}, "login": "redirect",
                    "headers": ["user", "email"]}],
     }
-    config["login"] = {
-        "callback_url": f"{base}/auth/callback",
-        "allowed_redirect_domains": [HOST],
-        "providers": [{"name": "op", "issuer": op.issuer, "client_id": "gatehouse",
-                       "client_secret_file": str(secret),
-                       "claims": {"username": "sub", "email": "email", "groups": "groups"}}],
-    }
+    config["login"] = configs.login(base, op, secret, domains=(HOST,))
     g = gatehouse_factory(config, name="gatehouse-chromium", port=g_port, http_port=g_http)
     g.wait_serving()
     yield {"base": base, "op": op}

@@ -68,13 +68,7 @@ def site(tmp_path_factory, oidc_provider_module_factory, idp, echo) -> Iterator[
         ],
     }
     config["cors"] = {"allowed_origins": [UI], "allow_credentials": True}
-    config["login"] = {
-        "callback_url": f"{base}/auth/callback",
-        "allowed_redirect_domains": ["127.0.0.1"],
-        "providers": [{"name": "op", "issuer": op.issuer, "client_id": "gatehouse",
-                       "client_secret_file": str(secret),
-                       "claims": {"username": "sub", "email": "email", "groups": "groups"}}],
-    }
+    config["login"] = configs.login(base, op, secret)
     g = GatehouseInstance(tmp / "gatehouse", config, name="gatehouse-login-web", port=g_port,
                           http_port=g_http)
     try:

@@ -96,15 +96,7 @@ def hub(tmp_path_factory, oidc_provider_module_factory, idp):
              "headers": ["user"]},
         ],
     }
-    config["login"] = {
-        "callback_url": f"{base}/auth/callback",
-        "allowed_redirect_domains": ["127.0.0.1"],
-        "providers": [{"name": "op", "issuer": op.issuer, "client_id": "gatehouse",
-                       "client_secret_file": str(secret),
-                       "claims": {"username": "sub", "email": "email", "groups": "groups"},
-                       "scopes": ["openid", "email", "profile", "groups"],
-                       "allowed_groups": ["staff"]}],
-    }
+    config["login"] = configs.login(base, op, secret, groups_scope=True, allowed_groups=["staff"])
     gatehouse = GatehouseInstance(work / "gatehouse", config, name="gatehouse-servicehub",
                                   port=g_port, http_port=g_http)
     try:

@@ -147,3 +147,23 @@ def single_issuer_config(idp, refresh: dict | None = None, drain_timeout: str = 
         "policy": {"default": "authenticated", "rules": []},
         "log": {"level": "info,gatehouse=debug"},
     }
+
+
+def login(base: str, op, secret, *, name: str = "op", client_id: str = "gatehouse",
+          groups_scope: bool = False, allowed_groups: list[str] | None = None,
+          domains: tuple[str, ...] = ("127.0.0.1",), **more) -> dict:
+    """A `login` section with one provider (`op`, an OidcProvider) whose
+    callback is `<base>/auth/callback`: the claims the test provider sends
+    (`sub`, `email`, `groups`), the `groups` scope when `groups_scope`,
+    `allowed_groups` when given, and any other `login` keys in `more`."""
+    provider = {"name": name, "issuer": op.issuer, "client_id": client_id,
+                "client_secret_file": str(secret),
+                "claims": {"username": "sub", "email": "email", "groups": "groups"}}
+    if groups_scope:
+        provider["scopes"] = ["openid", "email", "profile", "groups"]
+    if allowed_groups:
+        provider["allowed_groups"] = list(allowed_groups)
+    section = {"callback_url": f"{base}/auth/callback",
+               "allowed_redirect_domains": list(domains), "providers": [provider]}
+    section.update(more)
+    return section
