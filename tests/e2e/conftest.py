@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import ipaddress
+import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -393,3 +394,44 @@ def oidc_provider_module_factory(
     yield start
     for instance in started:
         instance.stop()
+
+
+# --- a real browser (headless Chromium through selenium) -------------------------
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def chrome(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium (Debian `chromium`, driven by chromedriver through
+    PyPI selenium); skips, saying why, when any of them is missing or
+    Chromium cannot start here."""
+    try:
+        from selenium import webdriver
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (tests/requirements.txt): run `bash tests/setup.sh`")
+    binary = _chromium()
+    driver_path = CHROMEDRIVER if Path(CHROMEDRIVER).exists() else shutil.which("chromedriver")
+    if binary is None or driver_path is None:
+        pytest.skip("Chromium or chromedriver is not installed (Debian `chromium`, "
+                    "`chromium-driver`): run `bash tests/setup.sh` as root")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--no-first-run", "--window-size=1024,768",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(arg)
+    log = tmp_path / "chromedriver.log"
+    try:
+        driver = webdriver.Chrome(service=Service(driver_path, log_output=str(log)), options=options)
+    except WebDriverException as e:
+        pytest.skip(f"Chromium cannot start here ({e.msg or e}); chromedriver log: {log}")
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()

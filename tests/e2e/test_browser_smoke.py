@@ -23,36 +23,6 @@ import pytest
 from harness.oidc import OidcProvider, client_spec
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture
-def chrome(tmp_path: Path) -> Iterator[Any]:
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (tests/requirements.txt): run `bash tests/setup.sh`")
-    binary = _chromium()
-    driver_path = CHROMEDRIVER if Path(CHROMEDRIVER).exists() else shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        pytest.skip("Chromium or chromedriver is not installed (Debian `chromium`, "
-                    "`chromium-driver`): run `bash tests/setup.sh` as root")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--no-first-run", "--window-size=1024,768",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path, log_output=str(tmp_path / "chromedriver.log")),
-                              options=options)
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
 
 
 class _Landing(BaseHTTPRequestHandler):
