@@ -156,7 +156,8 @@ pub enum IdentityHeader {
     Email,
     /// `X-Auth-Request-Uid`.
     Uid,
-    /// `X-Auth-Request-Groups`.
+    /// `X-Auth-Request-Groups`: the names joined with `,`; a `,` or `%`
+    /// inside a name is percent-encoded (`%2C`, `%25`).
     Groups,
     /// `X-Auth-Request-Token-Scopes`, `-Token-Scopes-Accepted`, `-Token-Scopes-Satisfy`.
     Scopes,

@@ -52,6 +52,14 @@ def test_identity_headers_on_the_rule_that_lists_them_all(client, mint, envoy_xf
     assert h["x-auth-request-client-ip"] == [envoy_xff_address]
 
 
+def test_a_comma_in_a_group_name_is_percent_encoded(client, mint):
+    # `Acme, Inc.` stays one group: split on commas, then percent-decode.
+    token = mint.token(identity={"sub": "c-sub", "preferred_username": "carol",
+                                 "groups": ["Acme, Inc.", "100%", "readers"]})
+    h = _identity_headers(expect.allowed(client.get("/whoami/x", token=token)))
+    assert h["x-auth-request-groups"] == ["Acme%2C Inc.,100%25,readers"]
+
+
 def test_token_header_only_where_the_rule_opts_in(client, mint):
     # Rule `api` has the default header set, which excludes `token`.
     seen = expect.allowed(client.get("/api/x", token=mint.token()))["headers"]

@@ -126,13 +126,34 @@ pub(crate) fn field(
         IdentityHeader::User => Some(id.username.clone().unwrap_or_else(|| id.subject.clone())),
         IdentityHeader::Email => id.email.clone(),
         IdentityHeader::Uid => id.uid.clone(),
-        IdentityHeader::Groups => (!id.groups.is_empty()).then(|| id.groups.join(",")),
+        IdentityHeader::Groups => (!id.groups.is_empty()).then(|| groups_header(&id.groups)),
         IdentityHeader::Scopes => matches!(requirement.access, Access::Authenticated { .. })
             .then(|| id.scopes.iter().cloned().collect::<Vec<_>>().join(" ")),
         IdentityHeader::Token => Some(id.token.expose().to_string()).filter(|t| !t.is_empty()),
         IdentityHeader::Tool => tool.map(str::to_string),
         IdentityHeader::ClientIp => None,
     }
+}
+
+/// `X-Auth-Request-Groups`: the names joined with `,`, where a `%` or a
+/// `,` inside a name is percent-encoded (`%25`, `%2C`), so `Acme, Inc.`
+/// stays one group (`Acme%2C Inc.`) and splitting on `,` then decoding
+/// gives the names back. Names without either character are unchanged.
+pub(crate) fn groups_header(groups: &[String]) -> String {
+    let mut out = String::new();
+    for (i, group) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in group.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                ',' => out.push_str("%2C"),
+                c => out.push(c),
+            }
+        }
+    }
+    out
 }
 
 /// Visible characters, spaces and tabs only: no CR/LF header injection.

@@ -370,3 +370,24 @@ fn token_query_parameter_is_removed_upstream() {
     };
     assert!(ok.query_parameters_to_remove.is_empty());
 }
+
+#[test]
+fn group_names_with_a_comma_or_percent_stay_one_group() {
+    let groups = |names: &[&str]| {
+        super::groups_header(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    };
+    assert_eq!(groups(&["admins", "staff"]), "admins,staff");
+    assert_eq!(groups(&["Acme, Inc.", "100%"]), "Acme%2C Inc.,100%25");
+    // Splitting on commas and percent-decoding gives the names back.
+    let header = groups(&["a,b", "%2C", "plain"]);
+    let back: Vec<String> = header
+        .split(',')
+        .map(|g| {
+            percent_encoding::percent_decode_str(g)
+                .decode_utf8()
+                .expect("utf-8")
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(back, ["a,b", "%2C", "plain"]);
+}
