@@ -187,7 +187,8 @@ impl Engine {
         observer.decided(&decision);
         if self.telemetry.decisions.logs(decision.result.is_ok()) {
             let request = verdict.request.as_ref();
-            let presented = request.and_then(|r| self.authn.presented(r));
+            let decided_by = verdict.identity.as_ref().map(|i| i.kind);
+            let presented = request.and_then(|r| self.authn.presented(r, decided_by));
             let trace_id = observer.trace_id(request);
             decision::emit(&DecisionRecord {
                 decision: &decision,

@@ -28,6 +28,7 @@ from harness import configs, expect
 from harness.gatehouse import GatehouseInstance, require_binary
 from harness.httpc import Client
 from harness.mtls import ClientCert, MtlsEnvoy, Pki
+from harness.procs import wait_until
 from harness.servers import ECHO_MARKER, _BackgroundServer, _QuietHandler
 
 REALM = configs.REALM  # what harness.expect checks challenges against
@@ -189,6 +190,18 @@ def test_tool_certificate_on_its_own_path(stack, pki):
 def test_tool_certificate_on_another_tools_path(stack, pki):
     r = tls(stack, pki, toolforge(pki, "alpha")).get("/jobs/v1/tool/beta/jobs")
     expect.denial(r, 403, "access_denied")
+
+
+def test_the_decision_log_names_the_credential_that_decided(stack, pki):
+    # A certificate-only rule ignores a bearer token the request also
+    # carries: the denial's log line names the certificate, not the token.
+    r = tls(stack, pki, toolforge(pki, "alpha")).get(
+        "/jobs/v1/tool/beta/decided-by", headers={"Authorization": "Bearer not-the-credential"})
+    expect.denial(r, 403, "access_denied")
+    g = stack["gatehouse"]
+    line = wait_until("the decision line", lambda: next(
+        (l for l in g.log().splitlines() if "/jobs/v1/tool/beta/decided-by" in l), None), 5)
+    assert 'credential="bearer"' not in line and 'credential="peer' in line, line
 
 
 def test_superuser_acts_for_any_tool(stack, pki):

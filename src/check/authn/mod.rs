@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::config::AuthType;
 use crate::model::deny::Deny;
-use crate::model::identity::{AcceptedCredentials, Identity};
+use crate::model::identity::{AcceptedCredentials, CredentialKind, Identity};
 use crate::model::request::Request;
 use crate::tokens::ApiTokens;
 use jwt::keys::IssuerKeys;
@@ -145,34 +145,53 @@ impl Authenticators {
 
     /// The credential the request carries, looked for the way
     /// [`Self::authenticate_accepting`] does (tokens, the session cookie,
-    /// then a client certificate) but not verified. For the decision log and `explain`:
-    /// only called off the hot path.
-    pub fn presented(&self, request: &Request) -> Option<Presented> {
-        match sources::find_token(&self.sources, request, self.max_token_bytes) {
-            Ok(Some((token, source))) => {
-                return Some(Presented {
-                    kind: source.label(),
-                    fingerprint: Some(token.fingerprint()),
-                });
-            }
-            Ok(None) => {}
-            Err(_) => {
-                return Some(Presented {
-                    kind: "unreadable",
-                    fingerprint: None,
-                });
+    /// then a client certificate) but not verified; with `decided_by` (the
+    /// kind of the identity the check settled on), only where that kind
+    /// comes from, so a bearer token a certificate-only rule ignored is
+    /// not named. For the decision log and `explain`: only called off the
+    /// hot path.
+    pub fn presented(
+        &self,
+        request: &Request,
+        decided_by: Option<CredentialKind>,
+    ) -> Option<Presented> {
+        use CredentialKind::*;
+        let look = |kinds: &[CredentialKind]| decided_by.is_none_or(|k| kinds.contains(&k));
+        if look(&[Jwt, ApiToken, Link]) {
+            if let Some(found) = self.presented_token(request) {
+                return Some(found);
             }
         }
-        if let Some(cookie) = self.sessions.as_ref().and_then(|s| s.cookie(request)) {
+        if look(&[Session])
+            && let Some(cookie) = self.sessions.as_ref().and_then(|s| s.cookie(request))
+        {
             return Some(Presented {
                 kind: "session",
                 fingerprint: Some(crate::secret::fingerprint(cookie.as_bytes())),
             });
         }
+        if !look(&[Certificate, Spiffe]) {
+            return None;
+        }
         match self.certificates.as_ref()?.credential(request) {
             Ok(Some(credential)) => Some(Presented {
                 kind: credential.origin.as_str(),
                 fingerprint: credential.fingerprint,
+            }),
+            Ok(None) => None,
+            Err(_) => Some(Presented {
+                kind: "unreadable",
+                fingerprint: None,
+            }),
+        }
+    }
+
+    /// A token from the sources, as [`Self::presented`] reports it.
+    fn presented_token(&self, request: &Request) -> Option<Presented> {
+        match sources::find_token(&self.sources, request, self.max_token_bytes) {
+            Ok(Some((token, source))) => Some(Presented {
+                kind: source.label(),
+                fingerprint: Some(token.fingerprint()),
             }),
             Ok(None) => None,
             Err(_) => Some(Presented {

@@ -385,7 +385,7 @@ policy:
             headers,
             ..Default::default()
         };
-        let presented = engine.authn.presented(&request).expect("presented");
+        let presented = engine.authn.presented(&request, None).expect("presented");
         assert_eq!(presented.kind, "session");
         assert_eq!(presented.fingerprint, Some(id.fingerprint()));
     }

@@ -153,7 +153,6 @@ pub async fn explain_check(engine: &Engine, check: CheckRequest, loaded: &[Strin
     // What the request carries, found the way authentication finds it
     // (the pipeline consumes the message, so on a copy).
     let request = Request::from_check(&check, &engine.trusted_proxies).ok();
-    let presented = request.as_ref().and_then(|r| engine.authn.presented(r));
     let token = request
         .as_ref()
         .and_then(|r| {
@@ -164,6 +163,9 @@ pub async fn explain_check(engine: &Engine, check: CheckRequest, loaded: &[Strin
         .map(|(token, _)| token);
     let mut recorder = Recorder::default();
     let (response, decision) = engine.check_observed(check, &mut recorder).await;
+    let presented = request
+        .as_ref()
+        .and_then(|r| engine.authn.presented(r, recorder.decided_by()));
     Explanation {
         recorder,
         presented,

@@ -60,9 +60,15 @@ pub struct Recorder {
     request: Option<Seen>,
     requirement: Option<Requirement>,
     caller: Option<Caller>,
+    decided_by: Option<crate::model::identity::CredentialKind>,
 }
 
 impl Recorder {
+    /// The kind of credential the identity came from, if there was one.
+    pub fn decided_by(&self) -> Option<crate::model::identity::CredentialKind> {
+        self.decided_by
+    }
+
     /// The phases that ran, in order, with their outcomes.
     pub fn steps(&self) -> impl Iterator<Item = (Phase, Result<(), &Deny>)> {
         self.steps.iter().map(|(p, r)| (*p, r.as_ref().map(|_| ())))
@@ -91,6 +97,7 @@ impl Observer for Recorder {
     }
 
     fn identity(&mut self, identity: Option<&Identity>) {
+        self.decided_by = identity.map(|id| id.kind);
         self.caller = identity.map(|id| Caller {
             kind: id.kind.as_str(),
             issuer: id.issuer.clone(),
