@@ -157,10 +157,10 @@ impl Authenticators {
     ) -> Option<Presented> {
         use CredentialKind::*;
         let look = |kinds: &[CredentialKind]| decided_by.is_none_or(|k| kinds.contains(&k));
-        if look(&[Jwt, ApiToken, Link]) {
-            if let Some(found) = self.presented_token(request) {
-                return Some(found);
-            }
+        if look(&[Jwt, ApiToken, Link])
+            && let Some(found) = self.presented_token(request)
+        {
+            return Some(found);
         }
         if look(&[Session])
             && let Some(cookie) = self.sessions.as_ref().and_then(|s| s.cookie(request))
