@@ -83,7 +83,8 @@ for t in "${targets[@]}"; do
     log="fuzz/target/logs/$t.log"
     echo
     echo "==> $t FAILED; log: $log"
-    grep -E 'Test unit written to|panicked at|ERROR: (libFuzzer|AddressSanitizer)' "target/logs/$t.log" | head -n 5 || true
+    grep -A1 -E 'panicked at' "target/logs/$t.log" | head -n 2 || true
+    grep -E 'ERROR: (libFuzzer|AddressSanitizer)' "target/logs/$t.log" | head -n 2 || true
     artifact=$(grep -oE 'Test unit written to .*' "target/logs/$t.log" | tail -n1 | sed 's/^Test unit written to //')
     if [[ -n $artifact ]]; then
         [[ $artifact == /* ]] || artifact="fuzz/${artifact#./}"
