@@ -9,7 +9,9 @@
 # 4. builds gatehouse and runs the end-to-end tests through a real Envoy, and
 #    the packaging checks (tests/chart: the Helm chart rendered with Helm's
 #    engine, linted and validated against the Kubernetes schemas, its configs
-#    checked by gatehouse and its Envoy gateway run live; the Dockerfile).
+#    checked by gatehouse and its Envoy gateway run live; the Dockerfile);
+# 5. runs every coverage-guided fuzz target for 30 s (fuzz/run.sh, see
+#    FUZZING.md) when the nightly toolchain and cargo-fuzz are there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -37,3 +39,10 @@ fi
 step "end-to-end tests (gatehouse + Envoy + JWKS + upstream, on loopback) and chart/image checks"
 cargo build --locked --bin gatehouse
 GATEHOUSE_BIN="$PWD/target/debug/gatehouse" .venv/bin/python -m pytest tests/e2e tests/chart -q -p no:cacheprovider
+
+step "fuzzing: every target for 30 s after one build (fuzz/run.sh; FUZZING.md)"
+if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
+    bash fuzz/run.sh 30
+else
+    echo "skipped: needs the nightly toolchain and cargo-fuzz (cargo install cargo-fuzz --locked)"
+fi

@@ -17,6 +17,9 @@
 # Chromium and chromedriver (apt `chromium`, `chromium-driver`) are for the
 # one real-browser test; when they cannot be installed, setup goes on and
 # that test skips, saying why.
+# cargo-fuzz (crates.io, `cargo install --locked`) is for the short fuzz
+# pass (fuzz/run.sh, FUZZING.md) and needs the nightly toolchain; without
+# nightly, or when the install fails, setup goes on and that step skips.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -174,6 +177,26 @@ install_browser() {
     fi
 }
 
+# cargo-fuzz for the fuzz pass (fuzz/run.sh). Skipped when `cargo fuzz`
+# already runs; only installed when the nightly toolchain it needs is there.
+# A failed install is not fatal: tests/run-all.sh then skips the fuzz step.
+install_cargo_fuzz() {
+    if cargo fuzz --version >/dev/null 2>&1; then
+        log "cargo-fuzz: ok ($(cargo fuzz --version 2>/dev/null))"
+        return
+    fi
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        log "cargo-fuzz: no nightly toolchain; the fuzz pass will skip"
+        return
+    fi
+    log "cargo-fuzz: installing with cargo install cargo-fuzz --locked"
+    if cargo install cargo-fuzz --locked --quiet && cargo fuzz --version >/dev/null 2>&1; then
+        log "cargo-fuzz: installed ($(cargo fuzz --version))"
+    else
+        log "cargo-fuzz: WARNING: install failed; the fuzz pass will skip"
+    fi
+}
+
 main() {
     log "repo: $REPO"
     ensure_venv
@@ -182,6 +205,7 @@ main() {
     install_redis
     install_oidc_provider
     install_browser
+    install_cargo_fuzz
     log "done; run the suite with: $VENV/bin/python -m pytest tests/e2e"
 }
 

@@ -245,6 +245,27 @@ async fn unknown_kid_and_crit() {
     );
 }
 
+/// Found by the `jwt_verify` fuzz target (FUZZING.md; its corpus holds the
+/// input as `seed-crash-header-not-utf8`): serde_json skips the string of
+/// a member the header type does not name without checking that it is
+/// UTF-8, so a correctly signed token whose JOSE header is not UTF-8 JSON
+/// verifies. Issue 15 (JOSE strictness) asks for its refusal.
+#[tokio::test]
+#[ignore = "issue 15: a JOSE header that is not UTF-8 is still accepted (found by fuzz/jwt_verify)"]
+async fn header_that_is_not_utf8_is_refused() {
+    let f = fixture();
+    let header = b"{\"alg\":\"ES256\",\"kid\":\"ec1\",\"x\":\"\xae\"}";
+    let signed = format!(
+        "{}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header),
+        b64(&testkit::claims(ISS, AUD, "alice"))
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(signed.as_bytes(), &f.ec.encoding, Algorithm::ES256).unwrap();
+    let token = format!("{signed}.{signature}");
+    assert_eq!(verify(&f, &token).await.unwrap_err(), JwtError::Malformed);
+}
+
 #[tokio::test]
 async fn token_without_kid_tries_matching_keys() {
     let f = fixture();
