@@ -10,8 +10,8 @@
 #    the packaging checks (tests/chart: the Helm chart rendered with Helm's
 #    engine, linted and validated against the Kubernetes schemas, its configs
 #    checked by gatehouse and its Envoy gateway run live; the Dockerfile);
-# 5. runs every coverage-guided fuzz target for 30 s (fuzz/run.sh, see
-#    FUZZING.md) when the nightly toolchain and cargo-fuzz are there.
+# 5. with GATEHOUSE_FUZZ_SECONDS set, runs every coverage-guided fuzz target
+#    that long (fuzz/run.sh, see FUZZING.md; needs nightly and cargo-fuzz).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,9 +40,15 @@ step "end-to-end tests (gatehouse + Envoy + JWKS + upstream, on loopback) and ch
 cargo build --locked --bin gatehouse
 GATEHOUSE_BIN="$PWD/target/debug/gatehouse" .venv/bin/python -m pytest tests/e2e tests/chart -q -p no:cacheprovider
 
-step "fuzzing: every target for 30 s after one build (fuzz/run.sh; FUZZING.md)"
-if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
-    bash fuzz/run.sh 30
+# The fuzz pass is opt-in for now: its first build (nightly, release,
+# AddressSanitizer, every dependency again) took 24 min on this shared
+# 2-core machine, which would take CI past its budget. Run it with
+#   GATEHOUSE_FUZZ_SECONDS=30 bash tests/run-all.sh
+step "fuzzing: every target for \$GATEHOUSE_FUZZ_SECONDS s after one build (fuzz/run.sh; FUZZING.md)"
+if [ -z "${GATEHOUSE_FUZZ_SECONDS:-}" ]; then
+    echo "skipped: set GATEHOUSE_FUZZ_SECONDS (e.g. 30) to run it"
+elif cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
+    bash fuzz/run.sh "$GATEHOUSE_FUZZ_SECONDS"
 else
     echo "skipped: needs the nightly toolchain and cargo-fuzz (cargo install cargo-fuzz --locked)"
 fi

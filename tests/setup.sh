@@ -181,6 +181,10 @@ install_browser() {
 # already runs; only installed when the nightly toolchain it needs is there.
 # A failed install is not fatal: tests/run-all.sh then skips the fuzz step.
 install_cargo_fuzz() {
+    if [ -z "${GATEHOUSE_FUZZ_SECONDS:-}" ]; then
+        log "cargo-fuzz: not needed (the fuzz pass runs with GATEHOUSE_FUZZ_SECONDS set)"
+        return
+    fi
     if cargo fuzz --version >/dev/null 2>&1; then
         log "cargo-fuzz: ok ($(cargo fuzz --version 2>/dev/null))"
         return

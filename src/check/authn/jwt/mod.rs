@@ -394,7 +394,11 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| JwtError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
+    // JSON is UTF-8 (RFC 8259 §8.1), but serde_json skips the values of
+    // members the target type ignores without checking them: check the
+    // whole text first, so no two parsers can read one token differently.
+    let text = std::str::from_utf8(&bytes).map_err(|_| JwtError::Malformed)?;
+    serde_json::from_str(text).map_err(|_| JwtError::Malformed)
 }
 
 /// The header's `alg`, parsed by jsonwebtoken's own `FromStr` (exact,
