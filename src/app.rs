@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::check::authn::Authenticators;
 use crate::check::authn::cert::CertAuthenticator;
+use crate::check::authn::jwt::jose::TypePolicy;
 use crate::check::authn::jwt::keys::{IssuerKeys, KeyOrigin, KeySet};
 use crate::check::authn::jwt::{Issuer, JwtVerifier};
 use crate::check::authn::session::SessionAuthenticator;
@@ -444,6 +445,22 @@ fn build_issuer(
             "list at least one algorithm",
         ));
     }
+    if let Some(bad) = cfg
+        .token_types
+        .iter()
+        .find(|t| t.is_empty() || t.contains(|c: char| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ConfigError::invalid(
+            format!("{key}.token_types"),
+            format!("{bad:?} is not a media type"),
+        ));
+    }
+    if cfg.max_lifetime.is_some_and(|d| d.as_secs() == 0) {
+        return Err(ConfigError::invalid(
+            format!("{key}.max_lifetime"),
+            "must be at least 1s",
+        ));
+    }
     let algorithms = cfg.algorithms.clone();
     let hmac = algorithms
         .iter()
@@ -478,6 +495,8 @@ fn build_issuer(
         algorithms: algorithms.clone(),
         keys,
         claims: cfg.claims.clone(),
+        types: TypePolicy::new(&cfg.token_types, cfg.require_token_type),
+        max_lifetime: cfg.max_lifetime.map(|d| d.as_secs()),
     };
     // A remote key set whose source is unchanged is kept, keys and all.
     let remote = |origin: KeyOrigin| -> Result<Issuer, ConfigError> {

@@ -19,6 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse::check::authn::jwt::jose::TypePolicy;
 use gatehouse::check::authn::jwt::keys::{IssuerKeys, KeySet};
 use gatehouse::check::authn::jwt::{Issuer, JwtVerifier};
 use gatehouse::config::ClaimsConfig;
@@ -50,6 +51,8 @@ fn issuer(name: &str, iss: &str, algorithms: Vec<Algorithm>, set: KeySet) -> Iss
         algorithms,
         keys: Arc::new(IssuerKeys::fixed(name.into(), set)),
         claims: ClaimsConfig::default(),
+        types: TypePolicy::default(),
+        max_lifetime: None,
     }
 }
 

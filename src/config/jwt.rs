@@ -83,6 +83,25 @@ pub struct IssuerConfig {
     /// Which claims carry identity fields.
     #[serde(default)]
     pub claims: ClaimsConfig,
+    /// Accepted JOSE `typ` values (RFC 8725 explicit typing), compared
+    /// without case and with the `application/` prefix optional. Any other
+    /// `typ` is refused, so a DPoP proof (`dpop+jwt`) or a logout token
+    /// (`logout+jwt`) never passes as an access token.
+    #[serde(default = "default_token_types")]
+    pub token_types: Vec<String>,
+    /// Refuse tokens without a `typ` header.
+    #[serde(default)]
+    pub require_token_type: bool,
+    /// The longest lifetime accepted: a token whose `exp` lies further than
+    /// this after its `iat` (after now, without `iat`) is refused. Unset:
+    /// no limit beyond `exp` being a real date (before the year 10000).
+    #[schemars(with = "Option<schema::DurationText>")]
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+}
+
+fn default_token_types() -> Vec<String> {
+    vec!["JWT".into(), "at+jwt".into()]
 }
 
 /// Where an issuer's verification keys come from.

@@ -1,7 +1,7 @@
 //! Identity from an ID token's claims (and userinfo), mapped as for JWT
 //! issuers (`claims`, `scopes.group_mapping`).
 
-use crate::model::claims::{claim_groups, claim_text};
+use crate::model::claims::{check_groups_claim, check_text_claim, claim_groups, claim_text};
 use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine as _;
@@ -57,13 +57,32 @@ pub async fn merge_userinfo(
 }
 
 /// The session identity: `sub`, the mapped fields, and scopes from the
-/// groups. `None` without a `sub`.
+/// groups. An error names the claim that is missing (`sub`) or that could
+/// not be carried upstream as it is (empty, control characters, too long,
+/// wrong type): the login is refused, as a bearer token with it would be.
 pub fn identity(
     claims: &Map<String, Value>,
     mapping: &ClaimsConfig,
     scopes_by_group: &HashMap<String, Vec<String>>,
-) -> Option<SessionIdentity> {
-    let subject = claim_text(claims.get("sub"))?;
+) -> Result<SessionIdentity, String> {
+    let sub = claims.get("sub");
+    if !sub.is_some_and(Value::is_string) {
+        return Err("no sub claim".into());
+    }
+    let texts = [
+        ("sub", sub),
+        (mapping.username.as_str(), claims.get(&mapping.username)),
+    ];
+    let texts = texts.into_iter().chain([
+        (mapping.email.as_str(), claims.get(&mapping.email)),
+        (mapping.uid.as_str(), claims.get(&mapping.uid)),
+    ]);
+    for (name, value) in texts {
+        check_text_claim(value).map_err(|problem| format!("invalid {name} claim: {problem}"))?;
+    }
+    check_groups_claim(claims.get(&mapping.groups))
+        .map_err(|problem| format!("invalid {} claim: {problem}", mapping.groups))?;
+    let subject = claim_text(sub).ok_or("no sub claim")?;
     let groups = claim_groups(claims.get(&mapping.groups));
     let scopes: BTreeSet<String> = groups
         .iter()
@@ -71,7 +90,7 @@ pub fn identity(
         .flatten()
         .cloned()
         .collect();
-    Some(SessionIdentity {
+    Ok(SessionIdentity {
         username: claim_text(claims.get(&mapping.username)),
         email: claim_text(claims.get(&mapping.email)),
         uid: claim_text(claims.get(&mapping.uid)),
@@ -108,7 +127,7 @@ mod tests {
     fn identity_maps_claims_and_group_scopes() {
         let claims = json!({
             "sub": "u1", "preferred_username": "alice", "email": "a@x",
-            "uidNumber": 1001, "groups": ["staff", {"name": "admins"}, 3, ""]
+            "uidNumber": 1001, "groups": ["staff", {"name": "admins"}]
         });
         let mapping = ClaimsConfig {
             username: "preferred_username".into(),
@@ -122,7 +141,38 @@ mod tests {
         assert_eq!(id.uid.as_deref(), Some("1001"));
         assert_eq!(id.groups, vec!["staff", "admins"]);
         assert_eq!(id.scopes.into_iter().collect::<Vec<_>>(), vec!["admin"]);
-        assert!(identity(&Map::new(), &mapping, &by_group).is_none());
+        assert_eq!(
+            identity(&Map::new(), &mapping, &by_group).unwrap_err(),
+            "no sub claim"
+        );
+    }
+
+    #[test]
+    fn identity_claims_that_cannot_be_carried_refuse_the_login() {
+        let mapping = ClaimsConfig {
+            username: "preferred_username".into(),
+            groups: "groups".into(),
+            ..Default::default()
+        };
+        for (claims, reason) in [
+            (json!({"sub": 5}), "no sub claim"),
+            (json!({"sub": ""}), "invalid sub claim: empty value"),
+            (
+                json!({"sub": "u", "preferred_username": "a\r\nb"}),
+                "invalid preferred_username claim: control character",
+            ),
+            (
+                json!({"sub": "u", "groups": ["staff", 3]}),
+                "invalid groups claim: wrong JSON type",
+            ),
+        ] {
+            let err = identity(
+                claims.as_object().expect("object"),
+                &mapping,
+                &HashMap::new(),
+            );
+            assert_eq!(err.unwrap_err(), reason, "{claims}");
+        }
     }
 
     #[test]

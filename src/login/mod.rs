@@ -418,7 +418,7 @@ impl Login {
             .await;
         }
         let identity = claims::identity(&all, &p.config.claims, &self.scopes_by_group)
-            .ok_or_else(|| LoginError::IdToken("no subject".into()))?;
+            .map_err(LoginError::IdToken)?;
         if !p.config.allowed_groups.is_empty()
             && !identity
                 .groups

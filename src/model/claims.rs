@@ -28,3 +28,68 @@ pub fn claim_groups(value: Option<&Value>) -> Vec<String> {
         .filter(|g| !g.is_empty())
         .collect()
 }
+
+/// The longest identity value (user name, e-mail, uid, one group name)
+/// gatehouse carries into a header: a longer one is refused, never cut.
+pub const MAX_IDENTITY_VALUE_BYTES: usize = 1024;
+
+/// Why an identity claim cannot be carried upstream as a header value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimProblem {
+    /// Not a string (or a number, for text claims), or a malformed list.
+    #[error("wrong JSON type")]
+    WrongType,
+    /// An empty string.
+    #[error("empty value")]
+    Empty,
+    /// CR, LF, NUL or another control character.
+    #[error("control character")]
+    ControlCharacter,
+    /// Longer than [`MAX_IDENTITY_VALUE_BYTES`].
+    #[error("value too long")]
+    TooLong,
+}
+
+/// Checks a text identity claim as [`claim_text`] reads it; absent is
+/// fine. A value that would be dropped from, or split, a header is a
+/// problem to refuse the token for, not to hide.
+pub fn check_text_claim(value: Option<&Value>) -> Result<(), ClaimProblem> {
+    match value {
+        None | Some(Value::Number(_)) => Ok(()),
+        Some(Value::String(s)) => check_text(s),
+        Some(_) => Err(ClaimProblem::WrongType),
+    }
+}
+
+/// Checks a groups claim as [`claim_groups`] reads it; absent is fine.
+pub fn check_groups_claim(value: Option<&Value>) -> Result<(), ClaimProblem> {
+    let items = match value {
+        None => return Ok(()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ClaimProblem::WrongType),
+    };
+    for item in items {
+        let name = match item {
+            Value::String(s) => s,
+            Value::Object(obj) => match obj.get("name") {
+                Some(Value::String(s)) => s,
+                _ => return Err(ClaimProblem::WrongType),
+            },
+            _ => return Err(ClaimProblem::WrongType),
+        };
+        check_text(name)?;
+    }
+    Ok(())
+}
+
+fn check_text(s: &str) -> Result<(), ClaimProblem> {
+    if s.is_empty() {
+        Err(ClaimProblem::Empty)
+    } else if s.chars().any(char::is_control) {
+        Err(ClaimProblem::ControlCharacter)
+    } else if s.len() > MAX_IDENTITY_VALUE_BYTES {
+        Err(ClaimProblem::TooLong)
+    } else {
+        Ok(())
+    }
+}

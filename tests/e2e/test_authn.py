@@ -13,6 +13,7 @@ Depends on gatehouse behaviour:
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -172,3 +173,82 @@ def test_bad_tokens_are_refused_from_every_source(client, mint, keys, idp, disco
         client.get(f"{API}?{configs.QUERY}={token}"),
     ):
         expect.invalid_token(r)
+
+
+# --- JOSE strictness (RFC 7515/7519/8725), signed by jwcrypto -------------------------
+
+
+def _strict_cases(mint, keys) -> dict[str, tuple[str, str]]:
+    """name -> (token, the reason the client is told). Every token is
+    correctly signed by the primary issuer's key; only its one oddity
+    refuses it."""
+    ec = keys.ec
+    claims = mint.claims()
+    text = json.dumps(claims)
+    header = json.dumps({"alg": ec.alg, "kid": ec.kid, "typ": "JWT"})
+
+    def with_header(**extra):
+        return tokens.mint(ec, claims, headers=extra)
+
+    def with_claims(**extra):
+        return tokens.mint(ec, {**claims, **extra})
+
+    return {
+        "duplicate-sub": (
+            tokens.signed_text(ec, header, text[:-1] + ', "sub": "root"}'),
+            "duplicate member name",
+        ),
+        "duplicate-kid": (
+            tokens.signed_text(ec, header[:-1] + f', "kid": "{ec.kid}"}}', text),
+            "duplicate member name",
+        ),
+        "kid-not-a-string": (
+            tokens.signed_text(ec, json.dumps({"alg": ec.alg, "kid": 1}), text),
+            "invalid header parameter kid",
+        ),
+        "jwe-enc-parameter": (with_header(enc="A256GCM"), "header parameter enc"),
+        # jwcrypto refuses to write this one into a JWT: signed by hand.
+        "unencoded-payload-b64": (
+            tokens.signed_text(ec, header[:-1] + ', "b64": false}', text),
+            "header parameter b64",
+        ),
+        "nested-cty-jwt": (with_header(cty="JWT"), "nested tokens"),
+        "dpop-proof-typ": (with_header(typ="dpop+jwt"), "token type not accepted"),
+        "logout-token-typ": (with_header(typ="logout+jwt"), "token type not accepted"),
+        "aud-array-with-a-number": (with_claims(aud=[configs.AUDIENCE, 7]), "invalid aud claim"),
+        "exp-beyond-year-9999": (with_claims(exp=10**15), "exp"),
+        "sub-with-crlf": (
+            with_claims(sub="alice\r\nX-Auth-Request-User: root"), "invalid sub claim"
+        ),
+        "empty-sub": (with_claims(sub=""), "invalid sub claim"),
+        "group-with-nul": (with_claims(groups=["staff\u0000admins"]), "claim"),
+    }
+
+
+STRICT_NAMES = [
+    "duplicate-sub",
+    "duplicate-kid",
+    "kid-not-a-string",
+    "jwe-enc-parameter",
+    "unencoded-payload-b64",
+    "nested-cty-jwt",
+    "dpop-proof-typ",
+    "logout-token-typ",
+    "aud-array-with-a-number",
+    "exp-beyond-year-9999",
+    "sub-with-crlf",
+    "empty-sub",
+    "group-with-nul",
+]
+
+
+@pytest.mark.parametrize("name", STRICT_NAMES)
+def test_jose_strictness_refuses_with_the_reason(client, mint, keys, name):
+    token, reason = _strict_cases(mint, keys)[name]
+    body = expect.invalid_token(client.get(API, token=token))
+    assert reason in body["error_description"], body
+
+
+def test_an_at_jwt_typed_access_token_is_accepted(client, mint, keys):
+    token = tokens.mint(keys.ec, mint.claims(), headers={"typ": "at+jwt"})
+    assert client.get(API, token=token).status == 200

@@ -11,17 +11,18 @@
 //! until they expire).
 
 pub mod cache;
+pub mod jose;
 pub mod keys;
 pub mod verify;
 
 use crate::clock::now_secs;
-use crate::model::claims::{claim_groups, claim_text};
+use crate::model::claims::{
+    ClaimProblem, check_groups_claim, check_text_claim, claim_groups, claim_text,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use base64::Engine as _;
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{ClaimsConfig, ConfigError};
@@ -29,6 +30,7 @@ use crate::issuer::{ISSUER_NAME, InternalIssuer, claim_names};
 use crate::model::identity::{CredentialKind, Identity};
 use crate::secret::Secret;
 use cache::TokenCache;
+use jose::{TokenParts, TypePolicy, parse_claims, parse_header, split_token};
 use keys::{IssuerKeys, KeySet};
 
 /// Why a token was refused. The messages go to the client, so they never
@@ -44,6 +46,32 @@ pub enum JwtError {
     /// The header carries `crit` extensions we do not understand.
     #[error("unsupported critical header")]
     CriticalHeader,
+    /// A member name appears twice in the header or the claims.
+    #[error("duplicate member name in the token's JSON")]
+    DuplicateMember,
+    /// A registered header parameter has the wrong JSON type.
+    #[error("invalid header parameter {0}")]
+    BadHeaderParameter(&'static str),
+    /// A JWE parameter, or `b64` (unencoded payload), in a signed token.
+    #[error("header parameter {0} does not belong in a signed token")]
+    ForeignHeaderParameter(&'static str),
+    /// `cty: JWT`: a nested token, which is not verified.
+    #[error("nested tokens are not accepted")]
+    NestedToken,
+    /// `typ` is not one this issuer accepts (explicit typing).
+    #[error("token type not accepted for this issuer")]
+    TypeNotAccepted,
+    /// `exp` is further from `iat` (or now) than the issuer allows.
+    #[error("token lifetime exceeds the issuer's max_lifetime")]
+    LifetimeTooLong,
+    /// A claim has the wrong type or a value that cannot be carried.
+    #[error("invalid {claim} claim: {problem}")]
+    InvalidClaim {
+        /// The claim's name (configured or registered; never its value).
+        claim: String,
+        /// What is wrong with it.
+        problem: ClaimProblem,
+    },
     /// No `iss`, or an issuer we do not trust.
     #[error("untrusted issuer")]
     UnknownIssuer,
@@ -96,6 +124,10 @@ pub struct Issuer {
     pub keys: Arc<IssuerKeys>,
     /// Claim names for identity fields.
     pub claims: ClaimsConfig,
+    /// Accepted `typ` header values.
+    pub types: TypePolicy,
+    /// The longest accepted `exp - iat` in seconds, when limited.
+    pub max_lifetime: Option<u64>,
 }
 
 impl Issuer {
@@ -112,6 +144,8 @@ impl Issuer {
             algorithms: own.algorithms(),
             keys: Arc::new(IssuerKeys::fixed(ISSUER_NAME.into(), set)),
             claims: claim_names(),
+            types: TypePolicy::default(),
+            max_lifetime: None,
         })
     }
 }
@@ -124,15 +158,6 @@ pub struct JwtVerifier {
     cache: Option<TokenCache>,
     /// The `iss` of gatehouse's own issuer: its tokens must be links.
     internal_issuer: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct JoseHeader {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<Value>,
 }
 
 impl JwtVerifier {
@@ -233,12 +258,9 @@ impl JwtVerifier {
     ) -> Result<(Identity, (Arc<IssuerKeys>, u64)), JwtError> {
         let raw = token.expose();
         let parts = split_token(raw)?;
-        let header: JoseHeader = decode_json(parts.header)?;
-        if header.crit.is_some() {
-            return Err(JwtError::CriticalHeader);
-        }
+        let header = parse_header(parts.header)?;
         let alg = parse_algorithm(&header.alg)?;
-        let claims: Map<String, Value> = decode_json(parts.claims)?;
+        let claims = parse_claims(parts.claims)?;
 
         let iss = claims
             .get("iss")
@@ -247,6 +269,9 @@ impl JwtVerifier {
         let issuer = self.issuers.get(iss).ok_or(JwtError::UnknownIssuer)?;
         if !issuer.algorithms.contains(&alg) {
             return Err(JwtError::AlgorithmNotAllowed);
+        }
+        if !issuer.types.accepts(header.typ.as_deref()) {
+            return Err(JwtError::TypeNotAccepted);
         }
 
         let generation = issuer.keys.generation();
@@ -265,7 +290,8 @@ impl JwtVerifier {
         Ok((identity, (issuer.keys.clone(), generation)))
     }
 
-    /// Checks `exp`, `nbf`, `iat` (with leeway) and `aud`.
+    /// Checks `exp`, `nbf`, `iat` (with leeway), the issuer's
+    /// `max_lifetime` and `aud`.
     fn validate_claims(
         &self,
         issuer: &Issuer,
@@ -277,28 +303,66 @@ impl JwtVerifier {
         if now > exp.saturating_add(leeway) {
             return Err(JwtError::Expired);
         }
-        if let Some(nbf) = claims.get("nbf") {
-            let nbf = numeric_date(Some(nbf)).ok_or(JwtError::Malformed)?;
-            if now.saturating_add(leeway) < nbf {
-                return Err(JwtError::NotYetValid);
-            }
+        let optional_date = |name: &str| match claims.get(name) {
+            None => Ok(None),
+            value => numeric_date(value)
+                .map(Some)
+                .ok_or_else(|| invalid_claim(name, ClaimProblem::WrongType)),
+        };
+        if let Some(nbf) = optional_date("nbf")?
+            && now.saturating_add(leeway) < nbf
+        {
+            return Err(JwtError::NotYetValid);
         }
-        if let Some(iat) = claims.get("iat") {
-            let iat = numeric_date(Some(iat)).ok_or(JwtError::Malformed)?;
-            if iat > now.saturating_add(leeway) {
-                return Err(JwtError::IssuedInFuture);
+        let iat = optional_date("iat")?;
+        if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+            return Err(JwtError::IssuedInFuture);
+        }
+        if let Some(max) = issuer.max_lifetime {
+            // From `iat` when the token says when it was issued, from now
+            // otherwise; `exp` is bounded, so neither can overflow.
+            let start = iat.unwrap_or(now).min(exp);
+            if exp - start > max.saturating_add(leeway) {
+                return Err(JwtError::LifetimeTooLong);
             }
         }
         let accepted = |aud: &str| issuer.audiences.iter().any(|a| a == aud);
         let ok = match claims.get("aud") {
             Some(Value::String(aud)) => accepted(aud),
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(accepted),
-            _ => false,
+            Some(Value::Array(list)) => {
+                if !list.iter().all(Value::is_string) {
+                    return Err(invalid_claim("aud", ClaimProblem::WrongType));
+                }
+                list.iter().filter_map(Value::as_str).any(accepted)
+            }
+            Some(_) => return Err(invalid_claim("aud", ClaimProblem::WrongType)),
+            None => false,
         };
         if !ok {
             return Err(JwtError::BadAudience);
         }
         Ok(())
+    }
+
+    /// Refuses identity claims that could not be carried upstream as they
+    /// are: empty, with control characters, too long, or of a wrong type.
+    fn check_identity_claims(
+        &self,
+        names: &ClaimsConfig,
+        claims: &Map<String, Value>,
+    ) -> Result<(), JwtError> {
+        if let Some(sub) = claims.get("sub") {
+            match sub {
+                Value::String(_) => check_text_claim(Some(sub)),
+                _ => Err(ClaimProblem::WrongType),
+            }
+            .map_err(|problem| invalid_claim("sub", problem))?;
+        }
+        for name in [&names.username, &names.email, &names.uid] {
+            check_text_claim(claims.get(name)).map_err(|problem| invalid_claim(name, problem))?;
+        }
+        check_groups_claim(claims.get(&names.groups))
+            .map_err(|problem| invalid_claim(&names.groups, problem))
     }
 
     /// Builds the identity from verified claims.
@@ -308,6 +372,7 @@ impl JwtVerifier {
         claims: &Map<String, Value>,
         token: &Secret,
     ) -> Result<Identity, JwtError> {
+        self.check_identity_claims(&issuer.claims, claims)?;
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)
@@ -353,54 +418,6 @@ impl JwtVerifier {
     }
 }
 
-/// The three dot-separated parts of a compact JWS.
-struct TokenParts<'a> {
-    header: &'a str,
-    claims: &'a str,
-    signature: &'a str,
-    /// `header.claims`, the signed message.
-    signed: &'a str,
-}
-
-fn split_token(raw: &str) -> Result<TokenParts<'_>, JwtError> {
-    let mut it = raw.split('.');
-    let (Some(header), Some(claims), Some(signature), None) =
-        (it.next(), it.next(), it.next(), it.next())
-    else {
-        return Err(JwtError::Malformed);
-    };
-    let b64url = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if header.is_empty()
-        || claims.is_empty()
-        || !b64url(header)
-        || !b64url(claims)
-        || !b64url(signature)
-    {
-        return Err(JwtError::Malformed);
-    }
-    let signed = &raw[..header.len() + 1 + claims.len()];
-    Ok(TokenParts {
-        header,
-        claims,
-        signature,
-        signed,
-    })
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| JwtError::Malformed)?;
-    // JSON is UTF-8 (RFC 8259 §8.1), but serde_json skips the values of
-    // members the target type ignores without checking them: check the
-    // whole text first, so no two parsers can read one token differently.
-    let text = std::str::from_utf8(&bytes).map_err(|_| JwtError::Malformed)?;
-    serde_json::from_str(text).map_err(|_| JwtError::Malformed)
-}
-
 /// The header's `alg`, parsed by jsonwebtoken's own `FromStr` (exact,
 /// case-sensitive names); `none` and anything unknown are refused.
 fn parse_algorithm(alg: &str) -> Result<Algorithm, JwtError> {
@@ -435,15 +452,35 @@ fn verify_signature(
     }
 }
 
-/// A NumericDate claim as whole seconds (fractions truncated).
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. A later one is
+/// not a date any issuer means; it is refused rather than saturated.
+const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
+/// A NumericDate claim as whole seconds (fractions truncated); `None` when
+/// it is not a number between 0 and [`MAX_NUMERIC_DATE`].
 fn numeric_date(value: Option<&Value>) -> Option<u64> {
-    match value? {
-        Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| *f >= 0.0 && f.is_finite())
-                .map(|f| f as u64)
-        }),
-        _ => None,
+    let Value::Number(n) = value? else {
+        return None;
+    };
+    let secs = match n.as_u64() {
+        Some(secs) => secs,
+        None => {
+            let f = n.as_f64()?;
+            if !(0.0..=MAX_NUMERIC_DATE as f64).contains(&f) {
+                return None;
+            }
+            // In range (checked above), so the cast neither wraps nor
+            // saturates; it truncates the fraction.
+            f as u64
+        }
+    };
+    (secs <= MAX_NUMERIC_DATE).then_some(secs)
+}
+
+fn invalid_claim(claim: &str, problem: ClaimProblem) -> JwtError {
+    JwtError::InvalidClaim {
+        claim: claim.to_string(),
+        problem,
     }
 }
 
@@ -468,3 +505,5 @@ fn claim_scopes(claims: &Map<String, Value>) -> BTreeSet<String> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_strict;

@@ -7,17 +7,17 @@ use super::*;
 use crate::check::authn::jwt::keys::{IssuerKeys, KeySet};
 use crate::testkit::{self, TestKey};
 
-const ISS: &str = "https://issuer.test";
-const AUD: &str = "api";
+pub(super) const ISS: &str = "https://issuer.test";
+pub(super) const AUD: &str = "api";
 
-struct Fixture {
-    verifier: JwtVerifier,
-    rsa: TestKey,
-    ec: TestKey,
-    ed: TestKey,
+pub(super) struct Fixture {
+    pub(super) verifier: JwtVerifier,
+    pub(super) rsa: TestKey,
+    pub(super) ec: TestKey,
+    pub(super) ed: TestKey,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let rsa = TestKey::generate(Algorithm::RS256, "rsa1");
     let ec = TestKey::generate(Algorithm::ES256, "ec1");
     let ed = TestKey::generate(Algorithm::EdDSA, "ed1");
@@ -29,6 +29,8 @@ fn fixture() -> Fixture {
         algorithms: vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA],
         keys: Arc::new(IssuerKeys::fixed("test".into(), set)),
         claims: ClaimsConfig::default(),
+        types: TypePolicy::default(),
+        max_lifetime: None,
     };
     let mut mapping = BTreeMap::new();
     mapping.insert("read:all".to_string(), vec!["readers".to_string()]);
@@ -44,11 +46,11 @@ fn fixture() -> Fixture {
     }
 }
 
-fn b64(v: &Value) -> String {
+pub(super) fn b64(v: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
-async fn verify(f: &Fixture, token: &str) -> Result<Identity, JwtError> {
+pub(super) async fn verify(f: &Fixture, token: &str) -> Result<Identity, JwtError> {
     f.verifier.verify(&Secret::new(token)).await
 }
 
@@ -71,7 +73,7 @@ async fn identity_fields_scopes_and_groups() {
     let mut claims = testkit::claims(ISS, AUD, "u-1");
     claims["email"] = json!("a@example.com");
     claims["uidNumber"] = json!(4242);
-    claims["isMemberOf"] = json!([{"name": "readers", "id": 1}, {"name": "admins"}, {"id": 3}]);
+    claims["isMemberOf"] = json!([{"name": "readers", "id": 1}, {"name": "admins"}]);
     claims["scope"] = json!("openid profile");
     claims["scp"] = json!(["extra"]);
     let id = verify(&f, &f.ec.mint(&claims)).await.unwrap();
@@ -222,7 +224,10 @@ async fn tampered_and_malformed_tokens() {
     ] {
         let err = verify(&f, bad).await.unwrap_err();
         assert!(
-            matches!(err, JwtError::Malformed | JwtError::UnknownIssuer),
+            matches!(
+                err,
+                JwtError::Malformed | JwtError::UnknownIssuer | JwtError::BadHeaderParameter("alg")
+            ),
             "{bad}: {err:?}"
         );
     }
@@ -288,6 +293,8 @@ async fn keys_not_loaded_fail_closed() {
             reqwest::Client::new(),
         )),
         claims: ClaimsConfig::default(),
+        types: TypePolicy::default(),
+        max_lifetime: None,
     };
     let verifier = JwtVerifier::new(vec![issuer], 30, &BTreeMap::new());
     let key = TestKey::generate(Algorithm::ES256, "k");
@@ -311,6 +318,8 @@ fn cached_fixture() -> (JwtVerifier, TestKey, Arc<IssuerKeys>) {
         algorithms: vec![Algorithm::ES256],
         keys: keys.clone(),
         claims: ClaimsConfig::default(),
+        types: TypePolicy::default(),
+        max_lifetime: None,
     };
     let verifier = JwtVerifier::new(vec![issuer], 30, &BTreeMap::new()).with_cache(100);
     (verifier, ec, keys)
