@@ -15,6 +15,7 @@ anyone else.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import socket
 import ssl
@@ -22,6 +23,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from openapi_spec_validator import validate as validate_openapi
 
 from harness import configs, expect
@@ -304,6 +307,33 @@ def test_spoofed_xfcc_from_an_untrusted_peer_is_ignored_and_removed(stack, pki):
     h = seen(behind_proxy(stack, FRONT_PROXY).get("/whoami/x", headers=spoof))
     assert h["x-toolforge-user"] == "beta"
     assert h["x-forwarded-client-cert"].startswith("Cert=")
+
+
+def test_sanitize_set_xfcc_reaches_the_upstream(stack, pki, tmp_path, echo):
+    """`forward_client_cert_details: SANITIZE_SET`: Envoy drops the client's
+    XFCC and writes its own element about the peer certificate. Envoy is
+    not a trusted XFCC proxy (it is not the request's source), yet that
+    header restates the peer certificate only, so gatehouse keeps it for
+    the upstream; a forged one never gets through."""
+    xfcc = {"forward_client_cert_details": "SANITIZE_SET",
+            "set_current_client_cert_details": {"subject": True, "cert": True, "uri": True,
+                                                "dns": True}}
+    envoy = MtlsEnvoy(tmp_path / "envoy", pki, stack["openapi"], stack["gatehouse"].port,
+                      echo.port, name="envoy-sanitize-set", mtls_xfcc=xfcc)
+    try:
+        alpha, beta = toolforge(pki, "alpha"), toolforge(pki, "beta")
+        spoof = {"X-Forwarded-Client-Cert": f'Cert="{beta.url_encoded()}";Subject="CN=beta"'}
+        client = Client(envoy.mtls_port, ssl_context=pki.context(alpha))
+        for path in ("/whoami/x", "/public/x"):
+            h = seen(client.get(path, headers=spoof))
+            der = x509.load_pem_x509_certificate(alpha.pem.encode()).public_bytes(
+                serialization.Encoding.DER)
+            sent = h["x-forwarded-client-cert"]
+            assert f"Hash={hashlib.sha256(der).hexdigest()}" in sent, sent
+            assert "CN=alpha" in sent and "beta" not in sent, sent
+        assert seen(client.get("/whoami/x"))["x-toolforge-user"] == "alpha"
+    finally:
+        envoy.stop()
 
 
 # --- validity ----------------------------------------------------------------------

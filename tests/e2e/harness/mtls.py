@@ -156,13 +156,19 @@ def _socket_address(node: dict) -> dict:
     return node["address"]["socket_address"]
 
 
-def write_mtls_config(dest: Path, ports: MtlsPorts, pki: Pki, openapi: Path) -> Path:
-    """The shipped example with addresses, ports and file paths replaced."""
+def write_mtls_config(dest: Path, ports: MtlsPorts, pki: Pki, openapi: Path,
+                      mtls_xfcc: dict | None = None) -> Path:
+    """The shipped example with addresses, ports and file paths replaced;
+    `mtls_xfcc` replaces the mtls listener's XFCC settings (e.g.
+    `{"forward_client_cert_details": "SANITIZE_SET", ...}`)."""
     config = yaml.safe_load(MTLS_EXAMPLE.read_text())
     _socket_address(config["admin"]).update(address="127.0.0.1", port_value=ports.admin)
     static = config["static_resources"]
     listeners = {lst["name"]: lst for lst in static["listeners"]}
     _socket_address(listeners["mtls"]).update(address="127.0.0.1", port_value=ports.mtls)
+    if mtls_xfcc:
+        hcm = listeners["mtls"]["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm.update(mtls_xfcc)
     _socket_address(listeners["behind_proxy"]).update(address="127.0.0.1",
                                                       port_value=ports.behind_proxy)
     for cluster in static["clusters"]:
@@ -192,13 +198,13 @@ class MtlsEnvoy:
     proxy)."""
 
     def __init__(self, workdir: Path, pki: Pki, openapi: Path, gatehouse_port: int,
-                 upstream_port: int, name: str = "envoy-mtls"):
+                 upstream_port: int, name: str = "envoy-mtls", mtls_xfcc: dict | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = MtlsPorts(mtls=free_port(), behind_proxy=free_port(), admin=free_port(),
                                gatehouse=gatehouse_port, upstream=upstream_port)
         self.config_path = write_mtls_config(self.workdir / f"{name}.yaml", self.ports, pki,
-                                             openapi)
+                                             openapi, mtls_xfcc)
         self.mtls_port, self.proxy_port = self.ports.mtls, self.ports.behind_proxy
         self.admin_url = f"http://127.0.0.1:{self.ports.admin}"
         self.process = ManagedProcess(

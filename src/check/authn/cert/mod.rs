@@ -159,7 +159,9 @@ impl CertAuthenticator {
     /// must be removed before the request goes upstream.
     pub fn strips_xfcc(&self, request: &Request) -> bool {
         self.xfcc.strip_untrusted
-            && request.header(XFCC_HEADER).is_some()
+            && request
+                .header(XFCC_HEADER)
+                .is_some_and(|header| !describes_only_the_peer(header, &request.certificate))
             && !self.peer_is_trusted_proxy(request)
     }
 
@@ -225,6 +227,46 @@ impl CertAuthenticator {
         }
         result.map(Some)
     }
+}
+
+/// Whether an XFCC header is one element about the very certificate the
+/// direct peer presented: what Envoy writes under
+/// `forward_client_cert_details: SANITIZE_SET`. Its `Hash=` must be that
+/// certificate's SHA-256, and every other field it carries must agree with
+/// the certificate (`Cert=` the same certificate, `Subject=` the same DN,
+/// each non-empty `URI=`/`DNS=` one of its SANs; no `Chain=`, which could name any
+/// CA). Such a header says nothing the peer certificate does not, whoever
+/// wrote it, so it is kept for the upstream even though Envoy's address is
+/// not a trusted proxy; authentication reads the peer certificate itself.
+fn describes_only_the_peer(header: &str, peer_certificate: &str) -> bool {
+    if peer_certificate.is_empty() {
+        return false;
+    }
+    let Ok(elements) = xfcc::parse(header) else {
+        return false;
+    };
+    let [element] = elements.as_slice() else {
+        return false;
+    };
+    let (Some(hash), None) = (element.hash.as_deref(), element.chain.as_deref()) else {
+        return false;
+    };
+    let (Some(digest), Ok(peer)) = (
+        PeerCredential::pem_sha256_hex(peer_certificate),
+        PeerCredential::from_url_encoded_pem(peer_certificate, Origin::PeerCertificate),
+    ) else {
+        return false;
+    };
+    let same_cert = |cert: &str| PeerCredential::pem_sha256_hex(cert).is_some_and(|d| d == digest);
+    digest.eq_ignore_ascii_case(hash)
+        && element.cert.as_deref().is_none_or(same_cert)
+        && element
+            .subject
+            .as_deref()
+            .is_none_or(|s| dn::DistinguishedName::parse(s).is_ok_and(|dn| dn == peer.subject))
+        // Envoy writes an empty `URI=` for a certificate without URI SANs.
+        && element.uris.iter().all(|u| u.is_empty() || peer.uris.contains(u))
+        && element.dns.iter().all(|d| d.is_empty() || peer.dns.contains(d))
 }
 
 #[cfg(test)]

@@ -74,6 +74,19 @@ impl PeerCredential {
         Self::from_der(&pem.contents, origin)
     }
 
+    /// The SHA-256 digest (lower-case hex) of a URL-encoded PEM
+    /// certificate's DER, as XFCC's `Hash=` carries it; `None` when the
+    /// text is not such a certificate.
+    pub fn pem_sha256_hex(text: &str) -> Option<String> {
+        use sha2::{Digest as _, Sha256};
+        if text.len() > MAX_PEM_BYTES {
+            return None;
+        }
+        let pem = percent_decode_str(text).decode_utf8().ok()?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+        (pem.label == "CERTIFICATE").then(|| hex::encode(Sha256::digest(&pem.contents)))
+    }
+
     /// Parses a DER certificate.
     pub fn from_der(der: &[u8], origin: Origin) -> Result<Self, CertError> {
         let (rest, cert) = X509Certificate::from_der(der)

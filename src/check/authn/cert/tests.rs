@@ -275,6 +275,52 @@ fn expired_certificates_are_refused_even_from_a_trusted_proxy() {
     assert_eq!(refused(&toolforge(), &req), CertError::Expired);
 }
 
+/// `forward_client_cert_details: SANITIZE_SET`: Envoy replaces any XFCC
+/// with one element about the direct peer's certificate. Gatehouse keeps
+/// that header for the upstream (it says nothing the certificate does
+/// not) and strips any element that says more or something else.
+#[test]
+fn an_xfcc_that_restates_the_peer_certificate_is_kept() {
+    let client = leaf(vec![("O", "toolforge"), ("CN", "tool-alpha")]);
+    let other = leaf(vec![("CN", "tool-beta")]);
+    let der_hash = |pem: &str| PeerCredential::pem_sha256_hex(&url_encoded(pem)).expect("pem");
+    let hash = der_hash(&client);
+    let auth = toolforge();
+    let request = |header: &str| {
+        let mut req = from("192.0.2.9", header);
+        req.certificate = url_encoded(&client);
+        req
+    };
+    let kept = [
+        format!("Hash={hash}"),
+        format!("Hash={};Subject=\"CN=tool-alpha,O=toolforge\"", hash.to_uppercase()),
+        format!("By=spiffe://envoy;Hash={hash};Cert=\"{}\"", url_encoded(&client)),
+        format!("Hash={hash};Subject=\"CN=tool-alpha,O=toolforge\";URI="),
+    ];
+    for header in &kept {
+        let req = request(header);
+        assert!(!auth.strips_xfcc(&req), "{header}");
+        // The identity is the peer certificate's, as without the header.
+        assert_eq!(ok(&auth, &req).tool.as_deref(), Some("alpha"));
+    }
+    let stripped = [
+        format!("Hash={}", der_hash(&other)),
+        format!("Hash={hash};Subject=\"CN=root\""),
+        format!("Hash={hash};Cert=\"{}\"", url_encoded(&other)),
+        format!("Hash={hash};URI=spiffe://td/admin"),
+        format!("Hash={hash};DNS=admin.example"),
+        format!("Hash={hash};Chain=\"{}\"", url_encoded(&other)),
+        format!("Hash={hash},Hash={hash}"),
+        format!("Subject=\"CN=tool-alpha,O=toolforge\""),
+        "Hash=zz;;;".to_string(),
+    ];
+    for header in &stripped {
+        assert!(auth.strips_xfcc(&request(header)), "{header}");
+    }
+    // Without the peer certificate there is nothing to compare with.
+    assert!(auth.strips_xfcc(&from("192.0.2.9", &kept[0])));
+}
+
 #[test]
 fn xfcc_element_choice_and_requirements() {
     let alpha = url_encoded(&leaf(vec![("CN", "tool-alpha")]));
