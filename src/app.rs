@@ -133,6 +133,18 @@ pub fn build_engine_with(
     if config.jwt.max_token_bytes < 1024 {
         return Err(ConfigError::invalid("jwt.max_token_bytes", "at least 1024"));
     }
+    if config.server.max_request_bytes < 64 * 1024 {
+        return Err(ConfigError::invalid(
+            "server.max_request_bytes",
+            "at least 65536 (64 KiB)",
+        ));
+    }
+    if config.server.max_concurrent_streams == 0 {
+        return Err(ConfigError::invalid(
+            "server.max_concurrent_streams",
+            "at least 1",
+        ));
+    }
     for (scope, groups) in &config.scopes.group_mapping {
         if scope.is_empty()
             || scope.contains(char::is_whitespace)

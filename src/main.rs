@@ -23,7 +23,7 @@ use gatehouse::ops::cli::{
     CONFIG_ENV, CliError, ConfigArg, EXIT_CODES_HELP, EXIT_USAGE, Output, VERSION, WriteOptions,
     finish, load_config, write_output,
 };
-use gatehouse::serve::grpc::Listener;
+use gatehouse::serve::grpc::{GrpcLimits, Listener};
 use gatehouse::serve::http::HttpListener;
 use gatehouse::serve::reload::{self, Reloader};
 
@@ -279,7 +279,11 @@ async fn run(
     let listener = Listener::bind(config.server.grpc_addr)
         .await
         .map_err(|e| failure(&e))?
-        .with_threads(config.server.grpc_thread_count());
+        .with_threads(config.server.grpc_thread_count())
+        .with_limits(GrpcLimits {
+            max_request_bytes: config.server.max_request_bytes,
+            max_concurrent_streams: config.server.max_concurrent_streams,
+        });
     let listener = match &config.server.grpc_socket {
         Some(path) => listener.with_unix_socket(path).map_err(|e| failure(&e))?,
         None => listener,

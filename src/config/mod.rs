@@ -262,6 +262,17 @@ pub struct ServerConfig {
     /// runtime (`0`: one per CPU gatehouse may run on).
     #[schemars(extend("x-reload" = "restart"))]
     pub grpc_threads: usize,
+    /// The largest CheckRequest accepted, in bytes (at least 64 KiB): a
+    /// larger one is refused (`OUT_OF_RANGE`) before it is decoded, and
+    /// Envoy then answers as its `failure_mode_allow` says (403 or
+    /// `status_on_error`). Keep it above Envoy's `max_request_headers_kb`
+    /// plus any `with_request_body.max_request_bytes`.
+    #[schemars(extend("x-reload" = "restart"))]
+    pub max_request_bytes: usize,
+    /// Checks in flight per gRPC connection (HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`); more wait in the client.
+    #[schemars(extend("x-reload" = "restart"))]
+    pub max_concurrent_streams: u32,
 }
 
 impl ServerConfig {
@@ -284,6 +295,8 @@ impl Default for ServerConfig {
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             grpc_threads: 0,
             grpc_socket: None,
+            max_request_bytes: 256 * 1024,
+            max_concurrent_streams: 1024,
         }
     }
 }

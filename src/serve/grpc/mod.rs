@@ -22,8 +22,31 @@ use crate::proto::auth::authorization_server::{Authorization, AuthorizationServe
 use crate::proto::auth::{CheckRequest, CheckResponse};
 use crate::serve::live::LiveEngine;
 
-/// Largest CheckRequest accepted (headers and, if configured, a body).
-const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Bounds on what one client (normally an Envoy) may make the gRPC server
+/// hold: each is a refusal, never an unbounded allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcLimits {
+    /// Largest request message accepted (a CheckRequest: headers and, if
+    /// Envoy sends one, a body); a larger one is refused before it is
+    /// decoded (`OUT_OF_RANGE`).
+    pub max_request_bytes: usize,
+    /// HTTP/2 streams (checks) in flight per connection; the client queues
+    /// the rest.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        GrpcLimits {
+            max_request_bytes: 256 << 10,
+            max_concurrent_streams: 1024,
+        }
+    }
+}
+
+/// The largest HTTP/2 header block (gRPC metadata) accepted: a request's
+/// own headers travel inside the message, so metadata stays small.
+const MAX_METADATA_BYTES: u32 = 16 << 10;
 
 /// The `Authorization` service over the current engine.
 pub struct CheckService {
@@ -89,6 +112,7 @@ pub struct Listener {
     listener: TcpListener,
     unix: Option<std::os::unix::net::UnixListener>,
     threads: usize,
+    limits: GrpcLimits,
 }
 
 impl Listener {
@@ -102,6 +126,7 @@ impl Listener {
             listener,
             unix: None,
             threads: 1,
+            limits: GrpcLimits::default(),
         })
     }
 
@@ -150,6 +175,12 @@ impl Listener {
         self
     }
 
+    /// Applies `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: GrpcLimits) -> Listener {
+        self.limits = limits;
+        self
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
@@ -174,7 +205,7 @@ impl Listener {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let check = AuthorizationServer::new(CheckService::new(engine))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(self.limits.max_request_bytes);
         // Built once; each serving thread gets a clone (cheap `Arc`s).
         let services = Routes::new(health_service)
             .add_service(reflection)
@@ -201,10 +232,11 @@ impl Listener {
                 .map_err(|source| ServeError::Thread { source })?;
             let (services, stop, abort) = (services.clone(), stop.subscribe(), abort.subscribe());
             let done = done_tx.clone();
+            let limits = self.limits;
             std::thread::Builder::new()
                 .name(format!("gatehouse-grpc-{index}"))
                 .spawn(move || {
-                    let _ = done.send(serve_thread(socket, unix, services, stop, abort));
+                    let _ = done.send(serve_thread(socket, unix, services, limits, stop, abort));
                 })
                 .map_err(|source| ServeError::Thread { source })?;
         }
@@ -256,9 +288,15 @@ fn serve_thread(
     socket: std::net::TcpListener,
     unix: Option<std::os::unix::net::UnixListener>,
     services: Routes,
+    limits: GrpcLimits,
     stop: tokio::sync::watch::Receiver<bool>,
     mut abort: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
+    let server = move || {
+        tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_max_header_list_size(MAX_METADATA_BYTES)
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -271,7 +309,7 @@ fn serve_thread(
             TcpListener::from_std(socket).map_err(|source| ServeError::Thread { source })?;
         let (tcp_services, tcp_stop) = (services.clone(), stop.clone());
         let tcp = async move {
-            tonic::transport::Server::builder()
+            server()
                 .add_routes(tcp_services)
                 // TCP_NODELAY: a check answer is one small frame; Nagle's
                 // algorithm would hold it back waiting for Envoy's ACK.
@@ -290,7 +328,7 @@ fn serve_thread(
             };
             let unix = tokio::net::UnixListener::from_std(unix)
                 .map_err(|source| ServeError::Thread { source })?;
-            tonic::transport::Server::builder()
+            server()
                 .add_routes(services)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::UnixListenerStream::new(unix)

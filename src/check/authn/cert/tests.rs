@@ -293,8 +293,14 @@ fn an_xfcc_that_restates_the_peer_certificate_is_kept() {
     };
     let kept = [
         format!("Hash={hash}"),
-        format!("Hash={};Subject=\"CN=tool-alpha,O=toolforge\"", hash.to_uppercase()),
-        format!("By=spiffe://envoy;Hash={hash};Cert=\"{}\"", url_encoded(&client)),
+        format!(
+            "Hash={};Subject=\"CN=tool-alpha,O=toolforge\"",
+            hash.to_uppercase()
+        ),
+        format!(
+            "By=spiffe://envoy;Hash={hash};Cert=\"{}\"",
+            url_encoded(&client)
+        ),
         format!("Hash={hash};Subject=\"CN=tool-alpha,O=toolforge\";URI="),
     ];
     for header in &kept {
