@@ -317,7 +317,7 @@ fn an_xfcc_that_restates_the_peer_certificate_is_kept() {
         format!("Hash={hash};DNS=admin.example"),
         format!("Hash={hash};Chain=\"{}\"", url_encoded(&other)),
         format!("Hash={hash},Hash={hash}"),
-        format!("Subject=\"CN=tool-alpha,O=toolforge\""),
+        "Subject=\"CN=tool-alpha,O=toolforge\"".to_string(),
         "Hash=zz;;;".to_string(),
     ];
     for header in &stripped {
