@@ -354,8 +354,9 @@ def test_a_killed_replica_fails_no_request(idp_factory, gatehouse_factory, envoy
     envoy.yaml (gRPC health checks, outlier detection, the ext_authz
     retry_policy with previous_hosts). One is SIGKILLed while four threads
     send valid and forged requests: not one request fails or changes its
-    answer; Envoy moves the checks to the survivor (the dead one is marked
-    unhealthy)."""
+    answer. Checks lost with the dead replica (connection reset) or sent
+    to it afterwards (connection refused) are retried on the survivor
+    until outlier detection ejects the dead one."""
     idp = idp_factory(keys.rsa, label="idp-replicas")
     a = gatehouse_factory(_restart_config(idp), name="gatehouse-replica-a")
     b = gatehouse_factory(_restart_config(idp), name="gatehouse-replica-b")
@@ -383,7 +384,12 @@ def test_a_killed_replica_fails_no_request(idp_factory, gatehouse_factory, envoy
     assert [r for r in results if r.started > killed_at], "traffic went on after the kill"
     expected = {"valid": (200, "upstream"), "forged": (401, "gatehouse")}
     wrong = [r for r in results if (r.status, r.layer) != expected[r.kind]]
-    assert not wrong, (len(wrong), summary(wrong), envoy.stats("cluster.gatehouse.upstream_rq"))
+    stats = envoy.stats("cluster.gatehouse.")
+    assert not wrong, (len(wrong), summary(wrong), stats)
+    # The failover was exercised: checks sent to the dead replica were
+    # retried on the survivor, and outlier detection ejected it.
+    assert stats["cluster.gatehouse.upstream_rq_retry_success"] >= 1, stats
+    assert stats["cluster.gatehouse.outlier_detection.ejections_enforced_total"] >= 1, stats
 
 
 # --- reload that cannot read its file ------------------------------------------------

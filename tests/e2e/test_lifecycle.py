@@ -127,8 +127,9 @@ def test_sigterm_under_load_drains_in_flight_checks(idp_factory, gatehouse_facto
     assert len(before) >= 100 and all(r.status == 200 for r in before), summary(before)
     assert any(r.status == 503 for r in results if r.started > exited), summary(results)
     stats = envoy.stats("cluster.gatehouse.")
-    cut_off = {name: stats.get(f"cluster.gatehouse.{name}", 0)
-               for name in ("upstream_cx_destroy_remote_with_active_rq", "upstream_rq_rx_reset",
+    cut_off = {name: stats[f"cluster.gatehouse.{name}"]
+               for name in ("upstream_cx_destroy_with_active_rq",
+                            "upstream_cx_destroy_remote_with_active_rq", "upstream_rq_rx_reset",
                             "upstream_rq_timeout", "upstream_rq_per_try_timeout")}
     assert set(cut_off.values()) == {0}, cut_off
 
