@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -31,7 +30,7 @@ from harness.httpc import Client
 from harness.load import Traffic, summary
 from harness.metrics import scrape
 from harness.procs import free_port, wait_until
-from test_reload import NEW, OPEN, _config, _rewrite
+from test_reload import NEW, OPEN, _config  # the reload tests' rules and config
 
 # Refresh fast: a key set served with max-age=1 is refetched every second,
 # a failure retried after a second, an unknown kid may refetch once a second.
