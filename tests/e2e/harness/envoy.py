@@ -49,20 +49,42 @@ def write_config_with_clusters(dest: Path, ports: Ports, clusters: dict[str, int
     return dest
 
 
+def set_gatehouse_endpoints(config_path: Path, ports: list[int], host: str = "127.0.0.1") -> None:
+    """Rewrites the `gatehouse` cluster of a written test config to one
+    endpoint per port (replicas behind one ext_authz cluster); everything
+    else, health checks and outlier detection included, stays as shipped."""
+    path = Path(config_path)
+    text = path.read_text()
+    header = text.splitlines(keepends=True)[0] if text.startswith("#") else ""
+    config = yaml.safe_load(text)
+    cluster = envoy_config._one(config["static_resources"]["clusters"],
+                                envoy_config.GATEHOUSE_CLUSTER, "cluster")
+    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+        for port in ports]}]
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+
+
 class EnvoyInstance:
     def __init__(self, workdir: Path, gatehouse_port: int, upstream_port: int, name: str = "envoy",
                  gatehouse_http_port: int | None = None, source: Path = EXAMPLE,
-                 clusters: dict[str, int] | None = None):
+                 clusters: dict[str, int] | None = None, listener_port: int | None = None,
+                 admin_port: int | None = None, gatehouse_ports: list[int] | None = None):
         """`gatehouse_http_port`: gatehouse's side port (default: a free,
         closed port, for tests that never reach it). `source`: the Envoy
         config to run (default: the shipped example; the chart tests pass
         the chart's rendered gateway config). `clusters`: for a `source`
         without an `upstream` cluster, its upstream clusters' ports by name
-        (`upstream_port` is then unused)."""
+        (`upstream_port` is then unused). `listener_port`/`admin_port`:
+        fixed ports (default: free ones), e.g. to restart an Envoy where
+        the previous one listened. `gatehouse_ports`: several gatehouse
+        replicas in the `gatehouse` cluster (`gatehouse_port` is then the
+        first)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = Ports(
-            listener=free_port(), admin=free_port(), gatehouse=gatehouse_port, upstream=upstream_port,
+            listener=listener_port or free_port(), admin=admin_port or free_port(),
+            gatehouse=gatehouse_port, upstream=upstream_port,
             gatehouse_http=gatehouse_http_port or free_port(),
         )
         if clusters is None:
@@ -70,6 +92,8 @@ class EnvoyInstance:
         else:
             self.config_path = write_config_with_clusters(self.workdir / f"{name}.yaml", self.ports,
                                                           clusters, source)
+        if gatehouse_ports:
+            set_gatehouse_endpoints(self.config_path, gatehouse_ports)
         self.port = self.ports.listener
         self.admin_url = f"http://127.0.0.1:{self.ports.admin}"
         self.base_url = f"http://127.0.0.1:{self.port}"

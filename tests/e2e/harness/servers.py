@@ -122,8 +122,35 @@ class _IdpHandler(_QuietHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         idp: IdentityProvider = self.server.owner  # type: ignore[attr-defined]
         path = self.path.partition("?")[0]
-        status, body, headers = idp._respond(path)
-        self._send_json(status, body, headers)
+        with idp._lock:
+            idp._arrivals[path] += 1
+        if path != idp.JWKS_PATH or (not idp.delay and idp.raw_jwks is None):
+            status, body, headers = idp._respond(path)
+            self._send_json(status, body, headers)
+            return
+        # Fault injection on the JWKS (see IdentityProvider.delay, raw_jwks).
+        with idp._lock:
+            idp._in_flight += 1
+        try:
+            if idp.delay and idp._closing.wait(idp.delay):
+                return  # the server is closing: answer nothing
+            status, body, headers = idp._respond(path)
+            raw = idp.raw_jwks
+            if raw is None or status != 200:
+                self._send_json(status, body, headers)
+                return
+            content_type, data = raw
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", headers.get("Cache-Control", "no-store"))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (its fetch timeout)
+        finally:
+            with idp._lock:
+                idp._in_flight -= 1
 
 
 class IdentityProvider(_BackgroundServer):
@@ -134,6 +161,11 @@ class IdentityProvider(_BackgroundServer):
     `max_age` (the `Cache-Control: max-age` of the JWKS), `outage` (every
     request answers 500). `fetches(path)` counts requests per path, whether
     they succeeded or not; `failures(path)` counts the 500s.
+
+    Faults of the JWKS only (test_faults.py): `delay` (seconds to wait
+    before answering), `raw_jwks` (`(content type, bytes)`: answer 200
+    with this body instead of the key set, e.g. garbage or an HTML page);
+    `in_flight()` counts JWKS requests being answered right now.
     """
 
     JWKS_PATH = "/jwks.json"
@@ -147,10 +179,19 @@ class IdentityProvider(_BackgroundServer):
         self._last_fetch: dict[str, float] = {}
         self.max_age = max_age
         self.outage = False
+        self.delay = 0.0
+        self.raw_jwks: tuple[str, bytes] | None = None
+        self._in_flight = 0
+        self._arrivals: Counter[str] = Counter()
+        self._closing = threading.Event()
         super().__init__(_IdpHandler, log_path)
         self.issuer = self.base_url
         self.jwks_uri = self.base_url + self.JWKS_PATH
         self.discovery_url = self.base_url + self.DISCOVERY_PATH
+
+    def close(self) -> None:
+        self._closing.set()  # wakes handlers waiting out a `delay`
+        super().close()
 
     # key set -------------------------------------------------------------
     def add_key(self, key: Any) -> None:
@@ -176,6 +217,17 @@ class IdentityProvider(_BackgroundServer):
     def failures(self, path: str = JWKS_PATH) -> int:
         with self._lock:
             return self._failures[path]
+
+    def arrivals(self, path: str = JWKS_PATH) -> int:
+        """Requests for `path` received so far, answered or not (`fetches`
+        counts a delayed request only once it is answered)."""
+        with self._lock:
+            return self._arrivals[path]
+
+    def in_flight(self) -> int:
+        """JWKS requests received and not yet answered (see `delay`)."""
+        with self._lock:
+            return self._in_flight
 
     def seconds_since_fetch(self, path: str = JWKS_PATH) -> float:
         """Time since the last request for `path` (infinite if none)."""

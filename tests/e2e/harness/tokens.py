@@ -207,3 +207,15 @@ def tamper(token: str, **changes: Any) -> str:
 
 def header_of(token: str) -> dict:
     return json.loads(b64url_decode(token.split(".")[0]))
+
+
+def with_kid(token: str, kid: str) -> str:
+    """`token` with its header's `kid` replaced and the old signature kept
+    (no longer valid: enough for tests of the kid lookup, which comes
+    before any signature check)."""
+    _, payload, sig = token.split(".")
+    header = header_of(token)
+    header["kid"] = kid
+    forged = f"{b64url_json(header)}.{payload}.{sig}"
+    secret_registry.record_token(forged, "token with a replaced kid")
+    return forged
