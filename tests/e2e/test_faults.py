@@ -437,9 +437,6 @@ def test_unreadable_config_on_reload_keeps_the_running_config(idp_factory, gateh
         assert "configuration reload failed" in log and str(path) in log, log
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the watch treats an unreadable file as 'missing for a moment' and never "
-    "reports it (src/serve/reload/watch.rs watch_file); only SIGHUP reports it"))
 def test_a_watched_config_that_stays_unreadable_is_reported(idp_factory, gatehouse_factory,
                                                             envoy_factory, echo, keys):
     idp = idp_factory(keys.rsa, label="idp-unreadable-watched")

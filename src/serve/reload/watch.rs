@@ -66,7 +66,19 @@ async fn on_sighup(reloader: Arc<Reloader>) {
 
 /// Reads the file and the files it references every `interval`; reloads
 /// when their content differs from the last loaded and is the same as at
-/// the previous read.
+/// the previous read. A file that cannot be read at two reads in a row
+/// (not just missing for a moment while being replaced) is reported once,
+/// through a reload that fails, and again only after it was readable.
+/// How long the watched file has been unreadable.
+#[derive(Clone, Copy)]
+enum Unreadable {
+    No,
+    /// At the last read only.
+    Once,
+    /// Long enough to have been reported.
+    Reported,
+}
+
 async fn watch_file(reloader: Arc<Reloader>, interval: Duration) {
     let Some(path) = reloader.file().map(|p| p.to_path_buf()) else {
         return;
@@ -74,13 +86,24 @@ async fn watch_file(reloader: Arc<Reloader>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Option<[u8; 32]> = None;
+    let mut unreadable = Unreadable::No;
     loop {
         tick.tick().await;
         let Ok(content) = tokio::fs::read(&path).await else {
-            // Missing for a moment while being replaced: look again later.
+            // Missing for a moment while being replaced: look again later;
+            // still unreadable then, the failing reload logs and counts it.
             pending = None;
+            unreadable = match unreadable {
+                Unreadable::No => Unreadable::Once,
+                Unreadable::Once => {
+                    let _ = reloader.reload("file unreadable").await;
+                    Unreadable::Reported
+                }
+                Unreadable::Reported => Unreadable::Reported,
+            };
             continue;
         };
+        unreadable = Unreadable::No;
         let hash = super::inputs_hash(
             Sha256::digest(&content).into(),
             &reloader.referenced_files(),
