@@ -53,15 +53,19 @@ fuzz_target!(|input: Input<'_>| {
             .map(|i| all[usize::from(*i) % all.len()].clone())
             .collect()
     };
-    match find_token(&sources, &request) {
-        Ok(Some((token, source))) => {
-            let token = token.expose();
-            assert!(!token.is_empty(), "empty token from {}", source.label());
-            assert!(token.len() <= MAX_TOKEN_BYTES);
-            assert!(sources.contains(source));
+    // The default limit, and a small one so the too-long path is hit.
+    for max in [MAX_TOKEN_BYTES, 64] {
+        match find_token(&sources, &request, max) {
+            Ok(Some((token, source))) => {
+                let token = token.expose();
+                assert!(!token.is_empty(), "empty token from {}", source.label());
+                assert!(token.len() <= max);
+                assert!(sources.contains(source));
+            }
+            Ok(None) => {}
+            Err(SourceError::TooLong { len, max: limit }) => assert!(len > limit && limit == max),
+            Err(SourceError::EmptyBearer | SourceError::MalformedBasic) => {}
         }
-        Ok(None) => {}
-        Err(SourceError::EmptyBearer | SourceError::MalformedBasic | SourceError::TooLong) => {}
     }
 
     if let Some(header) = input.cookie {
