@@ -8,12 +8,22 @@
 # --locked`). Each target starts from its checked-in seeds in
 # fuzz/corpus/<target>/ and adds what it finds there (git ignores all but
 # the seed-* files). FUZZ_PARALLEL=N runs N targets at a time (default 1).
+# FUZZ_MODE=deep (default: release build with AddressSanitizer, for long
+# runs) or smoke (dev build, no sanitizer: a few minutes to build from
+# scratch, for the short pass in tests/run-all.sh; safe Rust needs no
+# sanitizer to report a panic, an overflow or an out-of-bounds index).
 # Logs go to fuzz/target/logs/<target>.log. Exits non-zero when a target
 # crashes (a panic, a failed assertion, a sanitizer report, a timeout or an
 # out-of-memory), after running the others, and prints where each crash
 # input is (fuzz/artifacts/<target>/...).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+
+case "${FUZZ_MODE:-deep}" in
+    deep) build_flags=(); mode_label="release, AddressSanitizer" ;;
+    smoke) build_flags=(--dev -s none); mode_label="dev, no sanitizer" ;;
+    *) echo "fuzz/run.sh: FUZZ_MODE is deep or smoke" >&2; exit 2 ;;
+esac
 
 usage() { echo "usage: fuzz/run.sh SECONDS [TARGET...]" >&2; exit 2; }
 [[ $# -ge 1 && $1 =~ ^[0-9]+$ && $1 -gt 0 ]] || usage
@@ -33,9 +43,9 @@ for t in "${targets[@]}"; do
 done
 
 start=$(date +%s)
-echo "==> building ${#targets[@]} fuzz targets (release, AddressSanitizer)"
+echo "==> building ${#targets[@]} fuzz targets ($mode_label)"
 # One build of every target; the runs below then find it up to date.
-cargo +nightly fuzz build
+cargo +nightly fuzz build "${build_flags[@]}"
 built=$(date +%s)
 echo "==> built in $((built - start)) s; running each target for ${seconds} s (${parallel} at a time)"
 
@@ -44,7 +54,7 @@ run_one() {
     local t=$1 log="target/logs/$1.log"
     mkdir -p "corpus/$t"
     # -timeout: one input taking longer than 10 s is a finding too.
-    if cargo +nightly fuzz run "$t" -- -max_total_time="$seconds" -timeout=10 \
+    if cargo +nightly fuzz run "${build_flags[@]}" "$t" -- -max_total_time="$seconds" -timeout=10 \
         -print_final_stats=1 >"$log" 2>&1; then
         echo ok >"target/logs/$t.status"
     else
@@ -89,7 +99,7 @@ for t in "${targets[@]}"; do
     if [[ -n $artifact ]]; then
         [[ $artifact == /* ]] || artifact="fuzz/${artifact#./}"
         echo "    artifact:  $artifact"
-        echo "    reproduce: cargo +nightly fuzz run $t $artifact"
+        echo "    reproduce: cargo +nightly fuzz run ${build_flags[*]} $t $artifact"
         echo "    minimize:  cargo +nightly fuzz tmin $t $artifact"
     fi
 done
