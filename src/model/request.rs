@@ -5,6 +5,27 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+/// The host an authority names, for matching: without the port, and
+/// without one trailing dot (`api.example.com.` is the absolute form of
+/// `api.example.com`, the same host; a rule for one must hold for the
+/// other). `authority` is lower case already. `[::1]:80` → `[::1]`.
+pub fn host_of(authority: &str) -> &str {
+    let host = if authority.starts_with('[') {
+        authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end])
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        }
+    };
+    match host.strip_suffix('.') {
+        Some(bare) if !bare.is_empty() => bare,
+        _ => host,
+    }
+}
+
 /// The request being checked, normalized.
 #[derive(Debug, Clone, Default)]
 pub struct Request {

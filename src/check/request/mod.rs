@@ -94,7 +94,7 @@ impl Request {
             host.as_str()
         };
         let authority = host_header.to_ascii_lowercase();
-        let host = strip_port(&authority).to_string();
+        let host = crate::model::request::host_of(&authority).to_string();
 
         let source_ip = peer.parse::<IpAddr>().ok();
         let client_ip = client_ip::resolve(
@@ -185,20 +185,6 @@ pub fn escapes_are_well_formed(value: &str) -> bool {
             .get(..2)
             .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
     })
-}
-
-/// `example.com:8443` → `example.com`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
 }
 
 #[cfg(test)]
@@ -316,9 +302,15 @@ mod tests {
     }
 
     #[test]
-    fn strips_ports() {
-        assert_eq!(strip_port("a.b:80"), "a.b");
-        assert_eq!(strip_port("a.b"), "a.b");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    fn hosts_lose_the_port_and_one_trailing_dot() {
+        use crate::model::request::host_of;
+        assert_eq!(host_of("a.b:80"), "a.b");
+        assert_eq!(host_of("a.b"), "a.b");
+        assert_eq!(host_of("[::1]:80"), "[::1]");
+        assert_eq!(host_of("a.b."), "a.b");
+        assert_eq!(host_of("a.b.:8443"), "a.b");
+        assert_eq!(host_of("a.b.."), "a.b.");
+        assert_eq!(host_of("."), ".");
+        assert_eq!(host_of(""), "");
     }
 }

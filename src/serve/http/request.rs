@@ -45,7 +45,7 @@ pub fn from_http(
         .get("host")
         .map(|h| h.to_ascii_lowercase())
         .unwrap_or_default();
-    let host = strip_port(&authority).to_string();
+    let host = crate::model::request::host_of(&authority).to_string();
     let source_ip = Some(peer.ip());
     let client_ip = client_ip::resolve(
         source_ip,
@@ -97,17 +97,6 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
     })?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
-}
-
-/// `example.com:8443` → `example.com`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
 }
 
 /// Parses an `application/x-www-form-urlencoded` query strictly: every

@@ -103,7 +103,9 @@ class Client:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
                                               source_address=source)
         try:
-            conn.putrequest(method, target, skip_accept_encoding=True)
+            # A `Host` among the headers replaces the one http.client adds.
+            own_host = any(name.lower() == "host" for name, _ in pairs)
+            conn.putrequest(method, target, skip_host=own_host, skip_accept_encoding=True)
             for name, value in pairs:
                 conn.putheader(name, value)
             if body is not None:
