@@ -174,6 +174,18 @@ static_resources:
                       grpc_service:
                         envoy_grpc: {cluster_name: gatehouse}
                         timeout: {{ $gw.checkTimeout }}
+                        # A Check lost with a pod (refused, reset) goes to
+                        # another pod; max_interval is also the per-try
+                        # timeout, so it equals the deadline above.
+                        retry_policy:
+                          retry_on: connect-failure,refused-stream,reset,unavailable
+                          num_retries: 2
+                          retry_back_off: {base_interval: 0.025s, max_interval: {{ $gw.checkTimeout }}}
+                          retry_host_predicate:
+                            - name: envoy.retry_host_predicates.previous_hosts
+                              typed_config:
+                                "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+                          host_selection_retry_max_attempts: 3
                       # Fail closed: gatehouse down or late means 503.
                       failure_mode_allow: false
                       status_on_error: {code: ServiceUnavailable}
@@ -202,6 +214,14 @@ static_resources:
           unhealthy_threshold: 2
           healthy_threshold: 1
           grpc_health_check: {}
+      # Three failed checks in a row (refused, reset, UNAVAILABLE) eject a
+      # pod for 5 s; a denial is an answer, not a failure.
+      outlier_detection:
+        consecutive_5xx: 3
+        consecutive_gateway_failure: 3
+        interval: 1s
+        base_ejection_time: 5s
+        max_ejection_percent: 50
       load_assignment:
         cluster_name: gatehouse
         endpoints:
