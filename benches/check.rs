@@ -204,6 +204,47 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
+/// The cost of a rule's CEL `when` condition: the cached-token check of
+/// `pipeline/check` with the matched rule's condition true, beside the
+/// same check without one, and with every one of 10,000 rules holding a
+/// condition (only the matched rule's is evaluated).
+fn conditions(c: &mut Criterion) {
+    let rt = runtime();
+    let key = TestKey::generate(Algorithm::RS256, "k");
+    let tok = token(&key);
+    let mut group = c.benchmark_group("cel/check");
+    let groups = r#"'"g1" in identity.groups && request.method == "GET"'"#;
+    let claims = r#"'identity.claims.email.endsWith("@example.com")'"#;
+    for (label, rules, when) in [
+        ("10-rules-no-condition", 10, None),
+        ("10-rules-groups-and-method", 10, Some(groups)),
+        ("10-rules-claims", 10, Some(claims)),
+        ("10000-rules-groups-and-method", 10_000, Some(groups)),
+    ] {
+        let mut yaml = config_yaml(&key, 1, rules, 1000);
+        if let Some(when) = when {
+            yaml = yaml.replace(
+                "scopes: [read]}",
+                &format!("scopes: [read], when: {when}}}"),
+            );
+        }
+        let engine = engine(&yaml);
+        let middle = rules / 2;
+        let req = check_request(
+            &format!("svc{}.example.com", middle % 50),
+            &format!("/api{middle}/x"),
+            &tok,
+        );
+        let (_, decision) = rt.block_on(engine.check(&req));
+        assert!(decision.result.is_ok(), "{label}: {decision:?}");
+        group.bench_function(label, |b| {
+            b.to_async(&rt)
+                .iter(|| async { engine.check(black_box(&req)).await })
+        });
+    }
+    group.finish();
+}
+
 /// What the gRPC service adds per check: recording the decision in the
 /// engine's metrics (a rule-name lookup, a counter, a histogram), alone
 /// and with the check it follows.
@@ -459,6 +500,7 @@ criterion_group!(
     policy_match,
     jwt_verify,
     pipeline,
+    conditions,
     metrics_record,
     store_seal,
     api_tokens,

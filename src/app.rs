@@ -171,7 +171,12 @@ pub fn build_engine_with(
         &config.scopes.group_mapping,
     )
     .with_cache(config.jwt.cache_size)
-    .with_cache_metrics(carry.metrics.token_cache_metrics()?);
+    .with_cache_metrics(carry.metrics.token_cache_metrics()?)
+    .keeping_claims(config.policy.rules.iter().any(|r| {
+        r.when
+            .as_deref()
+            .is_some_and(crate::model::condition::Condition::may_read_claims)
+    }));
     if let Some(internal) = &internal {
         verifier.add_internal_issuer(crate::check::authn::jwt::Issuer::internal(internal)?);
     }

@@ -69,6 +69,13 @@ pub struct RuleConfig {
     /// `deny` (a 401 for everyone). Absent: `browser.login`.
     #[serde(default)]
     pub login: Option<super::LoginMode>,
+    /// A CEL expression over `request`, `identity` and `route` that must
+    /// be true, checked after the rule's scopes, e.g.
+    /// `request.method == "GET" || "admins" in identity.groups`. False, or
+    /// an error while evaluating it, is a 403. See the policy guide for the
+    /// variables.
+    #[serde(default)]
+    pub when: Option<String>,
 }
 
 /// Which requests a rule covers; an absent field matches anything.

@@ -29,7 +29,7 @@ const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'stati
 }
 
 /// Every reason's row, indexed by [`Deny::reason_index`].
-pub const TABLE: [Row; 16] = [
+pub const TABLE: [Row; 17] = [
     row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
     row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
     row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
@@ -96,6 +96,12 @@ pub const TABLE: [Row; 16] = [
         "backend_login_required",
     ),
     row(401, Code::Unauthenticated, "unauthorized", "no_certificate"),
+    row(
+        403,
+        Code::PermissionDenied,
+        "access_denied",
+        "condition_not_met",
+    ),
 ];
 
 /// Every deny reason label, indexed by [`Deny::reason_index`].
@@ -205,6 +211,10 @@ pub enum Deny {
         /// Where to authorize (`/auth/backends/<name>/login`).
         login_path: String,
     },
+    /// The rule's `when` condition is false for this request, or could not
+    /// be evaluated (fail closed; the error is logged, not sent).
+    #[error("the rule's condition does not hold")]
+    ConditionNotMet,
 }
 
 /// Why a session-authenticated state-changing request was refused.
@@ -310,6 +320,7 @@ impl Deny {
             Deny::CsrfRejected(_) => 13,
             Deny::BackendLoginRequired { .. } => 14,
             Deny::NoCertificate => 15,
+            Deny::ConditionNotMet => 16,
         }
     }
 }
@@ -370,6 +381,7 @@ mod tests {
                 login_path: "/auth/backends/gitlab/login".into(),
             },
             Deny::NoCertificate,
+            Deny::ConditionNotMet,
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
         assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());

@@ -72,6 +72,9 @@ pub struct Identity {
     /// The session's CSRF token: set only for sessions, and compared in
     /// constant time with `X-CSRF-Token` by [`crate::check::authz`].
     pub csrf: Option<Secret>,
+    /// A JWT's claims, kept only when a rule's `when` condition reads
+    /// `identity.claims` (see [`crate::model::condition`]).
+    pub claims: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// Which kinds of credential a route accepts.

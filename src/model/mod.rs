@@ -6,6 +6,7 @@
 //! - [`path`]: path normalization, shared by requests and link grants;
 //! - [`requirement::Requirement`]: what the matched rule demands;
 //! - [`identity::Identity`]: who the caller is;
+//! - [`condition::Condition`]: a rule's CEL `when` expression;
 //! - [`grant::LinkGrant`]: what a signed link allows;
 //! - [`deny::Deny`]: why a request is refused, with every rendering fact
 //!   beside each reason;
@@ -14,6 +15,7 @@
 //!   metrics, tracing and `gatehouse explain` watch a check through.
 
 pub mod claims;
+pub mod condition;
 pub mod deny;
 pub mod grant;
 pub mod identity;

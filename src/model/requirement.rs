@@ -33,6 +33,8 @@ pub struct Requirement {
     /// policy only for a browser navigation on a `login: redirect` rule;
     /// `None` means the usual 401.
     pub login: Option<LoginRedirect>,
+    /// The rule's `when` condition, checked after its scopes.
+    pub condition: Option<Arc<crate::model::condition::Condition>>,
 }
 
 /// A rule's login redirect: the login page, and the session cookie a

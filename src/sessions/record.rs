@@ -70,6 +70,7 @@ impl SessionIdentity {
             tool: None,
             grant: None,
             csrf: None,
+            claims: None,
         }
     }
 }

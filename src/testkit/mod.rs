@@ -136,6 +136,7 @@ pub fn identity(user: &str, scopes: &[&str]) -> crate::model::identity::Identity
         tool: None,
         grant: None,
         csrf: None,
+        claims: None,
     }
 }
 

@@ -54,6 +54,7 @@ pub async fn authenticate(
         tool: record.tool.clone(),
         grant: None,
         csrf: None,
+        claims: None,
     })
 }
 
@@ -109,6 +110,7 @@ policy:
             tool: tool.map(Into::into),
             grant: None,
             csrf: None,
+            claims: None,
         };
         let tokens = engine.authn.api_tokens.as_ref().expect("configured");
         let caller = Caller {

@@ -93,6 +93,7 @@ impl SessionAuthenticator {
             expires_at: Some(self.sessions.expires_at(session)),
             token,
             csrf: Some(record.csrf_token.clone()),
+            claims: None,
             ..who.to_identity(&record.provider)
         }
     }

@@ -1,7 +1,8 @@
 //! Authorization: a pure function of what the route demands and who the
 //! caller is. No I/O; trivially unit-tested. Besides scopes and grants
 //! (here): tool ownership (`tool`), the login redirect that replaces a 401
-//! for a browser (`login`), allowed origins (`origin`) and CSRF (`csrf`).
+//! for a browser (`login`), allowed origins (`origin`) and CSRF (`csrf`);
+//! last, the rule's CEL `when` condition.
 
 pub mod csrf;
 pub mod login;
@@ -66,7 +67,32 @@ pub fn authorize_request(
     authorize(requirement, identity).map_err(|deny| match (&deny, &requirement.login) {
         (Deny::NoCredential { .. }, Some(login)) => login::required(login, request),
         _ => deny,
-    })
+    })?;
+    check_condition(requirement, identity, request)
+}
+
+/// The rule's `when` condition, if any: false is a 403, and so is an
+/// evaluation error (fail closed), which is logged with the rule's name.
+fn check_condition(
+    requirement: &Requirement,
+    identity: Option<&Identity>,
+    request: &Request,
+) -> Result<(), Deny> {
+    let Some(condition) = &requirement.condition else {
+        return Ok(());
+    };
+    match condition.evaluate(request, identity) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Deny::ConditionNotMet),
+        Err(error) => {
+            tracing::warn!(
+                rule = %requirement.rule,
+                %error,
+                "the rule's condition could not be evaluated; denied"
+            );
+            Err(Deny::ConditionNotMet)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +114,7 @@ mod tests {
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
             login: None,
+            condition: None,
         }
     }
 
@@ -107,6 +134,7 @@ mod tests {
             tool: None,
             grant: None,
             csrf: None,
+            claims: None,
         }
     }
 
@@ -222,5 +250,38 @@ mod tests {
             authorize_request(&r, Some(&identity(&[])), &req),
             Err(Deny::InsufficientScope { .. })
         ));
+    }
+
+    #[test]
+    fn a_false_or_failing_condition_is_a_403_after_the_scopes() {
+        let request = Request {
+            method: "POST".into(),
+            ..Request::default()
+        };
+        let mut r = requirement(&["read"], Satisfy::All);
+        let condition = |source: &str| {
+            Some(std::sync::Arc::new(
+                crate::model::condition::Condition::compile(source).expect("compiles"),
+            ))
+        };
+        r.condition = condition(r#""admins" in identity.groups"#);
+        let mut id = identity(&["read"]);
+        assert_eq!(
+            authorize_request(&r, Some(&id), &request),
+            Err(Deny::ConditionNotMet)
+        );
+        id.groups.push("admins".into());
+        assert_eq!(authorize_request(&r, Some(&id), &request), Ok(()));
+        // Scopes come first: without them the answer is about scopes.
+        assert!(matches!(
+            authorize_request(&r, Some(&identity(&[])), &request),
+            Err(Deny::InsufficientScope { .. })
+        ));
+        // An evaluation error (a header that is not there) denies.
+        r.condition = condition(r#"request.headers["x-missing"] == "1""#);
+        assert_eq!(
+            authorize_request(&r, Some(&id), &request),
+            Err(Deny::ConditionNotMet)
+        );
     }
 }

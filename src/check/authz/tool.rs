@@ -177,6 +177,7 @@ mod tests {
             credentials: AcceptedCredentials::ALL,
             tool: tool.map(Into::into),
             login: None,
+            condition: None,
         }
     }
 
@@ -196,6 +197,7 @@ mod tests {
             tool: tool.map(Into::into),
             grant: None,
             csrf: None,
+            claims: None,
         }
     }
 

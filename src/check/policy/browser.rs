@@ -535,6 +535,7 @@ mod tests {
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
             login: browser().login_redirect(Some(LoginMode::Redirect), true),
+            condition: None,
         };
         assert_eq!(
             requirement

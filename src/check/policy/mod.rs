@@ -23,6 +23,7 @@ use crate::config::{
     AuthMode, AuthType, BrowserConfig, ConfigError, CorsConfig, CredentialKindConfig,
     DefaultAction, IdentityHeader, PolicyConfig, RuleConfig, Satisfy,
 };
+use crate::model::condition::Condition;
 use crate::model::deny::Deny;
 use crate::model::identity::AcceptedCredentials;
 use crate::model::request::Request;
@@ -111,6 +112,7 @@ impl Policy {
                 credentials: AcceptedCredentials::ALL,
                 tool: None,
                 login: browser.login_redirect(None, true),
+                condition: None,
             }),
         };
         Ok(Policy {
@@ -287,6 +289,12 @@ fn compile_requirement(
             session: has(CredentialKindConfig::Session),
         }
     };
+    let condition = match &rule.when {
+        None => None,
+        Some(source) => Some(Arc::new(Condition::compile(source).map_err(|e| {
+            ConfigError::invalid(format!("{key}.when"), format!("rule `{}`: {e}", rule.name))
+        })?)),
+    };
     Ok(Requirement {
         rule: rule.name.as_str().into(),
         access,
@@ -295,6 +303,7 @@ fn compile_requirement(
         credentials,
         tool: None,
         login: None,
+        condition,
     })
 }
 

@@ -99,6 +99,7 @@ impl Overrides {
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
             login: None,
+            condition: None,
         }
     }
 }
@@ -171,6 +172,7 @@ mod tests {
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
             login: None,
+            condition: None,
         }
     }
 
@@ -315,6 +317,7 @@ mod tests {
                 credentials: crate::model::identity::AcceptedCredentials::ALL,
                 tool: None,
                 login: None,
+                condition: None,
             }
         );
     }

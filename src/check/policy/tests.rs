@@ -258,6 +258,7 @@ fn default_deny_and_default_authenticated() {
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
             login: None,
+            condition: None,
         }
     );
 }
@@ -325,6 +326,7 @@ fn without_a_rule_the_extensions_are_the_matcher() {
             credentials: crate::model::identity::AcceptedCredentials::ALL,
             tool: None,
             login: None,
+            condition: None,
         }
     );
     let r = with_ext(req("GET", "h", "/elsewhere"), &[("auth_type", "basic")]);
@@ -546,4 +548,47 @@ fn with_cors_a_preflight_needs_no_credential() {
     // No rule, default deny: still refused.
     preflight.path = "/nowhere".into();
     assert_eq!(p.requirement(&preflight), Err(Deny::NoRule));
+}
+
+#[test]
+fn a_when_condition_is_compiled_once_and_its_errors_name_rule_key_and_column() {
+    let p = compile(
+        r#"
+policy:
+  rules:
+    - name: writers
+      match: {path: {prefix: /w/}}
+      when: 'request.method == "GET" || "writers" in identity.groups'
+"#,
+    );
+    let requirement = p.requirement(&req("POST", "h", "/w/x")).expect("rule");
+    let condition = requirement.condition.expect("the rule's condition");
+    assert_eq!(
+        condition.source(),
+        r#"request.method == "GET" || "writers" in identity.groups"#
+    );
+    let err = compile_err(
+        r#"
+policy:
+  rules:
+    - name: broken
+      match: {path: {prefix: /b/}}
+      when: 'request.method =='
+"#,
+    );
+    assert!(
+        err.contains("policy.rules[0].when") && err.contains("rule `broken`"),
+        "{err}"
+    );
+    assert!(err.contains("line 1, column"), "{err}");
+    let err = compile_err(
+        r#"
+policy:
+  rules:
+    - name: typo
+      match: {path: {prefix: /b/}}
+      when: 'identiy.user == "x"'
+"#,
+    );
+    assert!(err.contains("unknown variable `identiy`"), "{err}");
 }

@@ -28,6 +28,7 @@ fn requirement(headers: &[IdentityHeader]) -> Requirement {
         credentials: crate::model::identity::AcceptedCredentials::ALL,
         tool: None,
         login: None,
+        condition: None,
     }
 }
 
@@ -47,6 +48,7 @@ fn identity() -> Identity {
         tool: None,
         grant: None,
         csrf: None,
+        claims: None,
     }
 }
 

@@ -81,6 +81,7 @@ fn requirement(rule: &str) -> Requirement {
         credentials: crate::model::identity::AcceptedCredentials::ALL,
         tool: None,
         login: None,
+        condition: None,
     }
 }
 
@@ -100,6 +101,7 @@ fn identity(token: &str) -> Identity {
         tool: None,
         grant: None,
         csrf: None,
+        claims: None,
     }
 }
 

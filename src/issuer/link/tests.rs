@@ -45,6 +45,7 @@ fn caller(scopes: &[&str]) -> Identity {
         tool: None,
         grant: None,
         csrf: None,
+        claims: None,
     }
 }
 

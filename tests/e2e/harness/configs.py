@@ -79,6 +79,14 @@ RULES: list[dict[str, Any]] = [
     {"name": "internal", "match": {"path": {"prefix": "/internal/"}}, "headers": ALL_HEADERS},
     {"name": "reissue", "match": {"path": {"prefix": "/reissue/"}}, "audience": INTERNAL_AUDIENCE,
      "headers": ALL_HEADERS},
+    # CEL conditions (test_conditions.py): reading is open, writing needs
+    # the admins group; a claim; a header that may be missing.
+    {"name": "cel-writers", "match": {"path": {"prefix": "/cel/"}},
+     "when": 'request.method == "GET" || "admins" in identity.groups'},
+    {"name": "cel-claims", "match": {"path": {"prefix": "/cel-claims/"}},
+     "when": 'identity.claims.email.endsWith("@example.org") && identity.kind == "jwt"'},
+    {"name": "cel-header", "match": {"path": {"prefix": "/cel-header/"}},
+     "when": 'request.headers["x-tier"] == "gold" && route.size() == 0'},
 ]
 
 

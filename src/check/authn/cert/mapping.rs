@@ -218,6 +218,7 @@ impl IdentityMap {
             tool: None,
             grant: None,
             csrf: None,
+            claims: None,
         })
     }
 
@@ -271,6 +272,7 @@ impl IdentityMap {
             tool: self.tool.as_ref().and_then(|t| t.tool(cred)),
             grant: None,
             csrf: None,
+            claims: None,
         })
     }
 

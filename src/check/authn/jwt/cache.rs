@@ -49,6 +49,8 @@ struct CachedIdentity {
     kind: CredentialKind,
     expires_at: Option<u64>,
     grant: Option<Arc<LinkGrant>>,
+    /// Kept only when a rule's condition reads claims.
+    claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl CachedIdentity {
@@ -88,6 +90,7 @@ impl CachedIdentity {
             kind: id.kind,
             expires_at: id.expires_at,
             grant: id.grant.clone(),
+            claims: id.claims.clone(),
         })
     }
 
@@ -123,6 +126,7 @@ impl CachedIdentity {
             tool,
             grant: self.grant.clone(),
             csrf: None,
+            claims: self.claims.clone(),
         }
     }
 }
@@ -242,6 +246,7 @@ mod tests {
             tool: tool.map(String::from),
             grant: None,
             csrf: None,
+            claims: None,
         }
     }
 

@@ -158,6 +158,9 @@ pub struct JwtVerifier {
     cache: Option<TokenCache>,
     /// The `iss` of gatehouse's own issuer: its tokens must be links.
     internal_issuer: Option<String>,
+    /// Keep each token's claims in its identity (a rule's condition reads
+    /// `identity.claims`).
+    keep_claims: bool,
 }
 
 impl JwtVerifier {
@@ -174,7 +177,15 @@ impl JwtVerifier {
             group_scopes,
             cache: None,
             internal_issuer: None,
+            keep_claims: false,
         }
+    }
+
+    /// Keeps each verified token's claims in its identity, for rule
+    /// conditions that read `identity.claims` (off: nothing is kept).
+    pub fn keeping_claims(mut self, keep: bool) -> JwtVerifier {
+        self.keep_claims = keep;
+        self
     }
 
     /// Caches up to `capacity` verified tokens (0: no cache).
@@ -414,6 +425,7 @@ impl JwtVerifier {
             tool: None,
             grant,
             csrf: None,
+            claims: self.keep_claims.then(|| Arc::new(claims.clone())),
         })
     }
 }
