@@ -299,6 +299,14 @@ pub fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str>
             s.server.grpc_socket != n.server.grpc_socket,
             "server.grpc_socket",
         ),
+        (
+            s.server.max_request_bytes != n.server.max_request_bytes,
+            "server.max_request_bytes",
+        ),
+        (
+            s.server.max_concurrent_streams != n.server.max_concurrent_streams,
+            "server.max_concurrent_streams",
+        ),
         // log.decisions is read per check (it lives in the engine).
         (
             s.log.format != n.log.format || s.log.level != n.log.level,
