@@ -19,7 +19,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use gatehouse::app;
 use gatehouse::check::pipeline::Engine;
 use gatehouse::config::{self, ConfigSource, LogConfig};
@@ -152,6 +153,30 @@ fn jwt_verify(c: &mut Criterion) {
     group.finish();
 }
 
+/// Benchmarks `engine`'s check of a request matching the middle one of
+/// its `rules` rules (of [`config_yaml`]), after checking it is allowed.
+fn bench_middle_rule(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    engine: &Engine,
+    rules: usize,
+    token: &str,
+) {
+    let middle = rules / 2;
+    let req = check_request(
+        &format!("svc{}.example.com", middle % 50),
+        &format!("/api{middle}/x"),
+        token,
+    );
+    let (_, decision) = rt.block_on(engine.check(&req));
+    assert!(decision.result.is_ok(), "{label}: {decision:?}");
+    group.bench_function(label, |b| {
+        b.to_async(rt)
+            .iter(|| async { engine.check(black_box(&req)).await })
+    });
+}
+
 fn pipeline(c: &mut Criterion) {
     let rt = runtime();
     let key = TestKey::generate(Algorithm::RS256, "k");
@@ -163,18 +188,7 @@ fn pipeline(c: &mut Criterion) {
         ("1-issuer-10-rules-uncached", 1, 10, 0),
     ] {
         let engine = engine(&config_yaml(&key, issuers, rules, cache));
-        let middle = rules / 2;
-        let req = check_request(
-            &format!("svc{}.example.com", middle % 50),
-            &format!("/api{middle}/x"),
-            &tok,
-        );
-        let (_, decision) = rt.block_on(engine.check(&req));
-        assert!(decision.result.is_ok(), "{decision:?}");
-        group.bench_function(label, |b| {
-            b.to_async(&rt)
-                .iter(|| async { engine.check(black_box(&req)).await })
-        });
+        bench_middle_rule(&mut group, &rt, label, &engine, rules, &tok);
     }
     // Tracing on: a span per check and per phase through the OpenTelemetry
     // layer, into a provider without exporter (the cost of the spans, not
@@ -228,19 +242,7 @@ fn conditions(c: &mut Criterion) {
                 &format!("scopes: [read], when: {when}}}"),
             );
         }
-        let engine = engine(&yaml);
-        let middle = rules / 2;
-        let req = check_request(
-            &format!("svc{}.example.com", middle % 50),
-            &format!("/api{middle}/x"),
-            &tok,
-        );
-        let (_, decision) = rt.block_on(engine.check(&req));
-        assert!(decision.result.is_ok(), "{label}: {decision:?}");
-        group.bench_function(label, |b| {
-            b.to_async(&rt)
-                .iter(|| async { engine.check(black_box(&req)).await })
-        });
+        bench_middle_rule(&mut group, &rt, label, &engine(&yaml), rules, &tok);
     }
     group.finish();
 }

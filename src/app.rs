@@ -77,6 +77,12 @@ pub fn build_engine_with(
         config.cors.as_ref(),
         session,
     )?;
+    let shadow = Policy::compile_shadow(
+        &config.policy,
+        &config.browser,
+        config.cors.as_ref(),
+        session,
+    )?;
     let http = reqwest::Client::builder()
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -211,6 +217,7 @@ pub fn build_engine_with(
     )?;
     Ok(Engine {
         policy,
+        shadow,
         authn: Authenticators {
             sources: config.jwt.sources.iter().map(TokenSource::from).collect(),
             max_token_bytes: config.jwt.max_token_bytes,

@@ -10,11 +10,9 @@ use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse::proto::auth::attribute_context::{HttpRequest, Request as AttrRequest};
+use gatehouse::proto::auth::CheckRequest;
 use gatehouse::proto::auth::authorization_client::AuthorizationClient;
-use gatehouse::proto::auth::check_response::HttpResponse;
-use gatehouse::proto::auth::{AttributeContext, CheckRequest, CheckResponse};
-use gatehouse::testkit::{self, TestKey};
+use gatehouse::testkit::{self, TestKey, http_status};
 use jsonwebtoken::Algorithm;
 use tonic::transport::Channel;
 
@@ -144,30 +142,7 @@ fn check(path: &str, token: Option<&str>, padding: usize) -> CheckRequest {
     if padding > 0 {
         headers.insert("x-padding".to_string(), "a".repeat(padding));
     }
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(AttrRequest {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: path.into(),
-                    host: "svc.test".into(),
-                    scheme: "https".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
-fn http_status(resp: &CheckResponse) -> u16 {
-    match &resp.http_response {
-        Some(HttpResponse::OkResponse(_)) => 200,
-        Some(HttpResponse::DeniedResponse(d)) => d.status.as_ref().map_or(0, |s| s.code as u16),
-        None => 0,
-    }
+    testkit::check_request("svc.test", path, "10.0.0.1", headers)
 }
 
 /// Ten thousand checks in flight at once over four connections: every one

@@ -11,9 +11,9 @@ use gatehouse::config::{self, ConfigSource};
 use gatehouse::proto::auth::attribute_context::{HttpRequest, Request as AttrRequest};
 use gatehouse::proto::auth::authorization_client::AuthorizationClient;
 use gatehouse::proto::auth::check_response::HttpResponse;
-use gatehouse::proto::auth::{AttributeContext, CheckRequest, CheckResponse};
+use gatehouse::proto::auth::{AttributeContext, CheckRequest};
 use gatehouse::serve::grpc::Listener;
-use gatehouse::testkit::{self, TestKey};
+use gatehouse::testkit::{self, TestKey, http_status};
 use jsonwebtoken::Algorithm;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -108,13 +108,7 @@ fn check(path: &str, auth: Option<&str>) -> CheckRequest {
     }
 }
 
-fn http_status(resp: &CheckResponse) -> u16 {
-    match &resp.http_response {
-        Some(HttpResponse::OkResponse(_)) => 200,
-        Some(HttpResponse::DeniedResponse(d)) => d.status.as_ref().map_or(0, |s| s.code as u16),
-        None => 0,
-    }
-}
+
 
 #[tokio::test]
 async fn check_over_grpc() {

@@ -76,6 +76,23 @@ pub struct RuleConfig {
     /// variables.
     #[serde(default)]
     pub when: Option<String>,
+    /// `enforce` (default), or `shadow`: the rule is evaluated in its place
+    /// next to the enforcing policy and never changes an answer; where it
+    /// would have, the disagreement is logged and counted
+    /// (`gatehouse_shadow_disagreements_total`).
+    #[serde(default)]
+    pub mode: RuleMode,
+}
+
+/// Whether a rule decides requests or is only observed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// The rule decides the requests it matches.
+    #[default]
+    Enforce,
+    /// The rule is evaluated beside the enforcing rules, never enforced.
+    Shadow,
 }
 
 /// Which requests a rule covers; an absent field matches anything.

@@ -100,6 +100,12 @@ impl EngineMetrics {
         &self.shared
     }
 
+    /// Counts a disagreement of the shadow rule `rule` (see
+    /// [`Metrics::shadow_disagreement`]).
+    pub fn shadow_disagreement(&self, rule: &str, change: &str) {
+        self.shared.shadow_disagreement(rule, change);
+    }
+
     /// Records one answered check that took `elapsed`.
     pub fn record(&self, decision: &Decision, elapsed: Duration) {
         let counters = decision

@@ -152,6 +152,7 @@ pub struct Metrics {
     checks: IntCounterVec,
     check_duration: HistogramVec,
     jwks_refresh: IntCounterVec,
+    shadow_disagreements: IntCounterVec,
     jwks_age: GaugeVec,
     jwks_keys: IntGaugeVec,
     token_cache: IntCounterVec,
@@ -201,6 +202,12 @@ impl Metrics {
                 "gatehouse_jwks_refresh_total",
                 "Fetches of remote key sets (scheduled, and refetches for an unknown kid), by issuer and result (success, failure).",
                 &["issuer", "result"],
+            )?,
+            shadow_disagreements: counter_vec(
+                &registry,
+                "gatehouse_shadow_disagreements_total",
+                "Checks whose answer a `mode: shadow` rule would have changed, by shadow rule and change (allow_to_deny, deny_to_allow, reason_changed).",
+                &["rule", "change"],
             )?,
             jwks_age: register(
                 &registry,
@@ -307,6 +314,17 @@ impl Metrics {
                 .jwks_refresh
                 .get_metric_with_label_values(&[issuer, "failure"])?,
         })
+    }
+
+    /// Counts one check a shadow rule disagreed with (`change`:
+    /// `allow_to_deny`, `deny_to_allow` or `reason_changed`).
+    pub fn shadow_disagreement(&self, rule: &str, change: &str) {
+        if let Ok(counter) = self
+            .shadow_disagreements
+            .get_metric_with_label_values(&[rule, change])
+        {
+            counter.inc();
+        }
     }
 
     /// Handles for the token cache's lookup counters.

@@ -25,6 +25,21 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 fn engine(key: &TestKey) -> Engine {
+    engine_with_rules(
+        key,
+        r#"
+    - name: open
+      match: {path: {prefix: /open/}}
+      auth: anonymous
+    - name: read
+      match: {path: {prefix: /x/}}
+"#,
+    )
+}
+
+/// An engine with one ES256 issuer (`https://issuer.test`, audience `api`)
+/// holding `key`, and `rules` (YAML list items under `policy.rules`).
+fn engine_with_rules(key: &TestKey, rules: &str) -> Engine {
     let yaml = format!(
         r#"
 jwt:
@@ -34,13 +49,7 @@ jwt:
       algorithms: [ES256]
       keys: {{jwks: {jwks}}}
 policy:
-  rules:
-    - name: open
-      match: {{path: {{prefix: /open/}}}}
-      auth: anonymous
-    - name: read
-      match: {{path: {{prefix: /x/}}}}
-"#,
+  rules:{rules}"#,
         jwks = testkit::jwks(&[key])
     );
     let source = ConfigSource::Text(yaml);
@@ -459,4 +468,62 @@ fn every_family_has_help_and_type_and_follows_the_naming_conventions() {
             other => panic!("{name}: unexpected type {other}"),
         }
     }
+}
+
+/// A `mode: shadow` rule placed before the enforcing ones: the answers
+/// stay the enforcing rules', and each check the shadow rule would have
+/// answered differently is counted by rule and change.
+#[tokio::test]
+async fn shadow_disagreements_are_counted_and_change_no_answer() {
+    let key = TestKey::generate(Algorithm::ES256, "k1");
+    let engine = engine_with_rules(
+        &key,
+        r#"
+    - name: private-docs
+      mode: shadow
+      match: {path: {prefix: /docs/private/}}
+      scopes: [docs:admin]
+    - name: lenient-api
+      mode: shadow
+      match: {path: {prefix: /api/}}
+      auth: anonymous
+    - name: docs
+      match: {path: {prefix: /docs/}}
+      auth: anonymous
+    - name: api
+      match: {path: {prefix: /api/}}
+"#,
+    );
+    let token = key.mint(&testkit::claims("https://issuer.test", "api", "alice"));
+    let answer = |path: &str, token: Option<&str>| {
+        let mut headers = std::collections::HashMap::new();
+        if let Some(t) = token {
+            headers.insert("authorization".to_string(), format!("Bearer {t}"));
+        }
+        let request = testkit::check_request("svc.test", path, "10.0.0.1", headers);
+        let engine = &engine;
+        async move { engine.check(&request).await.1 }
+    };
+    // Enforced: anonymous docs; shadow: docs:admin needed (no token: 401).
+    let decision = answer("/docs/private/a", None).await;
+    assert_eq!((decision.rule.as_deref(), decision.result.is_ok()), (Some("docs"), true));
+    // With a token but without the scope: still allowed, shadow 403.
+    assert!(answer("/docs/private/b", Some(&token)).await.result.is_ok());
+    // Enforced: a token needed; shadow: anonymous would let it through.
+    let decision = answer("/api/x", None).await;
+    assert_eq!(decision.rule.as_deref(), Some("api"));
+    assert!(decision.result.is_err());
+    // Both allow: no disagreement.
+    assert!(answer("/api/y", Some(&token)).await.result.is_ok());
+    assert!(answer("/docs/public", None).await.result.is_ok());
+    let text = render(&engine);
+    let series = |rule: &str, change: &str| {
+        sample(
+            &text,
+            &format!("gatehouse_shadow_disagreements_total{{change=\"{change}\",rule=\"{rule}\"}}"),
+        )
+    };
+    assert_eq!(series("private-docs", "allow_to_deny"), Some(2.0));
+    assert_eq!(series("lenient-api", "deny_to_allow"), Some(1.0));
+    assert_eq!(series("lenient-api", "allow_to_deny"), None);
 }

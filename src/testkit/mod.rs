@@ -118,6 +118,19 @@ pub fn check_request(
         .into_check_request()
 }
 
+/// The HTTP status a `CheckResponse` gives the client: 200 for an allow.
+pub fn http_status(response: &crate::proto::auth::CheckResponse) -> u16 {
+    use crate::proto::auth::check_response::HttpResponse;
+    match &response.http_response {
+        Some(HttpResponse::OkResponse(_)) => 200,
+        Some(HttpResponse::DeniedResponse(d)) => d
+            .status
+            .as_ref()
+            .map_or(0, |s| u16::try_from(s.code).unwrap_or(0)),
+        None => 0,
+    }
+}
+
 /// A JWT-authenticated identity for `user` (subject `sub-<user>`, e-mail
 /// `<user>@example.org`, uid 1000) holding `scopes`.
 pub fn identity(user: &str, scopes: &[&str]) -> crate::model::identity::Identity {

@@ -7,6 +7,7 @@ harness/configs.py (`cel-*`)."""
 from __future__ import annotations
 
 from harness import expect
+from harness.metrics import scrape
 from harness.procs import wait_until
 
 BOB = {"sub": "bob-sub", "preferred_username": "bob", "email": "bob@example.com",
@@ -44,3 +45,25 @@ def test_an_evaluation_error_denies_and_is_logged(client, mint, gatehouse):
     wait_until("the failed evaluation to be logged", lambda: len(failures()) == before + 1,
                timeout=5)
     assert "cel-header" in failures()[-1] and "x-tier" in failures()[-1], failures()[-1]
+
+
+# --- shadow rules -------------------------------------------------------------------
+
+
+def test_a_shadow_rule_changes_no_answer_and_counts_its_disagreements(client, mint, gatehouse):
+    """`shadow-strict-anon` (mode: shadow) would demand admin:all under
+    /anon/strict/, where the enforcing `anonymous` rule lets anyone in."""
+    name = "gatehouse_shadow_disagreements_total"
+
+    def disagreements(change: str) -> float:
+        return scrape(gatehouse.http_url).count(name, rule="shadow-strict-anon", change=change)
+
+    before = disagreements("allow_to_deny")
+    expect.allowed(client.get("/anon/strict/x"))  # shadow: 401, no credential
+    expect.allowed(client.get("/anon/strict/y", token=mint.token(identity=BOB)))  # shadow: 403
+    wait_until("two disagreements counted", lambda: disagreements("allow_to_deny") == before + 2,
+               timeout=5)
+    # Where the shadow rule does not match, nothing more is counted.
+    expect.allowed(client.get("/anon/other"))
+    assert disagreements("allow_to_deny") == before + 2
+    assert "shadow rule disagrees with the enforced decision" in gatehouse.log()

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::config::{
     AuthMode, AuthType, BrowserConfig, ConfigError, CorsConfig, CredentialKindConfig,
-    DefaultAction, IdentityHeader, PolicyConfig, RuleConfig, Satisfy,
+    DefaultAction, IdentityHeader, PolicyConfig, RuleConfig, RuleMode, Satisfy,
 };
 use crate::model::condition::Condition;
 use crate::model::deny::Deny;
@@ -82,6 +82,33 @@ impl Policy {
         cors: Option<&CorsConfig>,
         session: &SessionConfig,
     ) -> Result<Policy, ConfigError> {
+        Policy::compile_rules(config, browser, cors, session, RuleMode::Enforce)
+    }
+
+    /// The policy as it would be with the `mode: shadow` rules enforced in
+    /// their places; `None` when there are none. The pipeline compares its
+    /// decision with the enforcing policy's (never changing the answer).
+    pub fn compile_shadow(
+        config: &PolicyConfig,
+        browser: &BrowserConfig,
+        cors: Option<&CorsConfig>,
+        session: &SessionConfig,
+    ) -> Result<Option<Policy>, ConfigError> {
+        if !config.rules.iter().any(|r| r.mode == RuleMode::Shadow) {
+            return Ok(None);
+        }
+        Policy::compile_rules(config, browser, cors, session, RuleMode::Shadow).map(Some)
+    }
+
+    /// Compiles every rule (all are checked), keeping the shadow rules
+    /// only when `keep` is [`RuleMode::Shadow`].
+    fn compile_rules(
+        config: &PolicyConfig,
+        browser: &BrowserConfig,
+        cors: Option<&CorsConfig>,
+        session: &SessionConfig,
+        keep: RuleMode,
+    ) -> Result<Policy, ConfigError> {
         let browser = Browser::compile_for(browser, cors, session)?;
         let default_headers: Arc<[IdentityHeader]> = IdentityHeader::default_set().into();
         let mut names = HashSet::with_capacity(config.rules.len());
@@ -93,6 +120,9 @@ impl Policy {
             let mut requirement = compile_requirement(rule, &key, &default_headers)?;
             requirement.login = browser.login_redirect(rule.login, requirement.credentials.session);
             let tool_segment = tool_segment(rule, &matcher, &requirement, &key)?;
+            if rule.mode == RuleMode::Shadow && keep == RuleMode::Enforce {
+                continue;
+            }
             rules.push(Rule {
                 matcher,
                 requirement,

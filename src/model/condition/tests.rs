@@ -1,10 +1,6 @@
-use std::collections::BTreeSet;
-
 use serde_json::json;
 
 use super::*;
-use crate::model::identity::CredentialKind;
-use crate::secret::Secret;
 
 fn request() -> Request {
     let mut request = Request {
@@ -25,26 +21,15 @@ fn request() -> Request {
 }
 
 fn alice() -> Identity {
-    Identity {
-        subject: "u-1".into(),
-        username: Some("alice".into()),
-        email: Some("alice@example.org".into()),
-        uid: None,
-        groups: vec!["admins".into(), "staff".into()],
-        scopes: BTreeSet::from(["read:data".to_string()]),
-        kind: CredentialKind::Jwt,
-        issuer: "idp".into(),
-        expires_at: None,
-        token: Secret::new("t"),
-        query_parameter: None,
-        tool: None,
-        grant: None,
-        csrf: None,
-        claims: json!({"realm_access": {"roles": ["ops", "admin"]}, "level": 3})
-            .as_object()
-            .cloned()
-            .map(Arc::new),
-    }
+    let mut id = crate::testkit::identity("alice", &["read:data"]);
+    id.subject = "u-1".into();
+    id.uid = None;
+    id.groups = vec!["admins".into(), "staff".into()];
+    id.claims = json!({"realm_access": {"roles": ["ops", "admin"]}, "level": 3})
+        .as_object()
+        .cloned()
+        .map(Arc::new);
+    id
 }
 
 fn eval(source: &str, identity: Option<&Identity>) -> Result<bool, EvaluationError> {

@@ -61,6 +61,10 @@ ALL_HEADERS = ["user", "email", "uid", "groups", "scopes", "client_ip", "token"]
 # extensions). No rule below matches /admin/ or /basic/: there the context
 # extensions alone define the requirement.
 RULES: list[dict[str, Any]] = [
+    # Shadow (test_conditions.py): would demand admin:all under /anon/strict/;
+    # never enforced, only its disagreements counted.
+    {"name": "shadow-strict-anon", "mode": "shadow",
+     "match": {"path": {"prefix": "/anon/strict/"}}, "scopes": ["admin:all"]},
     {"name": "anonymous", "match": {"path": {"prefix": "/anon/"}}, "auth": "anonymous"},
     {"name": "all-scopes", "match": {"path": {"prefix": "/all/"}},
      "scopes": ["read:data", "write:data"], "satisfy": "all"},

@@ -2,7 +2,10 @@
 //! upstream → response, each reported to an [`Observer`] (spans
 //! when tracing, steps for `gatehouse explain`, nothing when serving),
 //! then one decision log line. The engine is immutable; a reload builds a
-//! new one.
+//! new one. `shadow`: the same check decided with the `mode: shadow` rules
+//! enforced, compared and never answered.
+
+pub mod shadow;
 
 use std::sync::Arc;
 
@@ -36,6 +39,8 @@ use crate::telemetry::spans::SpanObserver;
 pub struct Engine {
     /// Compiled route rules.
     pub policy: Policy,
+    /// The rules with the `mode: shadow` ones enforced, when there are any.
+    pub shadow: Option<Policy>,
     /// Credential verification.
     pub authn: Authenticators,
     /// Proxies whose `X-Forwarded-For` entries are believed.
@@ -170,6 +175,22 @@ impl Engine {
         observer: &mut O,
     ) -> (Outcome, Decision) {
         let verdict = self.phases(described, observer).await;
+        if let (Some(policy), Some(request)) = (&self.shadow, verdict.request.as_ref()) {
+            let shadow = shadow::Shadow {
+                policy,
+                authn: &self.authn,
+                tools: &self.tools,
+                metrics: &self.metrics,
+            };
+            shadow
+                .compare(
+                    request,
+                    verdict.rule.as_deref(),
+                    verdict.identity.as_ref(),
+                    verdict.result.as_ref().map(|_| ()),
+                )
+                .await;
+        }
         let (outcome, result) = match verdict.result {
             Ok(plan) => (Outcome::Permit(plan), Ok(())),
             Err(deny) => {
