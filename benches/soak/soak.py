@@ -526,7 +526,8 @@ class Soak:
         self.event("rotation")
 
     def controller(self, t0: float) -> None:
-        next_reload = t0 + self.reload_period
+        # Reloads fall between rotations when both periods are the same.
+        next_reload = t0 + self.reload_period / 2
         next_rotation = t0 + self.rotation_period
         end = t0 + self.duration
         while not self.stop.is_set():
