@@ -226,7 +226,7 @@ def plot(rows: list[dict], png: Path, title: str = "gatehouse soak") -> None:
     axes[1].plot(t, [r["fds"] for r in rows], label="open fds", color="tab:green")
     axes[1].plot(t, [r["threads"] for r in rows], label="threads", color="tab:purple")
     axes[1].set_ylim(0, max(max(r["fds"], r["threads"]) for r in rows) * 1.15)
-    axes[1].legend(loc="lower right", fontsize=8)
+    axes[1].legend(loc="center right", fontsize=8)
     axes[2].plot(t, [r["p50_ms"] for r in rows], label="p50", color="tab:blue")
     axes[2].plot(t, [r["p99_ms"] for r in rows], label="p99", color="tab:orange")
     axes[2].set_ylabel("latency (ms)")
