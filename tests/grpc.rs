@@ -108,8 +108,6 @@ fn check(path: &str, auth: Option<&str>) -> CheckRequest {
     }
 }
 
-
-
 #[tokio::test]
 async fn check_over_grpc() {
     let key = TestKey::generate(Algorithm::ES256, "k1");

@@ -506,7 +506,10 @@ async fn shadow_disagreements_are_counted_and_change_no_answer() {
     };
     // Enforced: anonymous docs; shadow: docs:admin needed (no token: 401).
     let decision = answer("/docs/private/a", None).await;
-    assert_eq!((decision.rule.as_deref(), decision.result.is_ok()), (Some("docs"), true));
+    assert_eq!(
+        (decision.rule.as_deref(), decision.result.is_ok()),
+        (Some("docs"), true)
+    );
     // With a token but without the scope: still allowed, shadow 403.
     assert!(answer("/docs/private/b", Some(&token)).await.result.is_ok());
     // Enforced: a token needed; shadow: anonymous would let it through.
