@@ -40,6 +40,20 @@ static STDLIB: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 pub struct Condition {
     source: Arc<str>,
     program: Program,
+    /// What the expression reads, so an evaluation builds only that.
+    reads: Reads,
+}
+
+/// Which variables (and costly fields) an expression reads. The fields
+/// are found in the text, an over-approximation: building a field that is
+/// not read costs time, never correctness.
+#[derive(Debug, Clone, Copy)]
+struct Reads {
+    request: bool,
+    headers: bool,
+    identity: bool,
+    claims: bool,
+    route: bool,
 }
 
 /// Two conditions are the same when their expressions are.
@@ -107,9 +121,17 @@ impl Condition {
         {
             return Err(ConditionError::UnknownVariable((*unknown).to_string()));
         }
+        let reads = Reads {
+            request: references.has_variable("request"),
+            headers: source.contains("headers"),
+            identity: references.has_variable("identity"),
+            claims: Condition::may_read_claims(source),
+            route: references.has_variable("route"),
+        };
         let condition = Condition {
             source: source.into(),
             program,
+            reads,
         };
         condition.check_types()?;
         Ok(condition)
@@ -133,11 +155,7 @@ impl Condition {
         request: &Request,
         identity: Option<&Identity>,
     ) -> Result<bool, EvaluationError> {
-        let mut context = Context::with_env(STDLIB.clone());
-        context.add_variable_from_value("request", request_value(request));
-        context.add_variable_from_value("identity", identity_value(identity));
-        context.add_variable_from_value("route", string_map(&request.context_extensions));
-        match self.program.execute(&context) {
+        match self.program.execute(&self.context(request, identity)) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(EvaluationError(format!(
                 "the expression gave {}, not a boolean",
@@ -145,6 +163,22 @@ impl Condition {
             ))),
             Err(e) => Err(EvaluationError(e.to_string())),
         }
+    }
+
+    /// The variables the expression reads, and nothing it does not.
+    fn context(&self, request: &Request, identity: Option<&Identity>) -> Context<'static, 'static> {
+        let reads = self.reads;
+        let mut context = Context::with_env(STDLIB.clone());
+        if reads.request {
+            context.add_variable_from_value("request", request_value(request, reads.headers));
+        }
+        if reads.identity {
+            context.add_variable_from_value("identity", identity_value(identity, reads.claims));
+        }
+        if reads.route {
+            context.add_variable_from_value("route", string_map(&request.context_extensions));
+        }
+        context
     }
 
     /// Evaluates against a complete example request: a type error or a
@@ -160,11 +194,7 @@ impl Condition {
             ..Request::default()
         };
         request.client_ip = Some(std::net::IpAddr::from([192, 0, 2, 1]));
-        let mut context = Context::with_env(STDLIB.clone());
-        context.add_variable_from_value("request", request_value(&request));
-        context.add_variable_from_value("identity", identity_value(None));
-        context.add_variable_from_value("route", string_map(&HashMap::new()));
-        match self.program.execute(&context) {
+        match self.program.execute(&self.context(&request, None)) {
             Ok(Value::Bool(_)) => Ok(()),
             Ok(other) => Err(ConditionError::NotBoolean(other.type_of().to_string())),
             Err(
@@ -224,12 +254,17 @@ fn list<'a>(items: impl Iterator<Item = &'a String>) -> Value {
     Value::List(Arc::new(items.map(|s| text(s)).collect()))
 }
 
-fn request_value(request: &Request) -> Value {
+fn request_value(request: &Request, headers: bool) -> Value {
+    let headers = if headers {
+        string_map(&request.headers)
+    } else {
+        map(Vec::new())
+    };
     map(vec![
         ("method", text(&request.method)),
         ("host", text(&request.host)),
         ("path", text(&request.path)),
-        ("headers", string_map(&request.headers)),
+        ("headers", headers),
         ("query", text(request.query.as_deref().unwrap_or_default())),
         (
             "client_ip",
@@ -243,7 +278,7 @@ fn request_value(request: &Request) -> Value {
     ])
 }
 
-fn identity_value(identity: Option<&Identity>) -> Value {
+fn identity_value(identity: Option<&Identity>, claims: bool) -> Value {
     let empty = Vec::new();
     let Some(id) = identity else {
         return map(vec![
@@ -260,10 +295,10 @@ fn identity_value(identity: Option<&Identity>) -> Value {
             ("claims", map(Vec::new())),
         ]);
     };
-    let claims = id
-        .claims
-        .as_deref()
-        .map_or_else(|| map(Vec::new()), object_value);
+    let claims = match id.claims.as_deref() {
+        Some(members) if claims => object_value(members),
+        _ => map(Vec::new()),
+    };
     map(vec![
         ("authenticated", Value::Bool(true)),
         ("user", text(id.username.as_deref().unwrap_or(&id.subject))),
