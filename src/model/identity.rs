@@ -152,3 +152,24 @@ pub struct Presented {
     /// or a bare principal).
     pub fingerprint: Option<String>,
 }
+
+/// `X-Auth-Request-Groups`: the names joined with `,`, where a `%` or a
+/// `,` inside a name is percent-encoded (`%25`, `%2C`), so `Acme, Inc.`
+/// stays one group (`Acme%2C Inc.`) and splitting on `,` then decoding
+/// gives the names back. Names without either character are unchanged.
+pub fn groups_header(groups: &[String]) -> String {
+    let mut out = String::new();
+    for (i, group) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in group.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                ',' => out.push_str("%2C"),
+                c => out.push(c),
+            }
+        }
+    }
+    out
+}

@@ -4,13 +4,16 @@
 //! Fields, always present (empty when unknown): `decision` (`allow` or
 //! `deny`), `rule`, `reason` (the metrics label), `detail` (the denial's
 //! message, safe for clients), `status` (the HTTP status the client gets;
-//! 200 for an allow), `subject`, `client_ip`, `method`, `host`, `path`
+//! 200 for an allow), `subject`, the caller's `user`, `email`, `uid`,
+//! `groups` (as `X-Auth-Request-Groups` writes them), `scopes`
+//! (space-separated), `identity_kind`, `issuer` and `tool` (what a later
+//! replay of the decision needs), `client_ip`, `method`, `host`, `path`
 //! (normalized, without the query string), `trace_id`, `credential` (where
 //! the credential was found: `bearer`, `cookie`, `peer-certificate`, …)
 //! and `token_fp`, the first 8 bytes of the credential's SHA-256 in hex.
 //! Never the credential itself, a cookie, a header value or the query.
 
-use crate::model::identity::Presented;
+use crate::model::identity::{Identity, Presented, groups_header};
 use crate::model::observe::Decision;
 use crate::model::request::Request;
 
@@ -25,8 +28,8 @@ pub struct DecisionRecord<'a> {
     pub decision: &'a Decision,
     /// The request, unless it could not be read.
     pub request: Option<&'a Request>,
-    /// The authenticated subject, if authentication succeeded.
-    pub subject: Option<&'a str>,
+    /// The authenticated caller, if authentication succeeded.
+    pub identity: Option<&'a Identity>,
     /// The credential the request carried, if any.
     pub credential: Option<&'a Presented>,
     /// The trace the check belongs to, if any.
@@ -49,6 +52,18 @@ pub fn emit(record: &DecisionRecord<'_>) {
         .and_then(|r| r.client_ip)
         .map(|ip| ip.to_string())
         .unwrap_or_default();
+    let id = record.identity;
+    let text = |field: fn(&Identity) -> Option<&str>| id.and_then(field).unwrap_or("");
+    let groups = id.map(|i| groups_header(&i.groups)).unwrap_or_default();
+    let scopes = id
+        .map(|i| {
+            i.scopes
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
     tracing::info!(
         target: TARGET,
         decision = verdict,
@@ -56,7 +71,15 @@ pub fn emit(record: &DecisionRecord<'_>) {
         reason,
         detail = detail.as_str(),
         status,
-        subject = record.subject.unwrap_or(""),
+        subject = text(|i| Some(&i.subject)),
+        user = text(|i| Some(i.username.as_deref().unwrap_or(&i.subject))),
+        email = text(|i| i.email.as_deref()),
+        uid = text(|i| i.uid.as_deref()),
+        groups = groups.as_str(),
+        scopes = scopes.as_str(),
+        identity_kind = text(|i| Some(i.kind.as_str())),
+        issuer = text(|i| Some(&i.issuer)),
+        tool = text(|i| i.tool.as_deref()),
         client_ip = client_ip.as_str(),
         method = request.map_or("", |r| r.method.as_str()),
         host = request.map_or("", |r| r.host.as_str()),
@@ -183,6 +206,10 @@ mod tests {
         assert_eq!(out[0]["decision"], "allow");
         assert_eq!(out[0]["status"], 200);
         assert_eq!(out[0]["subject"], "alice");
+        assert_eq!(out[0]["user"], "alice");
+        assert_eq!(out[0]["identity_kind"], "jwt");
+        assert_eq!(out[0]["issuer"], "iss");
+        assert_eq!(out[0]["groups"], "");
         assert_eq!(
             out[0]["token_fp"],
             crate::secret::fingerprint(valid.as_bytes())

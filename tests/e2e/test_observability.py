@@ -20,8 +20,9 @@ from harness.gatehouse import require_binary
 from harness.httpc import Client
 
 DECISION_FIELDS = {
-    "decision", "rule", "reason", "detail", "status", "subject", "client_ip", "method", "host",
-    "path", "trace_id", "credential", "token_fp",
+    "decision", "rule", "reason", "detail", "status", "subject", "user", "email", "uid", "groups",
+    "scopes", "identity_kind", "issuer", "tool", "client_ip", "method", "host", "path",
+    "trace_id", "credential", "token_fp",
 }
 
 

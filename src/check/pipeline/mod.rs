@@ -214,7 +214,7 @@ impl Engine {
             decision::emit(&DecisionRecord {
                 decision: &decision,
                 request,
-                subject: verdict.identity.as_ref().map(|i| i.subject.as_str()),
+                identity: verdict.identity.as_ref(),
                 credential: presented.as_ref(),
                 trace_id: trace_id.as_deref(),
             });

@@ -135,26 +135,7 @@ pub(crate) fn field(
     }
 }
 
-/// `X-Auth-Request-Groups`: the names joined with `,`, where a `%` or a
-/// `,` inside a name is percent-encoded (`%25`, `%2C`), so `Acme, Inc.`
-/// stays one group (`Acme%2C Inc.`) and splitting on `,` then decoding
-/// gives the names back. Names without either character are unchanged.
-pub(crate) fn groups_header(groups: &[String]) -> String {
-    let mut out = String::new();
-    for (i, group) in groups.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        for c in group.chars() {
-            match c {
-                '%' => out.push_str("%25"),
-                ',' => out.push_str("%2C"),
-                c => out.push(c),
-            }
-        }
-    }
-    out
-}
+pub(crate) use crate::model::identity::groups_header;
 
 /// Visible characters, spaces and tabs only: no CR/LF header injection.
 pub(crate) fn header_value_is_safe(value: &str) -> bool {
