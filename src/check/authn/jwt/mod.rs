@@ -517,5 +517,3 @@ fn claim_scopes(claims: &Map<String, Value>) -> BTreeSet<String> {
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_strict;

@@ -7,6 +7,8 @@ use super::*;
 use crate::check::authn::jwt::keys::{IssuerKeys, KeySet};
 use crate::testkit::{self, TestKey};
 
+mod strict;
+
 pub(super) const ISS: &str = "https://issuer.test";
 pub(super) const AUD: &str = "api";
 

@@ -4,7 +4,6 @@
 
 use serde_json::json;
 
-use super::tests::{AUD, Fixture, ISS, fixture, verify};
 use super::*;
 use crate::testkit::{self, TestKey};
 
