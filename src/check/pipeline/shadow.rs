@@ -1,9 +1,10 @@
 //! Shadow rules (`mode: shadow`): the check decided by the enforcing
 //! policy is decided again by the policy with the shadow rules in their
 //! places, and where the two answers differ the disagreement is logged
-//! and counted. This never changes the answer, and it costs nothing where
-//! no shadow rule would have matched first: both policies then pick the
-//! same rule.
+//! and counted. This never changes the answer. Where no shadow rule would
+//! have matched first, both policies pick the same rule and the cost is
+//! one more rule lookup; only where one would have, is the check decided
+//! again.
 //!
 //! The second decision reuses the caller the enforcing one authenticated;
 //! it authenticates only when the enforcing rule looked at no credential
