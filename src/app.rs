@@ -171,6 +171,11 @@ pub fn build_engine_with(
     let tools = ToolPolicy::compile(&config.tools)?;
     let upstream_headers = UpstreamHeaders::compile(&config.identity_headers, &tools)?;
     let internal = build_internal_issuer(config, source)?;
+    let keep_claims = config.policy.rules.iter().any(|r| {
+        r.when
+            .as_deref()
+            .is_some_and(crate::model::condition::Condition::may_read_claims)
+    });
     let mut verifier = JwtVerifier::new(
         issuers,
         config.jwt.leeway.as_secs(),
@@ -178,11 +183,7 @@ pub fn build_engine_with(
     )
     .with_cache(config.jwt.cache_size)
     .with_cache_metrics(carry.metrics.token_cache_metrics()?)
-    .keeping_claims(config.policy.rules.iter().any(|r| {
-        r.when
-            .as_deref()
-            .is_some_and(crate::model::condition::Condition::may_read_claims)
-    }));
+    .keeping_claims(keep_claims);
     if let Some(internal) = &internal {
         verifier.add_internal_issuer(crate::check::authn::jwt::Issuer::internal(internal)?);
     }
@@ -225,6 +226,7 @@ pub fn build_engine_with(
             certificates,
             api_tokens,
             sessions,
+            introspection: build_introspection(config, source, carry, keep_claims)?,
         },
         trusted_proxies: config.network.trusted_proxies.clone(),
         realm: config.server.realm.clone(),
@@ -357,6 +359,32 @@ fn build_sessions(
         }),
         Some(service),
     ))
+}
+
+/// The introspection authenticator (`introspection`), if configured.
+fn build_introspection(
+    config: &Config,
+    source: &ConfigSource,
+    carry: &Carry,
+    keep_claims: bool,
+) -> Result<Option<crate::check::authn::introspection::Introspector>, ConfigError> {
+    let Some(cfg) = &config.introspection else {
+        return Ok(None);
+    };
+    let secret = client_secret(
+        source,
+        &cfg.client.client_secret_file,
+        "introspection.client_secret_file",
+    )?;
+    let introspector = crate::check::authn::introspection::Introspector::new(
+        cfg,
+        secret,
+        config.jwt.leeway.as_secs(),
+        &config.scopes.group_mapping,
+    )?
+    .keeping_claims(keep_claims)
+    .with_metrics(carry.metrics.oauth_call_metrics("introspection")?);
+    Ok(Some(introspector))
 }
 
 /// A client secret from its file (trailing whitespace dropped; an empty

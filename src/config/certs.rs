@@ -227,4 +227,7 @@ pub enum CredentialKindConfig {
     ApiToken,
     /// A browser session from a login (`login`), in the session cookie.
     Session,
+    /// An opaque token checked at the introspection endpoint
+    /// (`introspection`), from the same sources as JWTs.
+    Introspected,
 }

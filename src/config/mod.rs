@@ -17,6 +17,7 @@ mod header;
 mod issuer;
 mod jwt;
 mod login;
+mod oauth;
 mod openapi;
 mod policy;
 mod reload;
@@ -46,6 +47,7 @@ pub use header::header_name;
 pub use issuer::*;
 pub use jwt::*;
 pub use login::*;
+pub use oauth::*;
 pub use openapi::*;
 pub use policy::*;
 pub use reload::*;
@@ -218,6 +220,13 @@ pub struct Config {
     /// `api_tokens`. Absent: off.
     #[serde(default)]
     pub cli: Option<CliLoginConfig>,
+    /// RFC 7662 introspection of opaque bearer tokens at an authorization
+    /// server; absent: a token that is not a JWT is refused.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionConfig>,
+    /// RFC 8693 token exchange for rules with `exchange`; absent: off.
+    #[serde(default)]
+    pub token_exchange: Option<TokenExchangeConfig>,
     /// Where shared state lives.
     #[serde(default)]
     #[schemars(extend("x-reload" = "restart"))]

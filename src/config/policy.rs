@@ -64,6 +64,12 @@ pub struct RuleConfig {
     /// `X-Auth-Request-Token`.
     #[serde(default)]
     pub audience: Option<String>,
+    /// Trades the caller's token for one meant for the upstream (RFC 8693,
+    /// at `token_exchange.url`), sent as `Authorization: Bearer …` in place
+    /// of the caller's credential; cached until shortly before it expires.
+    /// Not with `upstream_credential`.
+    #[serde(default)]
+    pub exchange: Option<super::ExchangeConfig>,
     /// What a request without a credential gets: `redirect` (a browser
     /// navigation is sent to the login page, anything else gets a 401) or
     /// `deny` (a 401 for everyone). Absent: `browser.login`.

@@ -134,6 +134,21 @@ pub struct TokenCacheMetrics {
     pub stale: IntCounter,
 }
 
+/// Counters of calls to the authorization server by outcome
+/// (`gatehouse_oauth_requests_total{endpoint,result}`), for one endpoint:
+/// `introspection` or `token_exchange`.
+#[derive(Clone)]
+pub struct OAuthCallMetrics {
+    /// Answered from the local cache, no call made.
+    pub cached: IntCounter,
+    /// Called; the server vouched (an active token, an exchanged token).
+    pub granted: IntCounter,
+    /// Called; the server refused (an inactive token, an exchange refused).
+    pub refused: IntCounter,
+    /// Called; no usable answer (unreachable, timed out, malformed).
+    pub failed: IntCounter,
+}
+
 /// What the key-set gauges show of one remote key set, read at scrape
 /// time (`authn::jwt::keys::IssuerKeys::gauge`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +172,7 @@ pub struct Metrics {
     jwks_keys: IntGaugeVec,
     token_cache: IntCounterVec,
     token_cache_entries: IntGauge,
+    oauth_requests: IntCounterVec,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
     store_up: IntGauge,
@@ -241,6 +257,12 @@ impl Metrics {
                     "gatehouse_token_cache_entries",
                     "Verified tokens held in the serving engine's cache.",
                 )?,
+            )?,
+            oauth_requests: counter_vec(
+                &registry,
+                "gatehouse_oauth_requests_total",
+                "Token introspection and token exchange at the authorization server, by endpoint (introspection, token_exchange) and result: cached (answered locally), granted (active; exchanged), refused (inactive; exchange refused), failed (no usable answer).",
+                &["endpoint", "result"],
             )?,
             store_duration: histogram_vec(
                 &registry,
@@ -334,6 +356,21 @@ impl Metrics {
             hit: result("hit")?,
             miss: result("miss")?,
             stale: result("stale")?,
+        })
+    }
+
+    /// Handles for one authorization-server endpoint's call counters
+    /// (`introspection` or `token_exchange`).
+    pub fn oauth_call_metrics(&self, endpoint: &str) -> Result<OAuthCallMetrics, MetricsError> {
+        let result = |name: &str| {
+            self.oauth_requests
+                .get_metric_with_label_values(&[endpoint, name])
+        };
+        Ok(OAuthCallMetrics {
+            cached: result("cached")?,
+            granted: result("granted")?,
+            refused: result("refused")?,
+            failed: result("failed")?,
         })
     }
 

@@ -1,7 +1,11 @@
 //! Reading identity claims (from a JWT or an OIDC ID token / userinfo)
 //! the same way wherever they arrive.
 
-use serde_json::Value;
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use crate::config::ClaimsConfig;
 
 /// A claim as text: strings as they are, numbers printed.
 pub fn claim_text(value: Option<&Value>) -> Option<String> {
@@ -92,4 +96,44 @@ fn check_text(s: &str) -> Result<(), ClaimProblem> {
     } else {
         Ok(())
     }
+}
+
+/// Scopes from `scope` (space-separated) and `scp` (array or string).
+pub fn claim_scopes(claims: &Map<String, Value>) -> BTreeSet<String> {
+    let mut scopes = BTreeSet::new();
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_string)),
+            Some(Value::Array(items)) => scopes.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+                    .map(str::to_string),
+            ),
+            _ => {}
+        }
+    }
+    scopes
+}
+
+/// Refuses identity claims that could not be carried upstream as they
+/// are: empty, with control characters, too long, or of a wrong type.
+/// The error names the claim (never its value).
+pub fn check_identity_claims<'a>(
+    names: &'a ClaimsConfig,
+    claims: &Map<String, Value>,
+) -> Result<(), (&'a str, ClaimProblem)> {
+    if let Some(sub) = claims.get("sub") {
+        match sub {
+            Value::String(_) => check_text_claim(Some(sub)),
+            _ => Err(ClaimProblem::WrongType),
+        }
+        .map_err(|problem| ("sub", problem))?;
+    }
+    for name in [&names.username, &names.email, &names.uid] {
+        check_text_claim(claims.get(name)).map_err(|problem| (name.as_str(), problem))?;
+    }
+    check_groups_claim(claims.get(&names.groups))
+        .map_err(|problem| (names.groups.as_str(), problem))
 }

@@ -29,7 +29,7 @@ const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'stati
 }
 
 /// Every reason's row, indexed by [`Deny::reason_index`].
-pub const TABLE: [Row; 17] = [
+pub const TABLE: [Row; 19] = [
     row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
     row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
     row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
@@ -101,6 +101,18 @@ pub const TABLE: [Row; 17] = [
         Code::PermissionDenied,
         "access_denied",
         "condition_not_met",
+    ),
+    row(
+        503,
+        Code::Unavailable,
+        "temporarily_unavailable",
+        "provider_unavailable",
+    ),
+    row(
+        403,
+        Code::PermissionDenied,
+        "access_denied",
+        "exchange_refused",
     ),
 ];
 
@@ -215,6 +227,14 @@ pub enum Deny {
     /// be evaluated (fail closed; the error is logged, not sent).
     #[error("the rule's condition does not hold")]
     ConditionNotMet,
+    /// The authorization server gave no usable answer to an introspection
+    /// or a token exchange (unreachable, slow, an error): fail closed.
+    #[error("the authorization server is not available")]
+    ProviderUnavailable,
+    /// The authorization server refused to exchange the caller's token for
+    /// one for the route's upstream (RFC 8693).
+    #[error("the token cannot be exchanged for this upstream: {0}")]
+    ExchangeRefused(String),
 }
 
 /// Why a session-authenticated state-changing request was refused.
@@ -321,6 +341,8 @@ impl Deny {
             Deny::BackendLoginRequired { .. } => 14,
             Deny::NoCertificate => 15,
             Deny::ConditionNotMet => 16,
+            Deny::ProviderUnavailable => 17,
+            Deny::ExchangeRefused(_) => 18,
         }
     }
 }
@@ -382,6 +404,8 @@ mod tests {
             },
             Deny::NoCertificate,
             Deny::ConditionNotMet,
+            Deny::ProviderUnavailable,
+            Deny::ExchangeRefused("invalid_target".into()),
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
         assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());

@@ -20,6 +20,9 @@ pub enum CredentialKind {
     /// A browser session (the session cookie) from a login at an OpenID
     /// provider.
     Session,
+    /// An opaque access token the authorization server vouched for at its
+    /// introspection endpoint (RFC 7662).
+    Introspected,
 }
 
 impl CredentialKind {
@@ -32,6 +35,7 @@ impl CredentialKind {
             CredentialKind::Link => "link",
             CredentialKind::ApiToken => "api_token",
             CredentialKind::Session => "session",
+            CredentialKind::Introspected => "introspected",
         }
     }
 }
@@ -90,6 +94,9 @@ pub struct AcceptedCredentials {
     pub api_token: bool,
     /// Browser sessions (the session cookie).
     pub session: bool,
+    /// Opaque tokens checked by introspection, from the same sources as
+    /// JWTs.
+    pub introspected: bool,
 }
 
 impl AcceptedCredentials {
@@ -100,6 +107,7 @@ impl AcceptedCredentials {
         spiffe: true,
         api_token: true,
         session: true,
+        introspected: true,
     };
 
     /// Whether an identity of `kind` is accepted.
@@ -112,6 +120,7 @@ impl AcceptedCredentials {
             CredentialKind::Link => self.jwt,
             CredentialKind::ApiToken => self.api_token,
             CredentialKind::Session => self.session,
+            CredentialKind::Introspected => self.introspected,
         }
     }
 }

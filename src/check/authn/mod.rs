@@ -5,13 +5,16 @@
 //! a fall-through to the next authenticator.
 //!
 //! A token found in the token sources is an API token when it starts with
-//! the configured `<prefix>-` ([`api_token`]), else a JWT. With `login`
+//! the configured `<prefix>-` ([`api_token`]); else, with `introspection`
+//! configured, an opaque token ([`introspection`]) when it is not shaped
+//! like a JWT; else a JWT. With `login`
 //! configured, the session cookie ([`session`]) comes after the token
 //! sources and before the client certificate; a cookie without a live
 //! session counts as absent.
 
 pub mod api_token;
 pub mod cert;
+pub mod introspection;
 pub mod jwt;
 pub mod session;
 pub mod sources;
@@ -43,6 +46,9 @@ pub struct Authenticators {
     pub api_tokens: Option<Arc<ApiTokens>>,
     /// Browser sessions (the session cookie), when `login` is configured.
     pub sessions: Option<session::SessionAuthenticator>,
+    /// Opaque tokens checked at the introspection endpoint, when
+    /// `introspection` is configured.
+    pub introspection: Option<introspection::Introspector>,
 }
 
 impl Authenticators {
@@ -83,6 +89,25 @@ impl Authenticators {
                 .await
                 .map(Some);
         }
+        if let Some(introspector) = &self.introspection
+            && introspection::Introspector::claims_token(token.expose())
+        {
+            if !accepted.introspected {
+                return Ok(None);
+            }
+            return match introspector.authenticate(&token).await {
+                Ok(mut identity) => {
+                    if let TokenSource::Query(name) = source {
+                        identity.query_parameter = Some(name.clone());
+                    }
+                    Ok(Some(identity))
+                }
+                Err(introspection::IntrospectionError::Unavailable(_)) => {
+                    Err(Deny::ProviderUnavailable)
+                }
+                Err(e) => Err(invalid(e.to_string())),
+            };
+        }
         if !accepted.jwt {
             return Ok(None);
         }
@@ -114,7 +139,7 @@ impl Authenticators {
         auth_type: AuthType,
         accepted: AcceptedCredentials,
     ) -> Result<Option<Identity>, Deny> {
-        if (accepted.jwt || accepted.api_token)
+        if (accepted.jwt || accepted.api_token || accepted.introspected)
             && let Some(identity) = self
                 .authenticate_token(request, auth_type, accepted)
                 .await?
@@ -157,7 +182,7 @@ impl Authenticators {
     ) -> Option<Presented> {
         use CredentialKind::*;
         let look = |kinds: &[CredentialKind]| decided_by.is_none_or(|k| kinds.contains(&k));
-        if look(&[Jwt, ApiToken, Link])
+        if look(&[Jwt, ApiToken, Link, Introspected])
             && let Some(found) = self.presented_token(request)
         {
             return Some(found);

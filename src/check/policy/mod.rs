@@ -317,6 +317,7 @@ fn compile_requirement(
             spiffe: has(CredentialKindConfig::Spiffe),
             api_token: has(CredentialKindConfig::ApiToken),
             session: has(CredentialKindConfig::Session),
+            introspected: has(CredentialKindConfig::Introspected),
         }
     };
     let condition = match &rule.when {

@@ -17,7 +17,7 @@ pub mod verify;
 
 use crate::clock::now_secs;
 use crate::model::claims::{
-    ClaimProblem, check_groups_claim, check_text_claim, claim_groups, claim_text,
+    ClaimProblem, check_identity_claims, claim_groups, claim_scopes, claim_text,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -355,27 +355,6 @@ impl JwtVerifier {
         Ok(())
     }
 
-    /// Refuses identity claims that could not be carried upstream as they
-    /// are: empty, with control characters, too long, or of a wrong type.
-    fn check_identity_claims(
-        &self,
-        names: &ClaimsConfig,
-        claims: &Map<String, Value>,
-    ) -> Result<(), JwtError> {
-        if let Some(sub) = claims.get("sub") {
-            match sub {
-                Value::String(_) => check_text_claim(Some(sub)),
-                _ => Err(ClaimProblem::WrongType),
-            }
-            .map_err(|problem| invalid_claim("sub", problem))?;
-        }
-        for name in [&names.username, &names.email, &names.uid] {
-            check_text_claim(claims.get(name)).map_err(|problem| invalid_claim(name, problem))?;
-        }
-        check_groups_claim(claims.get(&names.groups))
-            .map_err(|problem| invalid_claim(&names.groups, problem))
-    }
-
     /// Builds the identity from verified claims.
     fn identity(
         &self,
@@ -383,7 +362,8 @@ impl JwtVerifier {
         claims: &Map<String, Value>,
         token: &Secret,
     ) -> Result<Identity, JwtError> {
-        self.check_identity_claims(&issuer.claims, claims)?;
+        check_identity_claims(&issuer.claims, claims)
+            .map_err(|(claim, problem)| invalid_claim(claim, problem))?;
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)
@@ -494,25 +474,6 @@ fn invalid_claim(claim: &str, problem: ClaimProblem) -> JwtError {
         claim: claim.to_string(),
         problem,
     }
-}
-
-/// Scopes from `scope` (space-separated) and `scp` (array or string).
-fn claim_scopes(claims: &Map<String, Value>) -> BTreeSet<String> {
-    let mut scopes = BTreeSet::new();
-    for name in ["scope", "scp"] {
-        match claims.get(name) {
-            Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_string)),
-            Some(Value::Array(items)) => scopes.extend(
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
-                    .map(str::to_string),
-            ),
-            _ => {}
-        }
-    }
-    scopes
 }
 
 #[cfg(test)]
