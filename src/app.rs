@@ -15,6 +15,7 @@ use crate::check::pipeline::Engine;
 use crate::check::policy::Policy;
 use crate::check::response::upstream::UpstreamHeaders;
 use crate::check::upstream::UpstreamActions;
+use crate::check::upstream::exchange::TokenExchange;
 use crate::config::{
     Config, ConfigError, ConfigSource, IssuerConfig, KeySourceConfig, TokenSourceConfig,
     resolve_path,
@@ -210,7 +211,9 @@ pub fn build_engine_with(
         .transpose()?;
     let (sessions, login) = build_sessions(config, source, &store)?;
     let backends = build_backends(config, source, &store)?;
-    let upstream = UpstreamActions::build(config, source, internal.clone(), backends.clone())?;
+    let exchange = build_token_exchange(config, source, carry)?;
+    let upstream =
+        UpstreamActions::build(config, source, internal.clone(), backends.clone(), exchange)?;
     let cli_login = build_cli_login(config, &store, login.is_some())?;
     let metrics = EngineMetrics::new(
         carry.metrics.clone(),
@@ -385,6 +388,25 @@ fn build_introspection(
     .keeping_claims(keep_claims)
     .with_metrics(carry.metrics.oauth_call_metrics("introspection")?);
     Ok(Some(introspector))
+}
+
+/// The token-exchange client (`token_exchange`), if configured.
+fn build_token_exchange(
+    config: &Config,
+    source: &ConfigSource,
+    carry: &Carry,
+) -> Result<Option<Arc<TokenExchange>>, ConfigError> {
+    let Some(cfg) = &config.token_exchange else {
+        return Ok(None);
+    };
+    let secret = client_secret(
+        source,
+        &cfg.client.client_secret_file,
+        "token_exchange.client_secret_file",
+    )?;
+    let exchange = TokenExchange::new(cfg, secret)?
+        .with_metrics(carry.metrics.oauth_call_metrics("token_exchange")?);
+    Ok(Some(Arc::new(exchange)))
 }
 
 /// A client secret from its file (trailing whitespace dropped; an empty

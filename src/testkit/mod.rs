@@ -9,6 +9,7 @@
 
 pub mod certs;
 pub mod flaky;
+pub mod form_server;
 pub mod jwks_server;
 pub mod redis;
 pub mod store;

@@ -10,6 +10,10 @@
 //!   removed, so the upstream never sees the caller's token or link. A
 //!   caller without a backend token is sent to authorize there (a browser
 //!   navigation on a `login: redirect` rule) or refused 401.
+//! - **Token exchange** (rule `exchange`): the caller's token traded at
+//!   the authorization server for one for the rule's audience (RFC 8693,
+//!   [`exchange`]), sent as `Authorization: Bearer …`: a credential swap
+//!   whose source is the server.
 //! - **Reissue** (rule `audience`, or the `audience` context extension,
 //!   which wins): a short-lived token for that internal audience in
 //!   `X-Auth-Request-Token`, replacing the caller's own.
@@ -18,6 +22,7 @@
 //! decides for one request (and can fail, closed); the response phase
 //! applies what it decided (`response::upstream::apply_prepared`).
 
+pub mod exchange;
 pub mod file_secret;
 pub mod once;
 
@@ -37,6 +42,7 @@ use crate::model::identity::Identity;
 use crate::model::request::Request;
 use crate::model::requirement::Requirement;
 use crate::secret::Secret;
+use exchange::{ExchangeError, ExchangeTarget, TokenExchange};
 use file_secret::FileSecret;
 
 /// The context extension naming the reissue audience.
@@ -51,6 +57,8 @@ enum CredentialSource {
     File(Arc<FileSecret>),
     /// The caller's token at this backend.
     Backend(Arc<str>),
+    /// A token the authorization server exchanges the caller's for.
+    Exchange(ExchangeTarget),
 }
 
 /// A rule's credential swap: the source, the header, and the value's
@@ -75,6 +83,7 @@ pub struct UpstreamActions {
     rules: HashMap<Arc<str>, RuleActions>,
     issuer: Option<Arc<InternalIssuer>>,
     backends: Option<Arc<Backends>>,
+    exchange: Option<Arc<TokenExchange>>,
     /// Cookie names holding gatehouse tokens (removed on a swap), the
     /// session cookie among them.
     token_cookies: Vec<String>,
@@ -98,27 +107,54 @@ pub struct Prepared {
 }
 
 impl UpstreamActions {
-    /// Validates the rules' `upstream_credential` and `audience` and reads
-    /// the credential files once.
+    /// Validates the rules' `upstream_credential`, `exchange` and
+    /// `audience` and reads the credential files once.
     pub fn build(
         config: &Config,
         source: &ConfigSource,
         issuer: Option<Arc<InternalIssuer>>,
         backends: Option<Arc<Backends>>,
+        exchange: Option<Arc<TokenExchange>>,
     ) -> Result<UpstreamActions, ConfigError> {
         let mut rules = HashMap::new();
         for (i, rule) in config.policy.rules.iter().enumerate() {
             let key = format!("policy.rules[{i}]");
             let anonymous = rule.auth == AuthMode::Anonymous;
-            let credential = match &rule.upstream_credential {
-                None => None,
-                Some(_) if anonymous => {
+            let credential = match (&rule.upstream_credential, &rule.exchange) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.exchange"),
+                        "a rule sends one credential upstream: `exchange` or `upstream_credential`",
+                    ));
+                }
+                (None, Some(_)) if anonymous => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.exchange"),
+                        "an anonymous rule has no caller token to exchange",
+                    ));
+                }
+                (None, Some(_)) if exchange.is_none() => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.exchange"),
+                        "needs a `token_exchange` section (the endpoint and gatehouse's client)",
+                    ));
+                }
+                (None, Some(target)) => Some(Credential {
+                    source: CredentialSource::Exchange(ExchangeTarget::compile(
+                        target,
+                        &format!("{key}.exchange"),
+                    )?),
+                    header: "authorization".into(),
+                    format: format!("Bearer {TOKEN_PLACEHOLDER}"),
+                }),
+                (None, None) => None,
+                (Some(_), None) if anonymous => {
                     return Err(ConfigError::invalid(
                         format!("{key}.upstream_credential"),
                         "an anonymous rule would hand the upstream credential to anyone",
                     ));
                 }
-                Some(swap) => Some(credential(
+                (Some(swap), None) => Some(credential(
                     swap,
                     &format!("{key}.upstream_credential"),
                     source,
@@ -163,6 +199,7 @@ impl UpstreamActions {
             rules,
             issuer,
             backends,
+            exchange,
             token_cookies: sources
                 .iter()
                 .filter_map(|s| match s {
@@ -209,6 +246,7 @@ impl UpstreamActions {
                     self.backend_token(name, request, requirement, identity)
                         .await?
                 }
+                CredentialSource::Exchange(target) => self.exchanged(target, identity).await?,
             };
             let value = credential.format.replace(TOKEN_PLACEHOLDER, token.expose());
             prepared.credential = Some((credential.header.clone(), Secret::new(value)));
@@ -262,6 +300,28 @@ impl UpstreamActions {
             Err(BackendError::Store(_)) => Err(Deny::StoreUnavailable),
             Err(e) => Err(Deny::Misconfigured(e.to_string())),
         }
+    }
+
+    /// The caller's token exchanged for `target`'s: a refusal is a 403,
+    /// no usable answer a 503.
+    async fn exchanged(
+        &self,
+        target: &ExchangeTarget,
+        identity: &Identity,
+    ) -> Result<Secret, Deny> {
+        // `build` refuses `exchange` without `token_exchange`.
+        let exchange = self
+            .exchange
+            .as_ref()
+            .ok_or_else(|| Deny::Misconfigured("exchange without token_exchange".into()))?;
+        exchange
+            .exchange(&identity.token, identity.expires_at, target, now_secs())
+            .await
+            .map_err(|e| match e {
+                ExchangeError::Refused(code) => Deny::ExchangeRefused(code),
+                ExchangeError::NoSubjectToken => Deny::ExchangeRefused(e.to_string()),
+                ExchangeError::Unavailable(_) => Deny::ProviderUnavailable,
+            })
     }
 
     /// Cookie names holding gatehouse tokens (removed on a swap), the

@@ -57,7 +57,7 @@ impl Setup {
             .issuer
             .as_ref()
             .map(|i| Arc::new(InternalIssuer::build(i, &source, &["gh".into()]).expect("issuer")));
-        UpstreamActions::build(&cfg, &source, issuer, None)
+        UpstreamActions::build(&cfg, &source, issuer, None, None)
     }
 }
 
@@ -319,4 +319,112 @@ fn decode_claims(token: &str) -> serde_json::Value {
         .decode(part)
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON")
+}
+
+/// A token-exchange client of `url` (no call is made until a check).
+fn token_exchange(url: &str) -> Arc<TokenExchange> {
+    let config = serde_json::from_value(serde_json::json!({
+        "url": url, "client_id": "gatehouse", "client_secret_file": "unused"
+    }))
+    .expect("config");
+    Arc::new(TokenExchange::new(&config, Secret::new("s")).expect("client"))
+}
+
+#[test]
+fn exchange_rules_are_checked_at_load() {
+    let setup = Setup::new("exchange-load");
+    let build = |rules: &str, exchange: Option<Arc<TokenExchange>>| {
+        let (cfg, source) = setup.yaml(rules, false);
+        UpstreamActions::build(&cfg, &source, None, None, exchange).map(|_| ())
+    };
+    let client = || Some(token_exchange("https://idp.test/token"));
+    let rule = "    - name: x\n      exchange: {audience: https://api.internal, scopes: [read]}\n";
+    assert!(build(rule, client()).is_ok());
+    let err = |rules: &str, exchange| build(rules, exchange).unwrap_err().to_string();
+    assert!(err(rule, None).contains("needs a `token_exchange` section"));
+    let both = format!("{rule}      upstream_credential: {{bearer_file: sa.token}}\n");
+    assert!(err(&both, client()).contains("policy.rules[0].exchange"));
+    let anonymous = format!("{rule}      auth: anonymous\n");
+    assert!(err(&anonymous, client()).contains("no caller token to exchange"));
+    let spaced = "    - name: x\n      exchange: {audience: 'a b'}\n";
+    assert!(err(spaced, client()).contains("policy.rules[0].exchange.audience"));
+}
+
+#[tokio::test]
+async fn an_exchange_rule_swaps_the_callers_token_for_the_exchanged_one() {
+    use crate::testkit::form_server::FormServer;
+    let server = FormServer::start(|req| match req.field("subject_token") {
+        "caller-token" => (
+            200,
+            serde_json::json!({"access_token": "for-the-api", "token_type": "Bearer", "expires_in": 120}),
+        ),
+        _ => (400, serde_json::json!({"error": "invalid_grant"})),
+    })
+    .await
+    .expect("server");
+    let setup = Setup::new("exchange-prepare");
+    let (cfg, source) = setup.yaml(
+        "    - name: x\n      exchange: {audience: https://api.internal}\n",
+        false,
+    );
+    let actions =
+        UpstreamActions::build(&cfg, &source, None, None, Some(token_exchange(&server.url)))
+            .expect("builds");
+    let prepared = actions
+        .prepare(
+            &request(&[], &[]),
+            &requirement("x"),
+            Some(&identity("caller-token")),
+        )
+        .await
+        .expect("exchanged");
+    let (header, value) = prepared.credential.expect("a credential");
+    assert_eq!(
+        (header.as_str(), value.expose()),
+        ("authorization", "Bearer for-the-api")
+    );
+    assert!(prepared.strip_credentials);
+    let refused = actions
+        .prepare(
+            &request(&[], &[]),
+            &requirement("x"),
+            Some(&identity("stolen")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused, Deny::ExchangeRefused("invalid_grant".into()));
+    assert_eq!(
+        (refused.http_status(), refused.reason_label()),
+        (403, "exchange_refused")
+    );
+    let certificate = Identity {
+        token: Secret::default(),
+        ..identity("")
+    };
+    let no_token = actions
+        .prepare(&request(&[], &[]), &requirement("x"), Some(&certificate))
+        .await
+        .unwrap_err();
+    assert_eq!(no_token.reason_label(), "exchange_refused");
+    // Nobody answers at the token endpoint: 503, fail closed.
+    let silent = UpstreamActions::build(
+        &cfg,
+        &source,
+        None,
+        None,
+        Some(token_exchange("http://127.0.0.1:9/t")),
+    )
+    .expect("builds");
+    let gone = silent
+        .prepare(
+            &request(&[], &[]),
+            &requirement("x"),
+            Some(&identity("other-token")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (gone.http_status(), gone.reason_label()),
+        (503, "provider_unavailable")
+    );
 }

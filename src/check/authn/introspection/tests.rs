@@ -1,126 +1,65 @@
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::testkit::form_server::FormServer;
 
 const SECRET: &str = "s3cret/with+odd=chars";
 
-/// An introspection endpoint: answers per token from `answers`
-/// (`{"active": false}` for others), after `delay`, or `status` when set;
-/// checks the client's credentials like a server would.
-#[derive(Default)]
-struct Endpoint {
-    answers: Mutex<HashMap<String, Value>>,
-    status: Mutex<Option<u16>>,
-    delay: Mutex<Duration>,
-    calls: AtomicUsize,
-    auth: Mutex<Vec<String>>,
-}
-
+/// An introspection endpoint: answers per token from its table
+/// (`{"active": false}` for others), or with `status` when set; checks
+/// the client's credentials like a server would.
 struct Server {
     url: String,
-    endpoint: Arc<Endpoint>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    answers: Arc<Mutex<HashMap<String, Value>>>,
+    status: Arc<Mutex<Option<u16>>>,
+    endpoint: FormServer,
 }
 
 impl Server {
     async fn start() -> Server {
-        let endpoint = Arc::new(Endpoint::default());
-        let app = Router::new()
-            .route("/introspect", post(answer))
-            .with_state(endpoint.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/introspect", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let answers: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+        let status: Arc<Mutex<Option<u16>>> = Arc::default();
+        let (table, forced) = (answers.clone(), status.clone());
+        let endpoint = FormServer::start(move |req| {
+            if req.client() != ("gatehouse".to_string(), SECRET.to_string()) {
+                return (401, json!({"error": "invalid_client"}));
+            }
+            if let Some(status) = *forced.lock().unwrap() {
+                return (status, json!({"error": "server_error"}));
+            }
+            let answer = table.lock().unwrap().get(req.field("token")).cloned();
+            (200, answer.unwrap_or_else(|| json!({"active": false})))
+        })
+        .await
+        .unwrap();
         Server {
-            url,
+            url: endpoint.url.clone(),
+            answers,
+            status,
             endpoint,
-            task,
         }
     }
 
     fn answer(&self, token: &str, answer: Value) {
-        self.endpoint
-            .answers
-            .lock()
-            .unwrap()
-            .insert(token.into(), answer);
+        self.answers.lock().unwrap().insert(token.into(), answer);
     }
 
     fn calls(&self) -> usize {
-        self.endpoint.calls.load(Ordering::SeqCst)
+        self.endpoint.calls()
     }
-}
 
-async fn answer(
-    State(endpoint): State<Arc<Endpoint>>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<HashMap<String, String>>,
-) -> (StatusCode, axum::Json<Value>) {
-    endpoint.calls.fetch_add(1, Ordering::SeqCst);
-    let delay = *endpoint.delay.lock().unwrap();
-    tokio::time::sleep(delay).await;
-    let basic = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned());
-    let decoded = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let client = match (basic, form.get("client_id"), form.get("client_secret")) {
-        (Some(pair), _, _) => {
-            let (id, secret) = pair.split_once(':').unwrap_or_default();
-            endpoint.auth.lock().unwrap().push("basic".into());
-            (decoded(id), decoded(secret))
-        }
-        (None, Some(id), Some(secret)) => {
-            endpoint.auth.lock().unwrap().push("post".into());
-            (id.clone(), secret.clone())
-        }
-        _ => (String::new(), String::new()),
-    };
-    if client != ("gatehouse".to_string(), SECRET.to_string()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"error": "invalid_client"})),
-        );
+    /// How each call authenticated: "basic" or "post".
+    fn auth_methods(&self) -> Vec<&'static str> {
+        self.endpoint
+            .received()
+            .iter()
+            .map(|r| if r.basic.is_some() { "basic" } else { "post" })
+            .collect()
     }
-    if let Some(status) = *endpoint.status.lock().unwrap() {
-        return (
-            StatusCode::from_u16(status).unwrap(),
-            axum::Json(json!({"error": "server_error"})),
-        );
-    }
-    let token = form.get("token").cloned().unwrap_or_default();
-    let answer = endpoint
-        .answers
-        .lock()
-        .unwrap()
-        .get(&token)
-        .cloned()
-        .unwrap_or_else(|| json!({"active": false}));
-    (StatusCode::OK, axum::Json(answer))
 }
 
 fn config(url: &str) -> IntrospectionConfig {
@@ -165,7 +104,11 @@ async fn an_active_answer_names_the_caller_with_mapped_scopes() {
     assert_eq!(id.issuer, "idp");
     assert_eq!(id.token.expose(), "opaque-1");
     assert!(id.claims.is_none());
-    assert_eq!(*server.endpoint.auth.lock().unwrap(), ["basic"]);
+    assert_eq!(server.auth_methods(), ["basic"]);
+    assert_eq!(
+        server.endpoint.received()[0].field("token_type_hint"),
+        "access_token"
+    );
 }
 
 #[tokio::test]
@@ -178,7 +121,7 @@ async fn client_secret_post_sends_the_credentials_in_the_body() {
         .authenticate(&Secret::new("opaque-1"))
         .await
         .unwrap();
-    assert_eq!(*server.endpoint.auth.lock().unwrap(), ["post"]);
+    assert_eq!(server.auth_methods(), ["post"]);
 }
 
 #[tokio::test]
@@ -226,7 +169,7 @@ async fn without_a_cache_or_past_max_cache_ttl_every_check_calls() {
 async fn concurrent_checks_with_one_new_token_make_one_call() {
     let server = Server::start().await;
     server.answer("opaque-1", active("alice"));
-    *server.endpoint.delay.lock().unwrap() = Duration::from_millis(200);
+    server.endpoint.set_delay(Duration::from_millis(200));
     let authn = Arc::new(introspector(&config(&server.url)));
     let checks: Vec<_> = (0..16)
         .map(|_| {
@@ -244,7 +187,7 @@ async fn concurrent_checks_with_one_new_token_make_one_call() {
 async fn failures_are_unavailable_and_never_remembered() {
     let server = Server::start().await;
     server.answer("opaque-1", active("alice"));
-    *server.endpoint.status.lock().unwrap() = Some(500);
+    *server.status.lock().unwrap() = Some(500);
     let authn = introspector(&config(&server.url));
     for _ in 0..2 {
         let err = authn
@@ -257,7 +200,7 @@ async fn failures_are_unavailable_and_never_remembered() {
         );
     }
     assert_eq!(server.calls(), 2);
-    *server.endpoint.status.lock().unwrap() = None;
+    *server.status.lock().unwrap() = None;
     assert!(authn.authenticate(&Secret::new("opaque-1")).await.is_ok());
 
     // A wrong client secret: the server's invalid_client, not a refusal
@@ -286,7 +229,7 @@ async fn failures_are_unavailable_and_never_remembered() {
         .await
         .unwrap_err();
     assert!(matches!(err, IntrospectionError::Unavailable(_)), "{err}");
-    *server.endpoint.delay.lock().unwrap() = Duration::from_secs(2);
+    server.endpoint.set_delay(Duration::from_secs(2));
     let mut cfg = config(&server.url);
     cfg.client.timeout = Duration::from_millis(200);
     let err = introspector(&cfg)
