@@ -43,6 +43,8 @@ enum Command {
     CheckConfig(CheckConfigArgs),
     /// Show how one request would be decided, phase by phase (no network).
     Explain(gatehouse::ops::explain::ExplainArgs),
+    /// Decide a decision log again against a configuration; print what changed.
+    Replay(gatehouse::ops::replay::ReplayArgs),
     /// Signing keys of the internal issuer; the store's encryption key.
     Keys {
         #[command(subcommand)]
@@ -143,6 +145,7 @@ fn main() -> ExitCode {
             command: OpenapiCommand::Merge { config, out },
         } => finish(openapi_merge(&config, &out)),
         Command::Explain(args) => gatehouse::ops::explain::run(&args),
+        Command::Replay(args) => gatehouse::ops::replay::run(&args),
         Command::Keys { command } => gatehouse::ops::cli::keys(command),
         Command::Token { command } => gatehouse::ops::cli::token(command),
         Command::Tokens { command } => gatehouse::ops::cli::tokens(command),

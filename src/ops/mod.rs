@@ -1,5 +1,6 @@
 //! Operator tools, apart from the request path: [`explain`] (one request
-//! walked through the pipeline, step by step), [`openapi`] (the
+//! walked through the pipeline, step by step), [`replay`] (a decision log
+//! decided again against another configuration), [`openapi`] (the
 //! aggregated spec), [`config`] (the configuration's JSON Schema and
 //! reference) and the [`cli`] commands.
 
@@ -7,3 +8,4 @@ pub mod cli;
 pub mod config;
 pub mod explain;
 pub mod openapi;
+pub mod replay;
