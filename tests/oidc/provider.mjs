@@ -27,6 +27,19 @@
 //       answered: {"authorization_pending": 2, "slow_down": 0, "200": 1}.
 //   POST /test/device-slow-down  the next pending device-code poll is
 //       answered slow_down.
+//   POST /test/introspections    how introspection requests were answered:
+//       {"active": 2, "inactive": 1, "error": 0}.
+//
+// With `token_claims`, opaque access tokens carry the account's `email` and
+// `groups` (so introspection answers name them, as Keycloak's do).
+//
+// With `token_exchange: {audiences: [...]}`, the token endpoint accepts RFC
+// 8693 token exchange (grant_type urn:ietf:params:oauth:grant-type:
+// token-exchange) from clients registered with that grant type: a live
+// opaque access token (`subject_token`, type access_token) is exchanged for
+// a new opaque access token of the same account with `aud` = the requested
+// `audience` (one of `audiences`, else invalid_target) and the requested
+// `scope` narrowed to the subject token's (default: all of them).
 //
 // With `issued_tokens_file` in the config, every access, refresh and ID
 // token the token endpoint hands out is appended to that file (mode 0600),
@@ -37,7 +50,7 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const configPath = process.argv[2] || process.env.OIDC_PROVIDER_CONFIG;
 if (!configPath) {
@@ -224,6 +237,9 @@ const configuration = {
     const { dispatcher: _ssrfGuard, ...rest } = options;
     return globalThis.fetch(url, rest);
   },
+  extraTokenClaims: async (_ctx, token) => (cfg.token_claims && token.accountId
+    ? { email: `${token.accountId}@example.org`, groups: groups[token.accountId] || [] }
+    : undefined),
   renderError: async (ctx, out) => {
     ctx.type = 'html';
     const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -246,6 +262,47 @@ if (cfg.auto_consent) {
 }
 
 const provider = new Provider(cfg.issuer, configuration);
+
+// --- RFC 8693 token exchange -------------------------------------------------------
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+if (cfg.token_exchange) {
+  const audiences = new Set(cfg.token_exchange.audiences || []);
+  provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+    const { params, client } = ctx.oidc;
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest('subject_token_type must be an access token');
+    }
+    if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest('only access tokens are issued');
+    }
+    const subject = await provider.AccessToken.find(String(params.subject_token || ''));
+    if (!subject || !subject.isValid || !subject.accountId) {
+      throw new errors.InvalidGrant('subject_token is not an active access token');
+    }
+    if (!audiences.has(params.audience)) throw new errors.InvalidTarget('audience not allowed');
+    const held = new Set(String(subject.scope || '').split(' ').filter(Boolean));
+    const asked = params.scope ? String(params.scope).split(' ') : [...held];
+    if (asked.some((s) => !held.has(s))) throw new errors.InvalidScope('scope exceeds the subject token', params.scope);
+    const token = new provider.AccessToken({
+      accountId: subject.accountId,
+      client,
+      scope: asked.join(' ') || undefined,
+      gty: 'token_exchange',
+    });
+    token.setAudience(params.audience);
+    const value = await token.save();
+    ctx.body = {
+      access_token: value,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: token.expiration,
+      scope: token.scope,
+    };
+  }, ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'scope']);
+}
 
 // --- log: one line per request, no query values --------------------------------
 
@@ -292,6 +349,18 @@ provider.use(async (ctx, next) => {
       .join('');
     if (lines) appendFileSync(cfg.issued_tokens_file, lines, { mode: 0o600 });
   }
+});
+
+// --- introspection: what it answered -----------------------------------------------
+
+const introspections = { active: 0, inactive: 0, error: 0 };
+
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route !== 'introspection') return;
+  if (ctx.status !== 200) introspections.error += 1;
+  else if (ctx.body?.active === true) introspections.active += 1;
+  else introspections.inactive += 1;
 });
 
 // --- the device flow: an interval, slow_down, and what the polls were answered --
@@ -392,6 +461,7 @@ const testRoutes = {
   },
   '/test/token-requests': async () => [200, tokenRequests],
   '/test/device-polls': async () => [200, devicePolls],
+  '/test/introspections': async () => [200, introspections],
   '/test/device-slow-down': async () => {
     forcedSlowDowns += 1;
     return [200, { pending: forcedSlowDowns }];

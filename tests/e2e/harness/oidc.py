@@ -104,6 +104,7 @@ def client_spec(client_id: str, redirect_uri: str | list[str], *,
 
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
 class OidcProvider:
@@ -113,7 +114,10 @@ class OidcProvider:
     The device flow (RFC 8628) is on for clients whose `grant_types` hold
     `DEVICE_CODE_GRANT`; `device_code_ttl` is how long a device code lives,
     `device_interval` the polling interval it names (none: RFC 8628's 5 s);
-    `device_flow=False` turns the device flow off."""
+    `device_flow=False` turns the device flow off. `token_claims` puts the
+    account's email and groups into opaque access tokens (so introspection
+    answers name them); `token_exchange_audiences` turns on RFC 8693 token
+    exchange (`TOKEN_EXCHANGE_GRANT`) for those audiences."""
 
     def __init__(self, workdir: Path, clients: list[OidcClient], *,
                  groups: dict[str, list[str]] | None = None, name: str | None = None,
@@ -122,6 +126,7 @@ class OidcProvider:
                  device_code_ttl: int = 600, device_interval: int | None = None,
                  device_flow: bool = True,
                  auto_consent: bool = False, rotate_refresh_tokens: bool = True,
+                 token_claims: bool = False, token_exchange_audiences: list[str] | None = None,
                  host: str = "127.0.0.1", port: int | None = None):
         number = next(_instances)
         self.name = name or f"oidc-provider-{number}"
@@ -154,6 +159,10 @@ class OidcProvider:
         }
         if not device_flow:
             self._settings["device_flow"] = False
+        if token_claims:
+            self._settings["token_claims"] = True
+        if token_exchange_audiences is not None:
+            self._settings["token_exchange"] = {"audiences": token_exchange_audiences}
         if device_interval is not None:
             self._settings["device_interval"] = device_interval
         self.log_path = self.workdir / f"{self.name}.log"
@@ -269,6 +278,11 @@ class OidcProvider:
     def slow_down_next_device_poll(self) -> None:
         """The next pending device-code poll is answered `slow_down`."""
         self._test_post("/test/device-slow-down")
+
+    def introspections(self) -> dict[str, int]:
+        """How the introspection endpoint answered so far:
+        `{"active": n, "inactive": n, "error": n}`."""
+        return self._test_post("/test/introspections")
 
     def issued_tokens(self, kind: str | None = None) -> list[str]:
         """The tokens the token endpoint issued so far, oldest first
