@@ -209,7 +209,8 @@ pub fn build_engine_with(
         .transpose()?;
     let (sessions, login) = build_sessions(config, source, &store)?;
     let backends = build_backends(config, source, &store)?;
-    let upstream = UpstreamActions::build(config, source, internal.clone(), backends.clone())?;
+    let upstream = UpstreamActions::build(config, source, internal.clone(), backends.clone())?
+        .with_store(store.clone());
     let cli_login = build_cli_login(config, &store, login.is_some())?;
     let metrics = EngineMetrics::new(
         carry.metrics.clone(),

@@ -89,6 +89,30 @@ async fn standalone_conforms() {
         .parse()
         .unwrap();
     assert!(ttl > 30_000, "a shorter TTL never shortens an index: {ttl}");
+    // A rate limit's value is the Redis clock's time (µs) at which the
+    // allowance is whole again, and the key expires then.
+    let decision = store.rate_limit("rl", 4, MINUTE).await.unwrap();
+    assert!(decision.allowed);
+    let value: u64 = server
+        .cli(&["get", "gatehouse-test:rl"])
+        .trim()
+        .parse()
+        .expect("a number of microseconds");
+    let now_us: u64 = {
+        let time = server.cli(&["time"]);
+        let mut parts = time.split_whitespace().map(|p| p.parse::<u64>().unwrap());
+        parts.next().unwrap() * 1_000_000 + parts.next().unwrap()
+    };
+    assert!(
+        value > now_us && value <= now_us + 15_000_000,
+        "{value} vs {now_us}"
+    );
+    let ttl: i64 = server
+        .cli(&["pttl", "gatehouse-test:rl"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=15_000).contains(&ttl), "one interval (15 s): {ttl}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -326,6 +350,8 @@ async fn acl_user_and_password_file() {
         "+evalsha",
         "+script|load",
         "+ping",
+        // The rate-limit script reads the server's clock.
+        "+time",
     ]);
     let dir = TempDir::new("acl");
     std::fs::write(dir.0.join("password"), format!("{password}\n")).unwrap();

@@ -29,7 +29,7 @@ const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'stati
 }
 
 /// Every reason's row, indexed by [`Deny::reason_index`].
-pub const TABLE: [Row; 17] = [
+pub const TABLE: [Row; 18] = [
     row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
     row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
     row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
@@ -101,6 +101,12 @@ pub const TABLE: [Row; 17] = [
         Code::PermissionDenied,
         "access_denied",
         "condition_not_met",
+    ),
+    row(
+        429,
+        Code::ResourceExhausted,
+        "rate_limited",
+        "quota_exceeded",
     ),
 ];
 
@@ -215,6 +221,31 @@ pub enum Deny {
     /// be evaluated (fail closed; the error is logged, not sent).
     #[error("the rule's condition does not hold")]
     ConditionNotMet,
+    /// The caller has used up the rule's quota (`quota: {per, limit,
+    /// window}`): a 429 with `Retry-After` and the `RateLimit` headers.
+    #[error(
+        "quota exceeded: {} requests per {} s; retry in {} s",
+        .0.limit, .0.window_secs, .0.retry_after_secs
+    )]
+    QuotaExceeded(QuotaStatus),
+}
+
+/// Where a caller stands against a rule's quota, in whole seconds
+/// (rounded up): what the `Retry-After` and `RateLimit` headers say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaStatus {
+    /// The rule whose quota it is (the policy's name in the headers).
+    pub rule: std::sync::Arc<str>,
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// The window.
+    pub window_secs: u64,
+    /// Requests the caller could still make at once.
+    pub remaining: u64,
+    /// Until the whole allowance is back.
+    pub reset_secs: u64,
+    /// Until one more request is allowed (at least 1 on a refusal).
+    pub retry_after_secs: u64,
 }
 
 /// Why a session-authenticated state-changing request was refused.
@@ -321,6 +352,7 @@ impl Deny {
             Deny::BackendLoginRequired { .. } => 14,
             Deny::NoCertificate => 15,
             Deny::ConditionNotMet => 16,
+            Deny::QuotaExceeded(_) => 17,
         }
     }
 }
@@ -382,6 +414,14 @@ mod tests {
             },
             Deny::NoCertificate,
             Deny::ConditionNotMet,
+            Deny::QuotaExceeded(QuotaStatus {
+                rule: "api".into(),
+                limit: 5,
+                window_secs: 60,
+                remaining: 0,
+                reset_secs: 60,
+                retry_after_secs: 12,
+            }),
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
         assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());
@@ -404,6 +444,25 @@ mod tests {
             (all[13].http_status(), all[13].reason_label()),
             (403, "csrf_rejected")
         );
+        assert_eq!(
+            (
+                all[17].http_status(),
+                all[17].grpc_code(),
+                all[17].error_code(),
+                all[17].reason_label()
+            ),
+            (
+                429,
+                Code::ResourceExhausted,
+                "rate_limited",
+                "quota_exceeded"
+            )
+        );
+        assert_eq!(
+            all[17].to_string(),
+            "quota exceeded: 5 requests per 60 s; retry in 12 s"
+        );
+        assert_eq!(all[17].challenge("r", "d"), None);
         let mut labels = REASON_LABELS.to_vec();
         labels.sort_unstable();
         labels.dedup();
