@@ -473,3 +473,31 @@ fn check_config_reports_a_bad_redis_store() {
     ));
     assert!(ok, "{text}");
 }
+
+/// Two stores (two replicas' connections) on one server share one
+/// allowance: of 40 concurrent calls with limit 10, split across both,
+/// exactly 10 pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_is_exact_across_two_connections() {
+    let server = RedisServer::start();
+    let replicas = [
+        store(&standalone(&server.url())),
+        store(&standalone(&server.url())),
+    ];
+    for round in 0..3 {
+        let key = format!("rate-two:{round}");
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let (store, key) = (replicas[i % 2].clone(), key.clone());
+                tokio::spawn(async move { store.rate_limit(&key, 10, MINUTE).await })
+            })
+            .collect();
+        let mut allowed = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap().allowed {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 10, "round {round}");
+    }
+}
