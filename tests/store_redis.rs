@@ -3,8 +3,9 @@
 //! server, a 3-master Cluster and a Sentinel group; an outage and the
 //! recovery after it, without rebuilding the store; a start while Redis is
 //! down; a Sentinel failover; TLS to a private CA; ACL user and password
-//! from a file; the health ping behind `gatehouse_store_up`; and
-//! `check-config` refusing a bad `store.redis`.
+//! from a file; the health ping behind `gatehouse_store_up`; a rate limit
+//! shared exactly by two connections (two replicas); and `check-config`
+//! refusing a bad `store.redis`.
 //!
 //! Needs `redis-server`, `redis-sentinel` and `redis-cli` on PATH (`bash
 //! tests/setup.sh`); without them these tests fail, saying so.
