@@ -213,7 +213,8 @@ pub fn build_engine_with(
     let backends = build_backends(config, source, &store)?;
     let exchange = build_token_exchange(config, source, carry)?;
     let upstream =
-        UpstreamActions::build(config, source, internal.clone(), backends.clone(), exchange)?;
+        UpstreamActions::build(config, source, internal.clone(), backends.clone(), exchange)?
+            .with_store(store.clone());
     let cli_login = build_cli_login(config, &store, login.is_some())?;
     let metrics = EngineMetrics::new(
         carry.metrics.clone(),

@@ -3,8 +3,9 @@
 //! server, a 3-master Cluster and a Sentinel group; an outage and the
 //! recovery after it, without rebuilding the store; a start while Redis is
 //! down; a Sentinel failover; TLS to a private CA; ACL user and password
-//! from a file; the health ping behind `gatehouse_store_up`; and
-//! `check-config` refusing a bad `store.redis`.
+//! from a file; the health ping behind `gatehouse_store_up`; a rate limit
+//! shared exactly by two connections (two replicas); and `check-config`
+//! refusing a bad `store.redis`.
 //!
 //! Needs `redis-server`, `redis-sentinel` and `redis-cli` on PATH (`bash
 //! tests/setup.sh`); without them these tests fail, saying so.
@@ -89,6 +90,30 @@ async fn standalone_conforms() {
         .parse()
         .unwrap();
     assert!(ttl > 30_000, "a shorter TTL never shortens an index: {ttl}");
+    // A rate limit's value is the Redis clock's time (µs) at which the
+    // allowance is whole again, and the key expires then.
+    let decision = store.rate_limit("rl", 4, MINUTE).await.unwrap();
+    assert!(decision.allowed);
+    let value: u64 = server
+        .cli(&["get", "gatehouse-test:rl"])
+        .trim()
+        .parse()
+        .expect("a number of microseconds");
+    let now_us: u64 = {
+        let time = server.cli(&["time"]);
+        let mut parts = time.split_whitespace().map(|p| p.parse::<u64>().unwrap());
+        parts.next().unwrap() * 1_000_000 + parts.next().unwrap()
+    };
+    assert!(
+        value > now_us && value <= now_us + 15_000_000,
+        "{value} vs {now_us}"
+    );
+    let ttl: i64 = server
+        .cli(&["pttl", "gatehouse-test:rl"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=15_000).contains(&ttl), "one interval (15 s): {ttl}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -326,6 +351,8 @@ async fn acl_user_and_password_file() {
         "+evalsha",
         "+script|load",
         "+ping",
+        // The rate-limit script reads the server's clock.
+        "+time",
     ]);
     let dir = TempDir::new("acl");
     std::fs::write(dir.0.join("password"), format!("{password}\n")).unwrap();
@@ -446,4 +473,32 @@ fn check_config_reports_a_bad_redis_store() {
         free_port()
     ));
     assert!(ok, "{text}");
+}
+
+/// Two stores (two replicas' connections) on one server share one
+/// allowance: of 40 concurrent calls with limit 10, split across both,
+/// exactly 10 pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_is_exact_across_two_connections() {
+    let server = RedisServer::start();
+    let replicas = [
+        store(&standalone(&server.url())),
+        store(&standalone(&server.url())),
+    ];
+    for round in 0..3 {
+        let key = format!("rate-two:{round}");
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let (store, key) = (replicas[i % 2].clone(), key.clone());
+                tokio::spawn(async move { store.rate_limit(&key, 10, MINUTE).await })
+            })
+            .collect();
+        let mut allowed = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap().allowed {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 10, "round {round}");
+    }
 }

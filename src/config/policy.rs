@@ -88,6 +88,52 @@ pub struct RuleConfig {
     /// (`gatehouse_shadow_disagreements_total`).
     #[serde(default)]
     pub mode: RuleMode,
+    /// A rate limit per caller, e.g. `{per: user, limit: 100, window: 1m}`:
+    /// at most `limit` requests per `window`, bursts up to `limit`, counted
+    /// in the store (shared by every replica with `store.redis`). Over it:
+    /// 429 with `Retry-After`. A store failure refuses (503).
+    #[serde(default)]
+    pub quota: Option<QuotaConfig>,
+}
+
+/// A rule's rate limit: `limit` requests per `window` for each caller
+/// (GCRA: the allowance refills steadily, one request every
+/// `window / limit`, and a caller who has been idle may use all `limit` at
+/// once).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Whom the limit counts: `user` (the authenticated subject; not on an
+    /// anonymous rule) or `client_ip`.
+    pub per: QuotaPer,
+    /// Requests allowed per window (at least 1).
+    pub limit: u64,
+    /// The window, e.g. `1m` (at least 1 second).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "super::schema::DurationText")]
+    pub window: std::time::Duration,
+}
+
+/// Whom a quota counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaPer {
+    /// The authenticated caller's subject: one allowance per user, across
+    /// all their credentials.
+    User,
+    /// The client's address (after `network.trusted_proxies`); IPv6
+    /// addresses count per /64.
+    ClientIp,
+}
+
+impl QuotaPer {
+    /// The configuration name (`user`, `client_ip`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaPer::User => "user",
+            QuotaPer::ClientIp => "client_ip",
+        }
+    }
 }
 
 /// Whether a rule decides requests or is only observed.

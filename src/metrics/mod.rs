@@ -70,11 +70,13 @@ pub enum StoreOp {
     Ping,
     /// `Store::purge_expired`.
     PurgeExpired,
+    /// `Store::rate_limit`.
+    RateLimit,
 }
 
 impl StoreOp {
     /// Every operation, in label order.
-    pub const ALL: [StoreOp; 11] = [
+    pub const ALL: [StoreOp; 12] = [
         StoreOp::Set,
         StoreOp::SetIfAbsent,
         StoreOp::CompareAndSet,
@@ -86,6 +88,7 @@ impl StoreOp {
         StoreOp::IndexMembers,
         StoreOp::Ping,
         StoreOp::PurgeExpired,
+        StoreOp::RateLimit,
     ];
 
     /// The `op` label.
@@ -102,6 +105,7 @@ impl StoreOp {
             StoreOp::IndexMembers => "index_members",
             StoreOp::Ping => "ping",
             StoreOp::PurgeExpired => "purge_expired",
+            StoreOp::RateLimit => "rate_limit",
         }
     }
 }

@@ -278,6 +278,14 @@ impl Store for Unreachable {
     async fn index_remove(&self, _: &str, _: &str) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn rate_limit(
+        &self,
+        _: &str,
+        _: u64,
+        _: Duration,
+    ) -> Result<crate::store::RateDecision, StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
     async fn index_members(&self, _: &str) -> Result<Vec<String>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }

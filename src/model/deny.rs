@@ -29,7 +29,7 @@ const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'stati
 }
 
 /// Every reason's row, indexed by [`Deny::reason_index`].
-pub const TABLE: [Row; 19] = [
+pub const TABLE: [Row; 20] = [
     row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
     row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
     row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
@@ -113,6 +113,12 @@ pub const TABLE: [Row; 19] = [
         Code::PermissionDenied,
         "access_denied",
         "exchange_refused",
+    ),
+    row(
+        429,
+        Code::ResourceExhausted,
+        "rate_limited",
+        "quota_exceeded",
     ),
 ];
 
@@ -235,6 +241,31 @@ pub enum Deny {
     /// one for the route's upstream (RFC 8693).
     #[error("the token cannot be exchanged for this upstream: {0}")]
     ExchangeRefused(String),
+    /// The caller has used up the rule's quota (`quota: {per, limit,
+    /// window}`): a 429 with `Retry-After` and the `RateLimit` headers.
+    #[error(
+        "quota exceeded: {} requests per {} s; retry in {} s",
+        .0.limit, .0.window_secs, .0.retry_after_secs
+    )]
+    QuotaExceeded(QuotaStatus),
+}
+
+/// Where a caller stands against a rule's quota, in whole seconds
+/// (rounded up): what the `Retry-After` and `RateLimit` headers say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaStatus {
+    /// The rule whose quota it is (the policy's name in the headers).
+    pub rule: std::sync::Arc<str>,
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// The window.
+    pub window_secs: u64,
+    /// Requests the caller could still make at once.
+    pub remaining: u64,
+    /// Until the whole allowance is back.
+    pub reset_secs: u64,
+    /// Until one more request is allowed (at least 1 on a refusal).
+    pub retry_after_secs: u64,
 }
 
 /// Why a session-authenticated state-changing request was refused.
@@ -343,6 +374,7 @@ impl Deny {
             Deny::ConditionNotMet => 16,
             Deny::ProviderUnavailable => 17,
             Deny::ExchangeRefused(_) => 18,
+            Deny::QuotaExceeded(_) => 19,
         }
     }
 }
@@ -406,6 +438,14 @@ mod tests {
             Deny::ConditionNotMet,
             Deny::ProviderUnavailable,
             Deny::ExchangeRefused("invalid_target".into()),
+            Deny::QuotaExceeded(QuotaStatus {
+                rule: "api".into(),
+                limit: 5,
+                window_secs: 60,
+                remaining: 0,
+                reset_secs: 60,
+                retry_after_secs: 12,
+            }),
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
         assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());
@@ -428,6 +468,25 @@ mod tests {
             (all[13].http_status(), all[13].reason_label()),
             (403, "csrf_rejected")
         );
+        assert_eq!(
+            (
+                all[19].http_status(),
+                all[19].grpc_code(),
+                all[19].error_code(),
+                all[19].reason_label()
+            ),
+            (
+                429,
+                Code::ResourceExhausted,
+                "rate_limited",
+                "quota_exceeded"
+            )
+        );
+        assert_eq!(
+            all[19].to_string(),
+            "quota exceeded: 5 requests per 60 s; retry in 12 s"
+        );
+        assert_eq!(all[19].challenge("r", "d"), None);
         let mut labels = REASON_LABELS.to_vec();
         labels.sort_unstable();
         labels.dedup();

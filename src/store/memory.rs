@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{Store, StoreError};
+use super::rate::Gcra;
+use super::{RateDecision, Store, StoreError};
 
 /// One value and when it expires.
 struct Entry {
@@ -86,6 +87,11 @@ fn deadline(now: Instant, ttl: Duration) -> Instant {
     now + ttl.max(Duration::from_millis(1))
 }
 
+/// Whole microseconds of `d` (saturating).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 impl MemoryStore {
     /// An empty store holding at most `max_entries` live entries and index
     /// members together.
@@ -122,6 +128,19 @@ impl MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = Instant::now();
+        self.insert_until(state, now, key, value, deadline(now, ttl))
+    }
+
+    /// Stores an entry live until `expires_at`, making room first when the
+    /// key is new.
+    fn insert_until(
+        &self,
+        state: &mut State,
+        now: Instant,
+        key: &str,
+        value: &[u8],
+        expires_at: Instant,
+    ) -> Result<(), StoreError> {
         if !state.entries.contains_key(key) {
             state.make_room(now, self.max_entries)?;
         }
@@ -129,7 +148,7 @@ impl MemoryStore {
             key.to_string(),
             Entry {
                 value: value.to_vec(),
-                expires_at: deadline(now, ttl),
+                expires_at,
             },
         );
         Ok(())
@@ -241,6 +260,30 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    /// The entry's expiry *is* the caller's allowance time (the GCRA's
+    /// theoretical arrival time): the backlog is how far it lies ahead, and
+    /// an expired or absent entry is no backlog. A new key takes room like
+    /// any entry (a full store refuses: the caller fails closed).
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateDecision, StoreError> {
+        let gcra = Gcra::new(limit, window);
+        let now = Instant::now();
+        let mut state = self.lock();
+        let backlog = state
+            .live_entry(key, now)
+            .map_or(0, |e| micros(e.expires_at.duration_since(now)));
+        let step = gcra.step(backlog);
+        if step.allowed {
+            let until = now + Duration::from_micros(step.backlog_us);
+            self.insert_until(&mut state, now, key, b"", until)?;
+        }
+        Ok(gcra.decision(step))
+    }
+
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         Ok(self.lock().purge(Instant::now()))
     }
@@ -298,6 +341,45 @@ mod tests {
         // `a` expired: purged to make room.
         assert_eq!(s.set_if_absent("c", b"", MINUTE).await, Ok(true));
         assert_eq!(s.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limits_refill_and_expire() {
+        let s = MemoryStore::new(10);
+        for remaining in [2, 1, 0] {
+            let d = s.rate_limit("q", 3, MINUTE).await.expect("counted");
+            assert!(d.allowed);
+            assert_eq!(d.remaining, remaining);
+        }
+        let refused = s.rate_limit("q", 3, MINUTE).await.expect("counted");
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::from_secs(20));
+        assert_eq!(refused.reset, MINUTE);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(s.rate_limit("q", 3, MINUTE).await.expect("ok").allowed);
+        assert!(!s.rate_limit("q", 3, MINUTE).await.expect("ok").allowed);
+        // Another caller's key is separate.
+        assert!(s.rate_limit("other", 3, MINUTE).await.expect("ok").allowed);
+        // Once the allowance is whole again the key is gone.
+        tokio::time::advance(MINUTE).await;
+        assert_eq!(s.purge_expired().await, Ok(2));
+        assert!(s.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limits_are_bounded_like_every_entry() {
+        let s = MemoryStore::new(2);
+        assert!(s.rate_limit("a", 5, MINUTE).await.expect("room").allowed);
+        assert!(s.rate_limit("b", 5, MINUTE).await.expect("room").allowed);
+        // A third caller finds the store full: an error, never an allow.
+        assert_eq!(s.rate_limit("c", 5, MINUTE).await, Err(StoreError::Full(2)));
+        // Known callers still count (no new room needed).
+        assert!(s.rate_limit("a", 5, MINUTE).await.expect("present").allowed);
+        assert_eq!(s.len(), 2);
+        // One request's backlog (12 s) later both keys have expired.
+        tokio::time::advance(Duration::from_secs(25)).await;
+        assert!(s.rate_limit("c", 5, MINUTE).await.expect("purged").allowed);
+        assert_eq!(s.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

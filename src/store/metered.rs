@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Store, StoreError};
+use super::{RateDecision, Store, StoreError};
 use crate::metrics::{StoreMetrics, StoreOp, StoreOutcome};
 
 /// Wraps a store, recording each operation's latency and failure.
@@ -100,6 +100,19 @@ impl Store for MeteredStore {
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
         self.timed(StoreOp::IndexMembers, self.inner.index_members(index))
             .await
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateDecision, StoreError> {
+        self.timed(
+            StoreOp::RateLimit,
+            self.inner.rate_limit(key, limit, window),
+        )
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

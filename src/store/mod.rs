@@ -20,11 +20,18 @@
 //! expires as a whole, never before the longest time to live it was given;
 //! its members are identifiers, never secrets, and may outlive the entries
 //! they name, so readers skip members whose entry is gone.
+//!
+//! And a store counts *rate limits* ([`Store::rate_limit`], see [`rate`]):
+//! one key per (rule, caller) holding the time the caller's allowance is
+//! back, updated in one atomic step.
 
 pub mod memory;
 pub mod metered;
+pub mod rate;
 pub mod redis;
 pub mod sealed;
+
+pub use rate::RateDecision;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +105,22 @@ pub trait Store: Send + Sync {
 
     /// The members of `index`, sorted (empty when it does not exist).
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Counts one request against the rate limit under `key`: `limit`
+    /// requests per `window`, bursts up to `limit` (GCRA, see [`rate`]).
+    /// Atomic: of N concurrent calls on a fresh key, exactly
+    /// `min(N, limit)` are allowed. A refused request is not counted. The
+    /// key expires once the allowance is whole again (at most `window`).
+    ///
+    /// The value under `key` is a timestamp the backend reads itself (in
+    /// Redis, inside the script): it is never sealed. The caller hashes
+    /// anything identifying in `key` ([`hashed_id`]).
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateDecision, StoreError>;
 
     /// Whether the backend answers (a `PING`). Always fine in memory.
     async fn ping(&self) -> Result<(), StoreError> {

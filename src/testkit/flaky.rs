@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::store::memory::MemoryStore;
-use crate::store::{Store, StoreError};
+use crate::store::{RateDecision, Store, StoreError};
 
 /// The memory store with an off switch.
 pub struct FlakyStore {
@@ -66,6 +66,15 @@ impl Store for FlakyStore {
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.check()?;
         self.inner.take(key).await
+    }
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateDecision, StoreError> {
+        self.check()?;
+        self.inner.rate_limit(key, limit, window).await
     }
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         self.check()?;

@@ -31,7 +31,10 @@ pub async fn run_all(store: Arc<dyn Store>) {
     expiry(store.as_ref()).await;
     concurrent_one_time_use(store.clone()).await;
     concurrent_compare_and_set(store.clone()).await;
-    concurrent_take(store).await;
+    concurrent_take(store.clone()).await;
+    rate_limits(store.as_ref()).await;
+    rate_limit_refills(store.as_ref()).await;
+    concurrent_rate_limit(store).await;
 }
 
 /// `set` overwrites, `get` reads, `delete` tells whether there was a value.
@@ -220,4 +223,82 @@ pub async fn concurrent_take(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(got, 1, "take races");
+}
+
+/// A rate limit allows exactly its limit at once, counts down
+/// `remaining`, refuses the rest with the time to retry, and keeps each
+/// key separate.
+pub async fn rate_limits(store: &dyn Store) {
+    let k = fresh("rate");
+    for remaining in [2, 1, 0] {
+        let d = store.rate_limit(&k, 3, MINUTE).await.expect("rate_limit");
+        assert!(d.allowed, "within the limit");
+        assert_eq!((d.limit, d.remaining), (3, remaining));
+        assert_eq!(d.retry_after, Duration::ZERO);
+        assert!(d.reset <= MINUTE);
+    }
+    for _ in 0..3 {
+        let d = store.rate_limit(&k, 3, MINUTE).await.expect("rate_limit");
+        assert!(!d.allowed, "over the limit");
+        assert_eq!(d.remaining, 0);
+        // One request every 20 s: the next fits within 20 s.
+        assert!(
+            d.retry_after > Duration::from_secs(19) && d.retry_after <= Duration::from_secs(20),
+            "{:?}",
+            d.retry_after
+        );
+        assert!(
+            d.reset > Duration::from_secs(59) && d.reset <= MINUTE,
+            "{:?}",
+            d.reset
+        );
+    }
+    let other = fresh("rate");
+    let d = store
+        .rate_limit(&other, 3, MINUTE)
+        .await
+        .expect("rate_limit");
+    assert!(d.allowed, "another key has its own allowance");
+    assert_eq!(d.remaining, 2);
+}
+
+/// The allowance comes back one request per `window / limit`, and whole
+/// once the window has passed (the key has expired).
+pub async fn rate_limit_refills(store: &dyn Store) {
+    let k = fresh("rate-refill");
+    let window = Duration::from_millis(1_000);
+    // One request per 500 ms.
+    assert!(store.rate_limit(&k, 2, window).await.expect("rl").allowed);
+    assert!(store.rate_limit(&k, 2, window).await.expect("rl").allowed);
+    assert!(!store.rate_limit(&k, 2, window).await.expect("rl").allowed);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        store.rate_limit(&k, 2, window).await.expect("rl").allowed,
+        "one interval later: one more"
+    );
+    assert!(!store.rate_limit(&k, 2, window).await.expect("rl").allowed);
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    let d = store.rate_limit(&k, 2, window).await.expect("rl");
+    assert!(d.allowed && d.remaining == 1, "whole again: {d:?}");
+}
+
+/// Of N concurrent requests against a fresh limit L < N, exactly L pass.
+pub async fn concurrent_rate_limit(store: Arc<dyn Store>) {
+    const LIMIT: u64 = 10;
+    for _round in 0..5 {
+        let k = fresh("rate-race");
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (store, k) = (store.clone(), k.clone());
+                tokio::spawn(async move { store.rate_limit(&k, LIMIT, MINUTE).await })
+            })
+            .collect();
+        let mut allowed = 0;
+        for t in tasks {
+            if t.await.expect("task").expect("rate_limit").allowed {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, LIMIT, "rate_limit races");
+    }
 }

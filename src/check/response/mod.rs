@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use crate::config::IdentityHeader;
-use crate::model::deny::Deny;
+use crate::model::deny::{Deny, QuotaStatus};
 use crate::model::identity::Identity;
 use crate::model::outcome::{HeaderPlan, Outcome};
 use crate::model::request::Request;
@@ -190,7 +190,8 @@ pub struct Denial {
     /// HTTP status.
     pub status: u16,
     /// Headers, in order: `cache-control`, `content-type`, the challenge
-    /// if any, a redirect's `location` and `set-cookie`s. A name may
+    /// if any, a redirect's `location` and `set-cookie`s, a quota's
+    /// `retry-after`, `ratelimit-policy` and `ratelimit`. A name may
     /// repeat (two `set-cookie`): every edge sends each one, none replaces
     /// another.
     pub headers: Vec<(&'static str, String)>,
@@ -224,6 +225,9 @@ pub fn denial(deny: &Deny, realm: &str) -> Denial {
             headers.push(("set-cookie", cookie));
         }
     }
+    if let Deny::QuotaExceeded(quota) = deny {
+        headers.extend(quota_headers(quota));
+    }
     // A value a client could use to split the response (CR, LF) is
     // dropped rather than sent.
     headers.retain(|(_, value)| header_value_is_safe(value));
@@ -237,6 +241,43 @@ pub fn denial(deny: &Deny, realm: &str) -> Denial {
         headers,
         body,
     }
+}
+
+/// A quota's headers: `Retry-After` (whole seconds, rounded up), and
+/// the `RateLimit-Policy` and `RateLimit` fields of
+/// draft-ietf-httpapi-ratelimit-headers (the structured-field form of
+/// drafts 08 to 10): the policy named after the rule, `q` its limit, `w`
+/// its window in seconds; `r` the requests remaining, `t` the seconds
+/// until the whole allowance is back. For example
+/// `RateLimit-Policy: "api";q=100;w=60` and `RateLimit: "api";r=0;t=60`.
+pub fn quota_headers(quota: &QuotaStatus) -> [(&'static str, String); 3] {
+    let name = sf_string(&quota.rule);
+    [
+        ("retry-after", quota.retry_after_secs.to_string()),
+        (
+            "ratelimit-policy",
+            format!("{name};q={};w={}", quota.limit, quota.window_secs),
+        ),
+        (
+            "ratelimit",
+            format!("{name};r={};t={}", quota.remaining, quota.reset_secs),
+        ),
+    ]
+}
+
+/// A structured-field string (RFC 8941 §3.3.3): printable ASCII only,
+/// `"` and `\` escaped; other characters are dropped.
+fn sf_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars().filter(|c| matches!(c, ' '..='~')) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// The response for a refused request.

@@ -393,3 +393,41 @@ fn group_names_with_a_comma_or_percent_stay_one_group() {
         .collect();
     assert_eq!(back, ["a,b", "%2C", "plain"]);
 }
+
+#[test]
+fn quota_headers_name_the_rule_as_a_structured_field_string() {
+    let quota = crate::model::deny::QuotaStatus {
+        rule: "a \"b\"\\c\u{e9}\n".into(),
+        limit: 100,
+        window_secs: 3600,
+        remaining: 0,
+        reset_secs: 3600,
+        retry_after_secs: 36,
+    };
+    let headers = quota_headers(&quota);
+    assert_eq!(
+        headers,
+        [
+            ("retry-after", "36".to_string()),
+            (
+                "ratelimit-policy",
+                r#""a \"b\"\\c";q=100;w=3600"#.to_string()
+            ),
+            ("ratelimit", r#""a \"b\"\\c";r=0;t=3600"#.to_string()),
+        ]
+    );
+    // The denial carries them after the body headers, and no challenge.
+    let denial = denial(&Deny::QuotaExceeded(quota), "realm");
+    assert_eq!(denial.status, 429);
+    let names: Vec<&str> = denial.headers.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "cache-control",
+            "content-type",
+            "retry-after",
+            "ratelimit-policy",
+            "ratelimit"
+        ]
+    );
+}

@@ -14,6 +14,8 @@
 //!   the authorization server for one for the rule's audience (RFC 8693,
 //!   [`exchange`]), sent as `Authorization: Bearer …`: a credential swap
 //!   whose source is the server.
+//! - **Quota** (rule `quota`, [`quota`]): counted first, before any
+//!   other side effect; over it the request is refused (429).
 //! - **Reissue** (rule `audience`, or the `audience` context extension,
 //!   which wins): a short-lived token for that internal audience in
 //!   `X-Auth-Request-Token`, replacing the caller's own.
@@ -25,6 +27,7 @@
 pub mod exchange;
 pub mod file_secret;
 pub mod once;
+pub mod quota;
 
 use crate::clock::now_secs;
 use std::collections::HashMap;
@@ -42,8 +45,10 @@ use crate::model::identity::Identity;
 use crate::model::request::Request;
 use crate::model::requirement::Requirement;
 use crate::secret::Secret;
+use crate::store::Store;
 use exchange::{ExchangeError, ExchangeTarget, TokenExchange};
 use file_secret::FileSecret;
+use quota::Quota;
 
 /// The context extension naming the reissue audience.
 pub const AUDIENCE_EXTENSION: &str = "audience";
@@ -75,6 +80,7 @@ struct Credential {
 struct RuleActions {
     credential: Option<Credential>,
     audience: Option<String>,
+    quota: Option<Quota>,
 }
 
 /// Compiled upstream actions of every rule.
@@ -84,6 +90,8 @@ pub struct UpstreamActions {
     issuer: Option<Arc<InternalIssuer>>,
     backends: Option<Arc<Backends>>,
     exchange: Option<Arc<TokenExchange>>,
+    /// Where quotas are counted ([`UpstreamActions::with_store`]).
+    store: Option<quota::Counter>,
     /// Cookie names holding gatehouse tokens (removed on a swap), the
     /// session cookie among them.
     token_cookies: Vec<String>,
@@ -179,12 +187,18 @@ impl UpstreamActions {
                     ));
                 }
             }
-            if credential.is_some() || rule.audience.is_some() {
+            let quota = rule
+                .quota
+                .as_ref()
+                .map(|q| Quota::compile(q, rule, &key))
+                .transpose()?;
+            if credential.is_some() || rule.audience.is_some() || quota.is_some() {
                 rules.insert(
                     Arc::from(rule.name.as_str()),
                     RuleActions {
                         credential,
                         audience: rule.audience.clone(),
+                        quota,
                     },
                 );
             }
@@ -200,6 +214,7 @@ impl UpstreamActions {
             issuer,
             backends,
             exchange,
+            store: None,
             token_cookies: sources
                 .iter()
                 .filter_map(|s| match s {
@@ -219,9 +234,22 @@ impl UpstreamActions {
         })
     }
 
+    /// Counts the rules' quotas in `store` (the engine's, shared by
+    /// every check). Without one, a rule with a quota refuses (500).
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> UpstreamActions {
+        self.store = Some(quota::Counter(store));
+        self
+    }
+
+    /// The quota of rule `name`, if it has one.
+    pub fn quota(&self, name: &str) -> Option<&Quota> {
+        self.rules.get(name).and_then(|r| r.quota.as_ref())
+    }
+
     /// Decides the upstream changes for an allowed request. Errors are
     /// denials: an unknown `audience` extension is a misconfigured route
-    /// (500); so is one when gatehouse has no issuer.
+    /// (500); so is one when gatehouse has no issuer. The rule's quota is
+    /// counted first: over it, a 429 and nothing else happens.
     pub async fn prepare(
         &self,
         request: &Request,
@@ -229,6 +257,14 @@ impl UpstreamActions {
         identity: Option<&Identity>,
     ) -> Result<Prepared, Deny> {
         let rule = self.rules.get(&requirement.rule);
+        if let Some(quota) = rule.and_then(|r| r.quota.as_ref()) {
+            let store = self.store.as_ref().map(|c| c.0.as_ref()).ok_or_else(|| {
+                Deny::Misconfigured("a quota, but no store to count it in".into())
+            })?;
+            quota
+                .count(store, &requirement.rule, request, identity)
+                .await?;
+        }
         let audience = match request.context_extensions.get(AUDIENCE_EXTENSION) {
             Some(aud) => Some(aud.trim()),
             None => rule.and_then(|r| r.audience.as_deref()),

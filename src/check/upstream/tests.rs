@@ -428,3 +428,240 @@ async fn an_exchange_rule_swaps_the_callers_token_for_the_exchanged_one() {
         (503, "provider_unavailable")
     );
 }
+
+const QUOTA_RULES: &str = "    - name: api\n      match: {path: {prefix: /api/}}\n      quota: {per: user, limit: 2, window: 1m}\n    - name: open\n      auth: anonymous\n      match: {path: {prefix: /open/}}\n      quota: {per: client_ip, limit: 1, window: 10s}\n    - name: plain\n      match: {path: {prefix: /}}\n";
+
+#[test]
+fn quota_configuration_errors_name_the_rule_and_key() {
+    let setup = Setup::new("quota-config");
+    for (quota, auth, key, text) in [
+        (
+            "{per: user, limit: 5, window: 1m}",
+            "anonymous",
+            "policy.rules[0].quota.per",
+            "no user to count",
+        ),
+        (
+            "{per: user, limit: 0, window: 1m}",
+            "required",
+            "policy.rules[0].quota.limit",
+            "at least 1",
+        ),
+        (
+            "{per: client_ip, limit: 5, window: 500ms}",
+            "required",
+            "policy.rules[0].quota.window",
+            "from 1s",
+        ),
+        (
+            "{per: client_ip, limit: 5, window: 400d}",
+            "anonymous",
+            "policy.rules[0].quota.window",
+            "366d",
+        ),
+        (
+            "{per: user, limit: 2000000, window: 1s}",
+            "required",
+            "policy.rules[0].quota.limit",
+            "microsecond",
+        ),
+    ] {
+        let rules = format!(
+            "    - name: limited\n      auth: {auth}\n      match: {{path: {{prefix: /}}}}\n      quota: {quota}\n"
+        );
+        let err = setup.actions(&rules, false).expect_err(quota).to_string();
+        assert!(err.contains(key), "{quota}: {err}");
+        assert!(err.contains("rule `limited`"), "{quota}: {err}");
+        assert!(err.contains(text), "{quota}: {err}");
+    }
+    let actions = setup.actions(QUOTA_RULES, false).expect("valid");
+    let api = actions.quota("api").expect("compiled");
+    assert_eq!(
+        (api.per(), api.limit(), api.window()),
+        (
+            config::QuotaPer::User,
+            2,
+            std::time::Duration::from_secs(60)
+        )
+    );
+    assert!(actions.quota("plain").is_none());
+}
+
+#[test]
+fn unknown_quota_kinds_and_keys_do_not_load() {
+    let setup = Setup::new("quota-serde");
+    for quota in [
+        "{per: tool, limit: 5, window: 1m}",
+        "{per: user, limit: 5, window: 1m, burst: 9}",
+        "{per: user, limit: 5}",
+        "{per: user, limit: -1, window: 1m}",
+    ] {
+        let yaml = format!(
+            "policy:\n  rules:\n    - name: x\n      match: {{path: {{prefix: /}}}}\n      quota: {quota}\n"
+        );
+        let path = setup.dir.join("bad.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        assert!(
+            config::load(&ConfigSource::File(path), []).is_err(),
+            "{quota} loaded"
+        );
+    }
+}
+
+/// Runs `prepare` for `rule` on a current-thread runtime.
+fn prepare(
+    actions: &UpstreamActions,
+    rule: &str,
+    access: Access,
+    req: &Request,
+    id: Option<&Identity>,
+) -> Result<Prepared, Deny> {
+    let requirement = Requirement {
+        access,
+        ..requirement(rule)
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+        .block_on(actions.prepare(req, &requirement, id))
+}
+
+fn authenticated() -> Access {
+    Access::Authenticated {
+        scopes: Arc::from([]),
+        satisfy: Satisfy::All,
+    }
+}
+
+#[test]
+fn quotas_count_per_user_and_refuse_with_429_and_ratelimit_headers() {
+    let setup = Setup::new("quota-user");
+    let store = Arc::new(crate::store::memory::MemoryStore::new(100));
+    let actions = setup
+        .actions(QUOTA_RULES, false)
+        .expect("valid")
+        .with_store(store.clone());
+    let req = request(&[], &[]);
+    let alice = identity("t");
+    for _ in 0..2 {
+        prepare(&actions, "api", authenticated(), &req, Some(&alice)).expect("within");
+    }
+    let refused = prepare(&actions, "api", authenticated(), &req, Some(&alice)).unwrap_err();
+    let Deny::QuotaExceeded(status) = &refused else {
+        panic!("not a quota refusal: {refused:?}");
+    };
+    assert_eq!(
+        (
+            status.limit,
+            status.window_secs,
+            status.remaining,
+            status.retry_after_secs
+        ),
+        (2, 60, 0, 30)
+    );
+    assert_eq!(status.reset_secs, 60);
+    let denial = response::denial(&refused, "gatehouse");
+    assert_eq!(denial.status, 429);
+    let get = |name: &str| {
+        denial
+            .headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("retry-after"), Some("30"));
+    assert_eq!(get("ratelimit-policy"), Some("\"api\";q=2;w=60"));
+    assert_eq!(get("ratelimit"), Some("\"api\";r=0;t=60"));
+    assert_eq!(get("www-authenticate"), None);
+    assert!(denial.body.contains("\"rate_limited\""), "{}", denial.body);
+    // Another user has their own allowance; other rules count nothing.
+    let bob = Identity {
+        subject: "bob-sub".into(),
+        ..identity("t")
+    };
+    prepare(&actions, "api", authenticated(), &req, Some(&bob)).expect("bob");
+    for _ in 0..5 {
+        prepare(&actions, "plain", authenticated(), &req, Some(&alice)).expect("no quota");
+    }
+    // Two keys (alice, bob), neither showing who.
+    assert_eq!(store.len(), 2);
+    let key = actions
+        .quota("api")
+        .and_then(|q| q.store_key("api", &req, Some(&alice)))
+        .expect("a key");
+    assert!(key.starts_with("quota:") && !key.contains("alice"), "{key}");
+}
+
+#[test]
+fn quotas_count_per_client_ip_on_anonymous_rules() {
+    let setup = Setup::new("quota-ip");
+    let actions = setup
+        .actions(QUOTA_RULES, false)
+        .expect("valid")
+        .with_store(Arc::new(crate::store::memory::MemoryStore::new(100)));
+    let from = |ip: &str| Request {
+        client_ip: Some(ip.parse().expect("ip")),
+        ..request(&[], &[])
+    };
+    let a = from("192.0.2.1");
+    prepare(&actions, "open", Access::Anonymous, &a, None).expect("first");
+    let refused = prepare(&actions, "open", Access::Anonymous, &a, None).unwrap_err();
+    assert_eq!(refused.http_status(), 429);
+    assert_eq!(refused.reason_label(), "quota_exceeded");
+    prepare(
+        &actions,
+        "open",
+        Access::Anonymous,
+        &from("192.0.2.2"),
+        None,
+    )
+    .expect("other ip");
+    // Unknown addresses share one allowance rather than none.
+    let unknown = request(&[], &[]);
+    prepare(&actions, "open", Access::Anonymous, &unknown, None).expect("first unknown");
+    assert_eq!(
+        prepare(&actions, "open", Access::Anonymous, &unknown, None)
+            .unwrap_err()
+            .http_status(),
+        429
+    );
+}
+
+#[test]
+fn quotas_fail_closed_when_the_store_fails() {
+    let setup = Setup::new("quota-down");
+    let flaky = Arc::new(crate::testkit::flaky::FlakyStore::new(100));
+    flaky.set_down(true);
+    let actions = setup
+        .actions(QUOTA_RULES, false)
+        .expect("valid")
+        .with_store(flaky);
+    let req = request(&[], &[]);
+    assert_eq!(
+        prepare(&actions, "api", authenticated(), &req, Some(&identity("t"))).unwrap_err(),
+        Deny::StoreUnavailable
+    );
+    // A full memory store refuses a new caller the same way.
+    let full = setup
+        .actions(QUOTA_RULES, false)
+        .expect("valid")
+        .with_store(Arc::new(crate::store::memory::MemoryStore::new(1)));
+    prepare(&full, "api", authenticated(), &req, Some(&identity("t"))).expect("room");
+    let bob = Identity {
+        subject: "bob-sub".into(),
+        ..identity("t")
+    };
+    assert_eq!(
+        prepare(&full, "api", authenticated(), &req, Some(&bob)).unwrap_err(),
+        Deny::StoreUnavailable
+    );
+    // No store at all: a misconfiguration, never an allow.
+    let bare = setup.actions(QUOTA_RULES, false).expect("valid");
+    assert_eq!(
+        prepare(&bare, "api", authenticated(), &req, Some(&identity("t")))
+            .unwrap_err()
+            .http_status(),
+        500
+    );
+}

@@ -236,6 +236,10 @@ fn env_vars_set_their_keys_and_restart_keys_match_the_reloader() {
         let env = key.env.clone().unwrap_or_default();
         let mut mutated = baseline.clone();
         mutated.push((env.clone(), changed_value(key)));
+        if key.required {
+            // The object does not load without it: another value before.
+            baseline.push((env.clone(), format!("{}-before", changed_value(key))));
+        }
         let (before, after) = (load(&baseline), load(&mutated));
         assert_ne!(
             format!("{before:?}"),

@@ -17,6 +17,7 @@
 //! | `index_remove`    | `SREM`                                        |
 //! | `index_members`   | `SMEMBERS`, sorted here                       |
 //! | `ping`            | `PING`                                        |
+//! | `rate_limit`      | script: `TIME`, `GET`, GCRA step, `SET PX`    |
 //!
 //! Times to live are whole milliseconds, at least 1. Each operation waits
 //! at most `command_timeout` in all, connecting included; past it, or when
@@ -38,7 +39,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value, cmd};
 
-use super::{Store, StoreError};
+use super::rate::{Gcra, Step};
+use super::{RateDecision, Store, StoreError};
 use crate::config::{ConfigError, ConfigSource, RedisStoreConfig};
 use connect::Target;
 use link::Link;
@@ -226,6 +228,35 @@ impl Store for RedisStore {
         let mut members: Vec<String> = self.query(c).await?;
         members.sort_unstable();
         Ok(members)
+    }
+
+    /// One `EVALSHA`: one round trip per check (two more, `SCRIPT LOAD`
+    /// and the retried `EVALSHA`, the first time a server lacks the
+    /// script).
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateDecision, StoreError> {
+        let gcra = Gcra::new(limit, window);
+        let key = self.key(key);
+        let (allowed, backlog_us, retry_after_us) = self
+            .run(|mut conn| async move {
+                scripts::RATE_LIMIT
+                    .key(key)
+                    .arg(gcra.interval_us())
+                    .arg(gcra.capacity_us())
+                    .invoke_async::<(i64, i64, i64)>(&mut conn)
+                    .await
+            })
+            .await?;
+        let unsigned = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(gcra.decision(Step {
+            allowed: allowed == 1,
+            backlog_us: unsigned(backlog_us),
+            retry_after_us: unsigned(retry_after_us),
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

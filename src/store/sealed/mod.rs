@@ -14,6 +14,12 @@
 //! where they stand for a secret, see [`super::hashed_id`]), and the
 //! backend must be able to look them up and list them.
 //!
+//! Rate limits ([`Store::rate_limit`]) pass through unsealed too: their
+//! value is a timestamp (when the caller's allowance is back), no secret,
+//! and the backend must read it itself (Redis: inside its script, which
+//! could not open a sealed value). Who the caller is stays in the key,
+//! hashed.
+//!
 //! A value that does not open (sealed under a key since dropped from the
 //! file, a format this version does not know, tampered with, or moved to
 //! another key) counts as **absent**: `get` and `take` return `None` and
@@ -37,7 +43,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
-use super::{Store, StoreError};
+use super::{RateDecision, Store, StoreError};
 use crate::config::{ConfigError, ConfigSource, StoreConfig, resolve_path};
 pub use keyring::{
     KEY_BYTES, KEY_HEX_CHARS, KeyId, Keyring, KeyringError, OVERHEAD, OpenError, SealError,
@@ -189,6 +195,16 @@ impl Store for SealedStore {
 
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
         self.inner.index_members(index).await
+    }
+
+    /// Not sealed (see the module's notes): a timestamp the backend reads.
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateDecision, StoreError> {
+        self.inner.rate_limit(key, limit, window).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -54,6 +54,9 @@ GROUP_MAPPING = {
     MINT_SCOPE: ["minters"],
 }
 
+QUOTA_RULE = "quota"
+QUOTA_LIMIT = 5
+
 ALL_HEADERS = ["user", "email", "uid", "groups", "scopes", "client_ip", "token"]
 
 # Envoy routes /public/ (check disabled), /admin/ (scope admin:all via
@@ -91,6 +94,10 @@ RULES: list[dict[str, Any]] = [
      "when": 'identity.claims.email.endsWith("@example.org") && identity.kind == "jwt"'},
     {"name": "cel-header", "match": {"path": {"prefix": "/cel-header/"}},
      "when": 'request.headers["x-tier"] == "gold" && route.size() == 0'},
+    # Quotas (test_quota.py): QUOTA_LIMIT requests per minute per user below
+    # /quota/; no other test uses the path.
+    {"name": QUOTA_RULE, "match": {"path": {"prefix": "/quota/"}},
+     "quota": {"per": "user", "limit": QUOTA_LIMIT, "window": "1m"}},
 ]
 
 
