@@ -16,6 +16,7 @@ pub mod login;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod outbound;
 pub mod proto;
 pub mod secret;
 pub mod serve;

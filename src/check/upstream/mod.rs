@@ -338,6 +338,12 @@ impl UpstreamActions {
         }
     }
 
+    /// The token-exchange client, if configured (`explain` takes it
+    /// offline).
+    pub fn token_exchange(&self) -> Option<&TokenExchange> {
+        self.exchange.as_deref()
+    }
+
     /// The caller's token exchanged for `target`'s: a refusal is a 403,
     /// no usable answer a 503.
     async fn exchanged(

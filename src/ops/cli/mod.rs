@@ -63,7 +63,8 @@ Configuration:
 
 Exit status:
   0   success (explain: the request would be allowed)
-  1   failure while running (explain: the request would be denied)
+  1   failure while running (explain: the request would be denied;
+      replay: a change --fail-on forbids)
   64  usage error: a bad command line or argument
   78  configuration error: the file or an override is invalid";
 

@@ -150,6 +150,22 @@ pub async fn explain_check(engine: &Engine, check: CheckRequest, loaded: &[Strin
             ));
         }
     }
+    if let Some(introspector) = &engine.authn.introspection {
+        introspector.set_offline();
+        notes.push(
+            "introspection: explain does not call the authorization server; an opaque token \
+             is answered 503 here"
+                .to_string(),
+        );
+    }
+    if let Some(exchange) = engine.upstream.token_exchange() {
+        exchange.set_offline();
+        notes.push(
+            "token exchange: explain does not call the authorization server; a rule with \
+             `exchange` is answered 503 here"
+                .to_string(),
+        );
+    }
     // What the request carries, found the way authentication finds it
     // (the pipeline consumes the message, so on a copy).
     let request = Request::from_check(&check, &engine.trusted_proxies).ok();

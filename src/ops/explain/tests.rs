@@ -308,3 +308,45 @@ policy:
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn opaque_tokens_and_exchanges_never_call_the_authorization_server() {
+    let key = TestKey::generate(Algorithm::ES256, "k1");
+    let server = crate::testkit::form_server::FormServer::start(|_| {
+        (200, serde_json::json!({"active": true, "sub": "alice"}))
+    })
+    .await
+    .expect("server");
+    let dir = std::env::temp_dir().join(format!("gatehouse-explain-oauth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s").expect("secret");
+    let yaml = format!(
+        "{}    - name: api\n      match: {{path: {{prefix: /api/}}}}\n      exchange: {{audience: https://api.internal}}\nintrospection: {{url: {url}, client_id: g, client_secret_file: {file}}}\ntoken_exchange: {{url: {url}, client_id: g, client_secret_file: {file}}}\n",
+        yaml(&key),
+        url = server.url,
+        file = secret.display()
+    );
+    let source = ConfigSource::Text(yaml);
+    let engine =
+        app::build_engine(&config::load(&source, []).expect("config"), &source).expect("engine");
+    let (explanation, text) = explain_url(
+        &engine,
+        "https://api.example.com/data/1",
+        &["Authorization: Bearer opaque-token"],
+    )
+    .await;
+    assert!(!explanation.allowed());
+    assert!(text.contains("DENY  provider_unavailable"), "{text}");
+    assert!(
+        text.contains("explain does not call the authorization server"),
+        "{text}"
+    );
+    let bearer = format!("Authorization: Bearer {}", token(&key, &["readers"]));
+    let (explanation, text) =
+        explain_url(&engine, "https://api.example.com/api/x", &[&bearer]).await;
+    assert!(!explanation.allowed());
+    assert!(text.contains("provider_unavailable"), "{text}");
+    assert_eq!(server.calls(), 0, "explain made a call");
+    let _ = std::fs::remove_dir_all(&dir);
+}

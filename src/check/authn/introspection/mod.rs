@@ -31,7 +31,6 @@ use oauth2::{
     AccessToken, AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, IntrospectionUrl,
     RequestTokenError, StandardRevocableToken, StandardTokenIntrospectionResponse,
 };
-use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -44,6 +43,7 @@ use crate::model::claims::{
     ClaimProblem, check_identity_claims, claim_groups, claim_scopes, claim_text,
 };
 use crate::model::identity::{CredentialKind, Identity};
+use crate::outbound::{ExpiringCache, Source};
 use crate::secret::Secret;
 
 /// Why an opaque token was not accepted. The messages go to the client:
@@ -111,21 +111,10 @@ type IntrospectionClient = oauth2::Client<
 #[derive(Clone)]
 enum Remembered {
     /// Active: the identity (with an empty token; the presented one is put
-    /// back on use), until `until`.
-    Active { identity: Arc<Identity>, until: u64 },
-    /// Inactive, or refused here, until `until`.
-    Refused {
-        error: IntrospectionError,
-        until: u64,
-    },
-}
-
-impl Remembered {
-    fn until(&self) -> u64 {
-        match self {
-            Remembered::Active { until, .. } | Remembered::Refused { until, .. } => *until,
-        }
-    }
+    /// back on use).
+    Active(Arc<Identity>),
+    /// Inactive, or refused here.
+    Refused(IntrospectionError),
 }
 
 /// The introspection authenticator.
@@ -138,13 +127,15 @@ pub struct Introspector {
     claims: ClaimsConfig,
     group_scopes: HashMap<String, Vec<String>>,
     leeway_secs: u64,
-    cache: Option<Cache<[u8; 32], Remembered>>,
+    cache: Option<ExpiringCache<Remembered>>,
     max_cache_ttl: u64,
     negative_ttl: u64,
     calls: Semaphore,
     timeout: Duration,
     keep_claims: bool,
     metrics: Option<OAuthCallMetrics>,
+    /// Set by `gatehouse explain`: no call is made.
+    offline: std::sync::atomic::AtomicBool,
 }
 
 impl Introspector {
@@ -177,12 +168,7 @@ impl Introspector {
                 ClientAuthMethod::ClientSecretPost => AuthType::RequestBody,
             })
             .set_introspection_url(IntrospectionUrl::from_url(url));
-        let http = reqwest::Client::builder()
-            // A redirect could carry the token elsewhere (RFC 6749, 10.x):
-            // never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.client.timeout)
-            .build()
+        let http = crate::outbound::client(config.client.timeout)
             .map_err(|e| ConfigError::invalid("introspection", e.to_string()))?;
         Ok(Introspector {
             name: config
@@ -196,13 +182,14 @@ impl Introspector {
             claims: config.claims.clone(),
             group_scopes: crate::model::identity::scopes_by_group(group_mapping),
             leeway_secs,
-            cache: (config.cache_size > 0).then(|| Cache::new(config.cache_size)),
+            cache: (config.cache_size > 0).then(|| ExpiringCache::new(config.cache_size)),
             max_cache_ttl: config.max_cache_ttl.as_secs(),
             negative_ttl: config.negative_cache_ttl.as_secs(),
             calls: Semaphore::new(config.max_concurrent),
             timeout: config.client.timeout,
             keep_claims: false,
             metrics: None,
+            offline: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -217,6 +204,13 @@ impl Introspector {
     pub fn with_metrics(mut self, metrics: OAuthCallMetrics) -> Introspector {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Makes no more calls (`gatehouse explain` runs without network):
+    /// a token not remembered is then [`IntrospectionError::Unavailable`].
+    pub fn set_offline(&self) {
+        self.offline
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The name identities carry as their issuer.
@@ -236,46 +230,38 @@ impl Introspector {
 
     /// The caller `token` names, from the cache or the server.
     pub async fn authenticate(&self, token: &Secret) -> Result<Identity, IntrospectionError> {
-        let Some(cache) = &self.cache else {
-            return match self.call(token, now_secs()).await? {
-                Remembered::Active { identity, .. } => Ok(with_token(&identity, token)),
-                Remembered::Refused { error, .. } => Err(error),
-            };
-        };
-        let key: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
-        // At most twice: an expired entry is dropped and looked up again.
-        for _ in 0..2 {
-            let now = now_secs();
-            match cache.get_value_or_guard_async(&key).await {
-                Ok(found) if found.until() > now => {
+        let now = now_secs();
+        let answer = match &self.cache {
+            None => self.call(token, now).await?.0,
+            Some(cache) => {
+                let key: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
+                let (answer, source) = cache
+                    .get_or_load(key, now, || self.call(token, now))
+                    .await?;
+                if source == Source::Cache {
                     self.count(|m| &m.cached);
-                    return match found {
-                        Remembered::Active { identity, .. } => Ok(with_token(&identity, token)),
-                        Remembered::Refused { error, .. } => Err(error),
-                    };
                 }
-                Ok(_) => {
-                    cache.remove_if(&key, |entry| entry.until() <= now);
-                }
-                Err(guard) => {
-                    // A failed call drops the guard without an entry, and
-                    // the next waiter calls in turn.
-                    let answer = self.call(token, now).await?;
-                    let _ = guard.insert(answer.clone());
-                    return match answer {
-                        Remembered::Active { identity, .. } => Ok(with_token(&identity, token)),
-                        Remembered::Refused { error, .. } => Err(error),
-                    };
-                }
+                answer
             }
+        };
+        match answer {
+            Remembered::Active(identity) => Ok(with_token(&identity, token)),
+            Remembered::Refused(error) => Err(error),
         }
-        Err(IntrospectionError::Unavailable(
-            "the answer expired while it was read".into(),
-        ))
     }
 
-    /// One call to the endpoint, and what to remember of its answer.
-    async fn call(&self, token: &Secret, now: u64) -> Result<Remembered, IntrospectionError> {
+    /// One call to the endpoint, and what to remember of its answer
+    /// until when.
+    async fn call(
+        &self,
+        token: &Secret,
+        now: u64,
+    ) -> Result<(Remembered, u64), IntrospectionError> {
+        if self.offline.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(IntrospectionError::Unavailable(
+                "offline: the authorization server is not called".into(),
+            ));
+        }
         let permit = tokio::time::timeout(self.timeout, self.calls.acquire())
             .await
             .map_err(|_| IntrospectionError::Unavailable("too many introspection calls".into()))?
@@ -307,10 +293,10 @@ impl Introspector {
             Ok(identity) => {
                 self.count(|m| &m.granted);
                 let exp = identity.expires_at.unwrap_or(u64::MAX);
-                Remembered::Active {
-                    identity: Arc::new(identity),
-                    until: exp.min(now.saturating_add(self.max_cache_ttl)),
-                }
+                (
+                    Remembered::Active(Arc::new(identity)),
+                    exp.min(now.saturating_add(self.max_cache_ttl)),
+                )
             }
             Err(error) => {
                 self.count(|m| &m.refused);
@@ -320,10 +306,10 @@ impl Introspector {
                     reason = %error,
                     "introspected token refused"
                 );
-                Remembered::Refused {
-                    error,
-                    until: now.saturating_add(self.negative_ttl),
-                }
+                (
+                    Remembered::Refused(error),
+                    now.saturating_add(self.negative_ttl),
+                )
             }
         };
         Ok(remembered)

@@ -19,12 +19,12 @@
 
 use base64::Engine as _;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use quick_cache::sync::Cache;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ClientAuthMethod, ConfigError, ExchangeConfig, TokenExchangeConfig};
 use crate::metrics::OAuthCallMetrics;
+use crate::outbound::{ExpiringCache, Source};
 use crate::secret::Secret;
 
 /// RFC 8693's grant type.
@@ -67,13 +67,6 @@ impl ExchangeTarget {
     }
 }
 
-/// A remembered exchanged token.
-#[derive(Clone)]
-struct Exchanged {
-    token: Secret,
-    until: u64,
-}
-
 /// The token endpoint's successful answer (RFC 8693, 2.2.1).
 #[derive(Deserialize)]
 struct Answer {
@@ -96,19 +89,18 @@ pub struct TokenExchange {
     secret: Secret,
     auth_method: ClientAuthMethod,
     http: reqwest::Client,
-    cache: Option<Cache<[u8; 32], Exchanged>>,
+    cache: Option<ExpiringCache<Secret>>,
     refresh_margin: u64,
     metrics: Option<OAuthCallMetrics>,
+    /// Set by `gatehouse explain`: no call is made.
+    offline: std::sync::atomic::AtomicBool,
 }
 
 impl TokenExchange {
     /// Builds the client from its configuration and the client secret.
     pub fn new(config: &TokenExchangeConfig, secret: Secret) -> Result<TokenExchange, ConfigError> {
         let url = config.client.validate("token_exchange")?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.client.timeout)
-            .build()
+        let http = crate::outbound::client(config.client.timeout)
             .map_err(|e| ConfigError::invalid("token_exchange", e.to_string()))?;
         Ok(TokenExchange {
             url: url.to_string(),
@@ -116,9 +108,10 @@ impl TokenExchange {
             secret,
             auth_method: config.client.auth_method,
             http,
-            cache: (config.cache_size > 0).then(|| Cache::new(config.cache_size)),
+            cache: (config.cache_size > 0).then(|| ExpiringCache::new(config.cache_size)),
             refresh_margin: config.refresh_margin.as_secs(),
             metrics: None,
+            offline: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -126,6 +119,13 @@ impl TokenExchange {
     pub fn with_metrics(mut self, metrics: OAuthCallMetrics) -> TokenExchange {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Makes no more calls (`gatehouse explain` runs without network): an
+    /// exchange not remembered is then [`ExchangeError::Unavailable`].
+    pub fn set_offline(&self) {
+        self.offline
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A token for `target` in exchange for `subject` (the caller's token,
@@ -144,33 +144,22 @@ impl TokenExchange {
             return self
                 .call(subject, subject_expires, target, now)
                 .await
-                .map(|e| e.token);
+                .map(|(token, _)| token);
         };
         let mut hasher = Sha256::new();
         for part in [subject.expose(), &target.audience, &target.scope] {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part.as_bytes());
         }
-        let key: [u8; 32] = hasher.finalize().into();
-        for _ in 0..2 {
-            match cache.get_value_or_guard_async(&key).await {
-                Ok(found) if found.until > now => {
-                    self.count(|m| &m.cached);
-                    return Ok(found.token);
-                }
-                Ok(_) => {
-                    cache.remove_if(&key, |entry| entry.until <= now);
-                }
-                Err(guard) => {
-                    let exchanged = self.call(subject, subject_expires, target, now).await?;
-                    let _ = guard.insert(exchanged.clone());
-                    return Ok(exchanged.token);
-                }
-            }
+        let (token, source) = cache
+            .get_or_load(hasher.finalize().into(), now, || {
+                self.call(subject, subject_expires, target, now)
+            })
+            .await?;
+        if source == Source::Cache {
+            self.count(|m| &m.cached);
         }
-        Err(ExchangeError::Unavailable(
-            "the exchanged token expired while it was read".into(),
-        ))
+        Ok(token)
     }
 
     /// One request to the token endpoint.
@@ -180,7 +169,12 @@ impl TokenExchange {
         subject_expires: Option<u64>,
         target: &ExchangeTarget,
         now: u64,
-    ) -> Result<Exchanged, ExchangeError> {
+    ) -> Result<(Secret, u64), ExchangeError> {
+        if self.offline.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ExchangeError::Unavailable(
+                "offline: the authorization server is not called".into(),
+            ));
+        }
         let mut form = vec![
             ("grant_type", GRANT_TYPE),
             ("subject_token", subject.expose()),
@@ -236,7 +230,7 @@ impl TokenExchange {
         answer: Result<reqwest::Response, reqwest::Error>,
         subject_expires: Option<u64>,
         now: u64,
-    ) -> Result<Exchanged, ExchangeError> {
+    ) -> Result<(Secret, u64), ExchangeError> {
         let unavailable = |what: String| ExchangeError::Unavailable(what);
         let response = answer.map_err(|e| unavailable(format!("request failed: {e}")))?;
         let status = response.status();
@@ -274,10 +268,7 @@ impl TokenExchange {
         let until = expires
             .saturating_sub(self.refresh_margin)
             .min(subject_expires.unwrap_or(u64::MAX));
-        Ok(Exchanged {
-            token: Secret::new(answer.access_token),
-            until,
-        })
+        Ok((Secret::new(answer.access_token), until))
     }
 
     fn count(&self, which: impl Fn(&OAuthCallMetrics) -> &prometheus::IntCounter) {
