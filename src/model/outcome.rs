@@ -20,6 +20,9 @@ pub struct HeaderPlan {
     /// Query parameters removed from the upstream URL (a token that came
     /// in the query).
     pub remove_query: Vec<String>,
+    /// Added to the response the client gets (a quota's `RateLimit`
+    /// fields), by the gRPC edge; empty on almost every allow.
+    pub client: Vec<(&'static str, String)>,
 }
 
 impl HeaderPlan {

@@ -3,7 +3,8 @@
 
 Two replicas on one real Redis count one allowance: of 12 concurrent
 requests from one user, split across both, exactly 5 pass and 7 get a 429
-with `Retry-After` and the `RateLimit-Policy`/`RateLimit` headers; another
+with `Retry-After` and the `RateLimit-Policy`/`RateLimit` headers (the 5
+allowed carry the allowance left, 4 down to 0); another
 user is unaffected; the key in Redis shows no user name. Each check costs
 exactly one Redis command (`EVALSHA`), read from `INFO commandstats`.
 The single replica on the memory store limits the same way.
@@ -82,6 +83,17 @@ def test_a_quota_is_exact_across_two_replicas_on_one_redis(pair, mint):
             expect.allowed(r)
         else:
             refused(r)
+    # Allowed responses tell the client what is left: each of 4, 3, 2, 1, 0
+    # exactly once (the count is exact), and never a Retry-After.
+    allowed = [r for r in responses if r.status == 200]
+    left = []
+    for r in allowed:
+        assert r.header("ratelimit-policy") == POLICY and r.header("retry-after") is None, \
+            r.describe()
+        m = RATELIMIT.match(r.header("ratelimit") or "")
+        assert m, r.describe()
+        left.append(int(m.group(1)))
+    assert sorted(left) == list(range(QUOTA_LIMIT)), left
     # Still used up, on either replica.
     refused(pair.a.client.get("/quota/again", token=token))
     refused(pair.b.client.get("/quota/again", token=token))

@@ -49,6 +49,7 @@ pub fn plan(
             .and_then(|id| id.query_parameter.clone())
             .into_iter()
             .collect(),
+        client: Vec::new(),
     }
 }
 
@@ -178,6 +179,11 @@ pub fn render_allow(plan: HeaderPlan) -> CheckResponse {
                 .collect(),
             headers_to_remove: plan.remove,
             query_parameters_to_remove: plan.remove_query,
+            response_headers_to_add: plan
+                .client
+                .into_iter()
+                .map(|(k, v)| overwrite(k.to_string(), v))
+                .collect(),
             ..Default::default()
         })),
         dynamic_metadata: None,

@@ -431,3 +431,55 @@ fn quota_headers_name_the_rule_as_a_structured_field_string() {
         ]
     );
 }
+
+#[test]
+fn an_allow_under_a_quota_tells_the_client_what_is_left() {
+    use crate::check::upstream::{Prepared, UpstreamActions};
+    let quota = crate::model::deny::QuotaStatus {
+        rule: "api".into(),
+        limit: 5,
+        window_secs: 60,
+        remaining: 3,
+        reset_secs: 24,
+        retry_after_secs: 1,
+    };
+    let prepared = Prepared {
+        quota: Some(quota),
+        ..Prepared::default()
+    };
+    let mut plan = HeaderPlan::default();
+    upstream::apply_prepared(
+        &UpstreamActions::default(),
+        prepared,
+        &request(&[]),
+        &mut plan,
+    );
+    assert_eq!(
+        plan.client,
+        [
+            ("ratelimit-policy", "\"api\";q=5;w=60".to_string()),
+            ("ratelimit", "\"api\";r=3;t=24".to_string())
+        ]
+    );
+    assert!(plan.set.is_empty(), "nothing of it goes upstream");
+    let response = render_allow(plan);
+    let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+        panic!("not an allow");
+    };
+    let added: Vec<(String, String)> = ok
+        .response_headers_to_add
+        .iter()
+        .filter_map(|h| h.header.as_ref())
+        .map(|h| (h.key.clone(), h.value.clone()))
+        .collect();
+    assert_eq!(
+        added,
+        [
+            (
+                "ratelimit-policy".to_string(),
+                "\"api\";q=5;w=60".to_string()
+            ),
+            ("ratelimit".to_string(), "\"api\";r=3;t=24".to_string())
+        ]
+    );
+}

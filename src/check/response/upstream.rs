@@ -106,6 +106,11 @@ pub fn apply_prepared(
     if let Some(token) = prepared.reissued {
         plan.replace(TOKEN_HEADER, token.expose().to_string());
     }
+    if let Some(quota) = &prepared.quota {
+        // The allowance left, for the client; `Retry-After` only on a 429.
+        let [_, policy, state] = super::quota_headers(quota);
+        plan.client.extend([policy, state]);
+    }
     if let Some((header, value)) = prepared.credential {
         plan.replace(header, value.expose().to_string());
     }

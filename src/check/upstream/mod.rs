@@ -112,6 +112,8 @@ pub struct Prepared {
     pub strip_credentials: bool,
     /// The token reissued for the route's audience.
     pub reissued: Option<Secret>,
+    /// Where the caller stands against the rule's quota, if it has one.
+    pub quota: Option<crate::model::deny::QuotaStatus>,
 }
 
 impl UpstreamActions {
@@ -257,19 +259,20 @@ impl UpstreamActions {
         identity: Option<&Identity>,
     ) -> Result<Prepared, Deny> {
         let rule = self.rules.get(&requirement.rule);
+        let mut prepared = Prepared::default();
         if let Some(quota) = rule.and_then(|r| r.quota.as_ref()) {
             let store = self.store.as_ref().map(|c| c.0.as_ref()).ok_or_else(|| {
                 Deny::Misconfigured("a quota, but no store to count it in".into())
             })?;
-            quota
+            let decision = quota
                 .count(store, &requirement.rule, request, identity)
                 .await?;
+            prepared.quota = Some(quota.status(&requirement.rule, &decision));
         }
         let audience = match request.context_extensions.get(AUDIENCE_EXTENSION) {
             Some(aud) => Some(aud.trim()),
             None => rule.and_then(|r| r.audience.as_deref()),
         };
-        let mut prepared = Prepared::default();
         // Without an identity (anonymous routes) there is no caller
         // credential to replace and nobody to reissue for.
         let Some(identity) = identity else {

@@ -227,6 +227,12 @@ fn into_http(answer: Result<HeaderPlan, Denial>) -> Response {
                 http.headers_mut(),
                 plan.set.iter().map(|(k, v)| (k.as_ref(), v.as_str())),
             );
+            // For the client (a quota's `RateLimit`): Envoy's http_service
+            // passes them on with `allowed_client_headers_on_success`.
+            set_headers(
+                http.headers_mut(),
+                plan.client.iter().map(|(k, v)| (*k, v.as_str())),
+            );
             if !plan.remove.is_empty()
                 && let Ok(value) = HeaderValue::from_str(&plan.remove.join(","))
             {
