@@ -3,7 +3,11 @@
 //! and prints which rule matched, which credential was found, each phase's
 //! outcome and the final response. No network: remote key sets stay
 //! empty (they are marked offline, so even an unknown `kid` fetches
-//! nothing) unless `--jwks ISSUER=FILE` supplies them.
+//! nothing) unless `--jwks ISSUER=FILE` supplies them; the authorization
+//! server is never called (introspection, token exchange answer 503); the
+//! store is a private, empty memory store, so nothing shared is read or
+//! changed (API tokens and sessions are not found, no quota is counted
+//! against anyone, no one-time link is used up).
 
 mod report;
 
@@ -109,7 +113,17 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
 pub async fn explain(args: &ExplainArgs) -> Result<Explanation, ExplainError> {
     let source = ConfigSource::File(args.config.clone());
     let config = config::load(&source, std::env::vars())?;
-    let engine = app::build_engine(&config, &source)?;
+    // A private store: explain reaches no shared store (no network) and
+    // changes nothing there (no quota counted, no one-time link used up).
+    let carry = app::Carry {
+        store: Some(std::sync::Arc::new(crate::store::memory::MemoryStore::new(
+            1024,
+        ))),
+        ..app::Carry::fresh(std::sync::Arc::new(
+            crate::metrics::Metrics::new().map_err(config::ConfigError::from)?,
+        ))
+    };
+    let engine = app::build_engine_with(&config, &source, &carry)?;
     let mut loaded = Vec::new();
     for spec in &args.jwks {
         let (issuer, path) = spec

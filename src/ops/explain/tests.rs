@@ -350,3 +350,28 @@ async fn opaque_tokens_and_exchanges_never_call_the_authorization_server() {
     assert_eq!(server.calls(), 0, "explain made a call");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn explain_never_reaches_the_configured_store() {
+    let key = TestKey::generate(Algorithm::ES256, "k1");
+    let dir = std::env::temp_dir().join(format!("gatehouse-explain-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("gatehouse.yaml");
+    // A Redis nobody listens on, and a quota of one request: explained
+    // twice, both allowed, quickly (a private memory store, counted anew).
+    let yaml = format!(
+        "{}    - name: q\n      match: {{path: {{prefix: /q/}}}}\n      quota: {{per: user, limit: 1, window: 1h}}\nstore: {{redis: {{url: 'redis://127.0.0.1:1', connect_timeout: 5s}}}}\n",
+        yaml(&key)
+    );
+    std::fs::write(&path, yaml).expect("write");
+    let bearer = format!("Authorization: Bearer {}", token(&key, &["readers"]));
+    let started = std::time::Instant::now();
+    let mut args = args("https://api.example.com/q/1", &[&bearer]);
+    args.config = path.clone();
+    for _ in 0..2 {
+        let explanation = explain(&args).await.expect("explains");
+        assert!(explanation.allowed(), "{explanation}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let _ = std::fs::remove_dir_all(&dir);
+}
