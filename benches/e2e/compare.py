@@ -238,6 +238,28 @@ def ext_authz_http_filter() -> dict:
     }
 
 
+DYNMOD_DIR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "inproc/dynmod/target")) / "release"
+
+
+def dynmod_filter(jwks_file: Path, alg: str, cache_size: int | None = None) -> dict:
+    """gatehouse's JWT decision in Envoy's worker: the dynamic module built
+    from inproc/dynmod (libgatehouse_dynmod.so, found through
+    ENVOY_DYNAMIC_MODULES_SEARCH_PATH, see `envoy_env`)."""
+    cfg: dict = {"issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [alg],
+                              "jwks_file": str(jwks_file)}]}
+    if cache_size is not None:
+        cfg["cache_size"] = cache_size
+    return {
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "gatehouse_dynmod"},
+            "filter_name": "gatehouse",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(cfg)},
+        },
+    }
+
+
 def make_keys(alg: str, work: Path, users: int) -> tuple[Path, Path]:
     if alg == "RS256":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
