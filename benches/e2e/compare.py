@@ -24,8 +24,14 @@ CPU placement (2 cores): the Envoy under test and gatehouse share CPU 1;
 wrk and the upstream (a second Envoy answering with direct_response) run on
 CPU 0. CPU time comes from /proc/<pid>/task/*/schedstat (nanoseconds).
 
+  (inproc) gatehouse's JWT decision inside Envoy's worker, as a dynamic
+      module (inproc/dynmod, `inproc_dynmod`; `inproc_dynmod_nocache`
+      with its token cache off): its CPU is Envoy's.
+
 Run with `bash benches/e2e/run.sh` (installs wrk and the venv, builds the
-release binary). Options: --rounds, --duration, --users, --connections, --alg.
+release binary). Options: --rounds, --duration, --users, --connections, --alg,
+--configs (a subset; without ext_authz ones no gatehouse is started),
+--dynmod-dir (where libgatehouse_dynmod.so is).
 """
 
 from __future__ import annotations
@@ -99,12 +105,12 @@ def http_ok(port: int, headers: dict[str, str] | None = None) -> int:
 
 
 class Proc:
-    def __init__(self, name: str, cmd: list[str], cpu: int, log: Path):
+    def __init__(self, name: str, cmd: list[str], cpu: int, log: Path, env: dict[str, str] | None = None):
         self.name = name
         self.log = open(log, "wb")
         self.p = subprocess.Popen(
             ["taskset", "-c", str(cpu), *cmd], stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, env={**os.environ, **(env or {})},
         )
 
     @property
@@ -321,6 +327,11 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--alg", default="RS256", choices=["RS256", "ES256", "EdDSA"])
     ap.add_argument("--gatehouse", default=str(REPO / "target/release/gatehouse"))
+    ap.add_argument("--configs", default="",
+                    help="comma-separated configurations to run (default: all); without any ext_authz "
+                         "one, no gatehouse process is started (no release build needed)")
+    ap.add_argument("--dynmod-dir", default=str(DYNMOD_DIR),
+                    help="directory holding libgatehouse_dynmod.so (inproc/dynmod, release build)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
@@ -365,9 +376,12 @@ def main() -> None:
             "gatehouse_floor": {"jwt": {"issuers": issuers}, "policy": {"rules": [{
                 "name": "floor", "match": {"path": {"prefix": "/"}}, "auth": "anonymous", "headers": []}]}},
         }
+        selected = [n for n in args.configs.split(",") if n]
+        need_gatehouse = not selected or any(n.startswith("ext_authz") for n in selected)
         gatehouses: dict[str, Proc] = {}
         g_ports: dict[str, int] = {}
-        for name, variant in variants.items():
+        g_http_port = 0
+        for name, variant in (variants if need_gatehouse else {}).items():
             g_ports[name], http_port = free_port(), free_port()
             server = {"grpc_addr": f"127.0.0.1:{g_ports[name]}", "http_addr": f"127.0.0.1:{http_port}"}
             if name == "gatehouse":
@@ -390,18 +404,32 @@ def main() -> None:
             "ext_authz_http": [ext_authz_http_filter()],
             "ext_authz_nocache": [ext_authz_filter("gatehouse_nocache")],
             "ext_authz_floor": [ext_authz_filter("gatehouse_floor")],
+            # gatehouse's decision in Envoy's worker (inproc/dynmod): its CPU
+            # is Envoy's, so envoy_us is its whole cost.
+            "inproc_dynmod": [dynmod_filter(jwks_file, args.alg)],
+            "inproc_dynmod_nocache": [dynmod_filter(jwks_file, args.alg, cache_size=0)],
         }
+        if not selected and not (Path(args.dynmod_dir) / "libgatehouse_dynmod.so").exists():
+            print(f"no libgatehouse_dynmod.so in {args.dynmod_dir}: skipping inproc_* "
+                  "(build inproc/dynmod, see inproc/dynmod/NOTES.md)", flush=True)
+            filters = {n: f for n, f in filters.items() if not n.startswith("inproc_")}
+        if selected:
+            unknown = set(selected) - set(filters)
+            assert not unknown, f"unknown configurations: {sorted(unknown)}"
+            filters = {name: filters[name] for name in selected}
         # Which gatehouse process each configuration asks (for its CPU).
         asks = {"ext_authz_nocache": "gatehouse_nocache", "ext_authz_floor": "gatehouse_floor"}
         ports = {name: free_port() for name in filters}
         listeners = [hcm(name.replace("+", "_"), ports[name], f, "upstream") for name, f in filters.items()]
-        clusters = [cluster("upstream", up_port), cluster("gatehouse_http", g_http_port),
-                    uds_cluster("gatehouse_uds", work / "gatehouse.sock"),
-                    *(cluster(name, port, http2=True) for name, port in g_ports.items())]
+        clusters = [cluster("upstream", up_port)]
+        if need_gatehouse:
+            clusters += [cluster("gatehouse_http", g_http_port), uds_cluster("gatehouse_uds", work / "gatehouse.sock"),
+                         *(cluster(name, port, http2=True) for name, port in g_ports.items())]
         cfg = bootstrap(listeners, clusters, free_port())
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         under_test = Proc("envoy", [envoy, "-c", str(work / "envoy.yaml"), "--concurrency", "1",
-                                    "--disable-hot-restart", "--base-id", "12", "-l", "error"], 1, work / "envoy.log")
+                                    "--disable-hot-restart", "--base-id", "12", "-l", "error"], 1, work / "envoy.log",
+                          env={"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": args.dynmod_dir})
         procs.append(under_test)
         for port in ports.values():
             wait_port(port)
@@ -418,10 +446,11 @@ def main() -> None:
         results: dict[str, list[dict]] = {name: [] for name in ports}
         for rnd in range(args.rounds):
             for name, port in ports.items():
-                gatehouse = gatehouses[asks.get(name, "gatehouse")]
-                e0, g0 = cpu_ns(under_test.pid), cpu_ns(gatehouse.pid)
+                gatehouse = gatehouses.get(asks.get(name, "gatehouse"))
+                g_pid = gatehouse.pid if gatehouse and name.startswith("ext_authz") else None
+                e0, g0 = cpu_ns(under_test.pid), cpu_ns(g_pid) if g_pid else 0
                 r = run_wrk(port, args.duration, args.connections, lua, tokens_file)
-                e1, g1 = cpu_ns(under_test.pid), cpu_ns(gatehouse.pid)
+                e1, g1 = cpu_ns(under_test.pid), cpu_ns(g_pid) if g_pid else 0
                 n = max(r["requests"], 1)
                 r["envoy_us"] = (e1 - e0) / 1000 / n
                 r["gatehouse_us"] = (g1 - g0) / 1000 / n if name.startswith("ext_authz") else 0.0
