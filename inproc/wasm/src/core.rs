@@ -7,11 +7,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::rsa_verify::RsaKey;
 
 /// The plugin configuration (JSON, `configuration` of the wasm filter).
 #[derive(Debug, Deserialize)]
@@ -80,12 +84,22 @@ impl Deny {
     }
 }
 
+/// One verification key.
+struct Key {
+    key: DecodingKey,
+    alg: Algorithm,
+    /// RS256 keys verify with [`RsaKey`] (fast in wasm); the others with
+    /// jsonwebtoken's pure-Rust backend.
+    rs256: Option<RsaKey>,
+}
+
 /// The parsed keys and the validation rules, built once per worker.
 pub struct Verifier {
-    by_kid: HashMap<String, (DecodingKey, Algorithm)>,
+    by_kid: HashMap<String, Key>,
     /// Keys without a kid, tried for tokens without one.
-    anonymous: Vec<(DecodingKey, Algorithm)>,
-    validation: Validation,
+    anonymous: Vec<Key>,
+    issuer: String,
+    audiences: Vec<String>,
     leeway: u64,
 }
 
@@ -110,62 +124,91 @@ impl Verifier {
             if !cfg.algorithms.contains(&alg) {
                 continue;
             }
+            let rs256 = match (alg, key.kind()) {
+                (Algorithm::RS256, DecodingKeyKind::RsaModulusExponent { n, e }) => {
+                    Some(RsaKey::new(n, e).ok_or("jwks: unusable RSA key (under 2048 bits?)")?)
+                }
+                _ => None,
+            };
+            let key = Key { key, alg, rs256 };
             match &jwk.common.key_id {
                 Some(kid) => {
-                    by_kid.insert(kid.clone(), (key, alg));
+                    by_kid.insert(kid.clone(), key);
                 }
-                None => anonymous.push((key, alg)),
+                None => anonymous.push(key),
             }
         }
         if by_kid.is_empty() && anonymous.is_empty() {
             return Err("jwks: no key for the configured algorithms".into());
         }
-        let mut validation = Validation::new(cfg.algorithms[0]);
-        validation.algorithms = cfg.algorithms.clone();
-        validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&cfg.audiences);
-        // exp and nbf are checked against the host's clock (below), the
-        // same clock the cache uses; jsonwebtoken still requires exp.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         Ok(Self {
             by_kid,
             anonymous,
-            validation,
+            issuer: cfg.issuer.clone(),
+            audiences: cfg.audiences.clone(),
             leeway: cfg.leeway_secs,
         })
     }
 
     /// Verifies `token` at `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<Identity, Deny> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| Deny::InvalidToken("malformed token"))?;
-        let candidates: Vec<&(DecodingKey, Algorithm)> = match &header.kid {
+        const MALFORMED: Deny = Deny::InvalidToken("malformed token");
+        let (message, signature) = token.rsplit_once('.').ok_or(MALFORMED)?;
+        let (_, payload) = message.split_once('.').ok_or(MALFORMED)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| MALFORMED)?;
+        let candidates: Vec<&Key> = match &header.kid {
             Some(kid) => self.by_kid.get(kid).into_iter().collect(),
             None => self.anonymous.iter().collect(),
         };
         // An unknown kid is where a refresh of the key set would start.
-        let mut last = Deny::InvalidToken("unknown signing key");
-        for (key, alg) in candidates {
-            if *alg != header.alg {
-                last = Deny::InvalidToken("unexpected algorithm");
+        let mut verified = Err(Deny::InvalidToken("unknown signing key"));
+        for key in candidates {
+            if key.alg != header.alg {
+                verified = Err(Deny::InvalidToken("unexpected algorithm"));
                 continue;
             }
-            match jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, key, &self.validation)
-            {
-                Ok(data) => return self.identity(&data.claims, now),
-                Err(e) => last = Deny::InvalidToken(describe(&e)),
+            let ok = match &key.rs256 {
+                Some(rsa) => {
+                    let sig = URL_SAFE_NO_PAD.decode(signature).map_err(|_| MALFORMED)?;
+                    rsa.verify_rs256(message.as_bytes(), &sig)
+                }
+                None => jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, key.alg)
+                    .map_err(|_| MALFORMED)?,
+            };
+            if ok {
+                verified = Ok(());
+                break;
             }
+            verified = Err(Deny::InvalidToken("bad signature"));
         }
-        Err(last)
+        verified?;
+        let claims: serde_json::Map<String, Value> = URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(MALFORMED)?;
+        self.identity(&claims, now)
     }
 
     fn identity(&self, claims: &serde_json::Map<String, Value>, now: u64) -> Result<Identity, Deny> {
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .ok_or(Deny::InvalidToken("bad exp"))?;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(Deny::InvalidToken("wrong issuer"));
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(a)) => self.audiences.contains(a),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| self.audiences.iter().any(|want| want == a)),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(Deny::InvalidToken("wrong audience"));
+        }
+        let exp = match claims.get("exp") {
+            None => return Err(Deny::InvalidToken("missing claim")),
+            Some(v) => v.as_u64().ok_or(Deny::InvalidToken("bad exp"))?,
+        };
         if exp + self.leeway <= now {
             return Err(Deny::InvalidToken("token expired"));
         }
@@ -201,18 +244,6 @@ impl Verifier {
 
     pub fn leeway(&self) -> u64 {
         self.leeway
-    }
-}
-
-fn describe(e: &jsonwebtoken::errors::Error) -> &'static str {
-    use jsonwebtoken::errors::ErrorKind::*;
-    match e.kind() {
-        InvalidSignature => "bad signature",
-        InvalidIssuer => "wrong issuer",
-        InvalidAudience => "wrong audience",
-        MissingRequiredClaim(_) => "missing claim",
-        InvalidAlgorithm => "unexpected algorithm",
-        _ => "malformed token",
     }
 }
 

@@ -9,6 +9,7 @@
 //! the others get gatehouse's 401 from Envoy, without reaching upstream.
 
 pub mod core;
+mod rsa_verify;
 
 use std::cell::RefCell;
 use std::rc::Rc;

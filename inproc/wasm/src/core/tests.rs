@@ -126,3 +126,33 @@ fn challenges_match_gatehouse() {
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_token");
     assert_eq!(Deny::NoCredential.challenge("r").0, r#"Bearer realm="r""#);
 }
+
+#[test]
+fn tampered_tokens_fail_the_rs256_check() {
+    let v = Verifier::new(&config(json!({}))).unwrap();
+    let token = good(json!({}));
+    let (msg, sig) = token.rsplit_once('.').unwrap();
+    let (head, _) = msg.split_once('.').unwrap();
+    let other_payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"https://issuer.test","aud":"api","sub":"root","exp":1900000000}"#);
+    let swapped = format!("{head}.{other_payload}.{sig}");
+    assert_eq!(v.verify(&swapped, NOW).unwrap_err(), Deny::InvalidToken("bad signature"));
+    let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    for i in [0, 100, raw.len() - 1] {
+        raw[i] ^= 1;
+        let t = format!("{msg}.{}", URL_SAFE_NO_PAD.encode(&raw));
+        assert_eq!(v.verify(&t, NOW).unwrap_err(), Deny::InvalidToken("bad signature"));
+        raw[i] ^= 1;
+    }
+    let short = format!("{msg}.{}", URL_SAFE_NO_PAD.encode(&raw[1..]));
+    assert_eq!(v.verify(&short, NOW).unwrap_err(), Deny::InvalidToken("bad signature"));
+    assert!(v.verify(&format!("{msg}.{}", URL_SAFE_NO_PAD.encode(&raw)), NOW).is_ok());
+}
+
+#[test]
+fn rsa_keys_under_2048_bits_or_even_are_refused() {
+    assert!(crate::rsa_verify::RsaKey::new(&[0xff; 128], &[1, 0, 1]).is_none());
+    let mut even = vec![0xff; 256];
+    even[255] = 0xfe;
+    assert!(crate::rsa_verify::RsaKey::new(&even, &[1, 0, 1]).is_none());
+    assert!(crate::rsa_verify::RsaKey::new(&[0xff; 256], &[1, 0, 1]).is_some());
+}
