@@ -24,11 +24,17 @@ fn main() {
     for _ in 0..20 {
         v.verify(&token, 1_800_000_000).unwrap();
     }
-    let t = Instant::now();
-    for _ in 0..n {
-        v.verify(&token, 1_800_000_000).unwrap();
-    }
-    println!("verify: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    // The best of several batches: the machine is shared.
+    let best = (0..n / 10)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..10 {
+                v.verify(&token, 1_800_000_000).unwrap();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / 10.0
+        })
+        .fold(f64::MAX, f64::min);
+    println!("verify: {best:.1} µs (best batch of 10)");
     let t = Instant::now();
     for _ in 0..10_000 {
         std::hint::black_box(Cache::key(std::hint::black_box(&token)));

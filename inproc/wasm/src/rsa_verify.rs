@@ -41,7 +41,9 @@ impl RsaKey {
         if e < 3 || e & 1 == 0 {
             return None;
         }
-        let limbs = from_be(n, n.len().div_ceil(4));
+        // Padded to 64, 96 or 128 limbs (R just needs to exceed n), so the
+        // arithmetic is monomorphized for three sizes.
+        let limbs = from_be(n, [64, 96, 128].into_iter().find(|&l| 4 * l >= n.len())?);
         // Newton's iteration for n[0]⁻¹ mod 2³² (n odd: n·n ≡ 1 mod 8).
         let mut inv = limbs[0];
         for _ in 0..4 {
@@ -70,33 +72,21 @@ impl RsaKey {
         if sig.len() != self.len {
             return false;
         }
+        let mut m = [0u32; MAX_LIMBS];
         let l = self.n.len();
-        let s = from_be(sig, l);
-        if !less(&s, &self.n) {
+        let ok = match l {
+            64 => self.public_op::<64>(sig, &mut m),
+            96 => self.public_op::<96>(sig, &mut m),
+            _ => self.public_op::<128>(sig, &mut m),
+        };
+        if !ok {
             return false;
         }
-        // m = s^e mod n, in Montgomery form until the end.
-        let mut base = [0u32; MAX_LIMBS];
-        let mut acc = [0u32; MAX_LIMBS];
-        let mut tmp = [0u32; MAX_LIMBS];
-        self.mont_mul(&s, &self.rr, &mut base[..l]);
-        acc[..l].copy_from_slice(&base[..l]);
-        for bit in (0..63 - self.e.leading_zeros()).rev() {
-            self.mont_mul(&acc[..l], &acc[..l], &mut tmp[..l]);
-            if self.e >> bit & 1 == 1 {
-                self.mont_mul(&tmp[..l], &base[..l], &mut acc[..l]);
-            } else {
-                acc[..l].copy_from_slice(&tmp[..l]);
-            }
-        }
-        let mut one = [0u32; MAX_LIMBS];
-        one[0] = 1;
-        self.mont_mul(&acc[..l], &one[..l], &mut tmp[..l]);
         // EM = 00 01 FF…FF 00 DigestInfo(SHA-256(message)), big-endian.
         let hash = Sha256::digest(message);
         let pad_end = self.len - SHA256_PREFIX.len() - hash.len();
         (0..self.len).all(|i| {
-            let got = byte_be(&tmp[..l], self.len, i);
+            let got = byte_be(&m[..l], self.len, i);
             let want = match i {
                 0 => 0x00,
                 1 => 0x01,
@@ -109,38 +99,59 @@ impl RsaKey {
         })
     }
 
-    /// out = a·b·R⁻¹ mod n (CIOS), with a, b < n.
-    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32]) {
-        let n = &self.n[..];
-        let l = n.len();
-        let mut t = [0u32; MAX_LIMBS + 2];
-        for &bi in &b[..l] {
-            let bi = u64::from(bi);
-            let mut c = 0u64;
-            for j in 0..l {
-                let s = u64::from(t[j]) + u64::from(a[j]) * bi + c;
-                t[j] = s as u32;
-                c = s >> 32;
-            }
-            let s = u64::from(t[l]) + c;
-            t[l] = s as u32;
-            t[l + 1] = (s >> 32) as u32;
-            let m = u64::from(t[0].wrapping_mul(self.n0inv));
-            let mut c = (u64::from(t[0]) + m * u64::from(n[0])) >> 32;
-            for j in 1..l {
-                let s = u64::from(t[j]) + m * u64::from(n[j]) + c;
-                t[j - 1] = s as u32;
-                c = s >> 32;
-            }
-            let s = u64::from(t[l]) + c;
-            t[l - 1] = s as u32;
-            t[l] = t[l + 1] + (s >> 32) as u32;
+    /// out = sig^e mod n, false when sig ≥ n. L is the (padded) limb
+    /// count, a constant so that the loops have no bounds checks.
+    fn public_op<const L: usize>(&self, sig: &[u8], out: &mut [u32; MAX_LIMBS]) -> bool {
+        let n: &[u32; L] = self.n[..].try_into().expect("padded modulus");
+        let rr: &[u32; L] = self.rr[..].try_into().expect("padded R²");
+        let s: [u32; L] = from_be(sig, L).try_into().expect("L limbs");
+        if !less(&s, n) {
+            return false;
         }
-        out.copy_from_slice(&t[..l]);
-        if t[l] != 0 || !less(out, n) {
-            sub_in_place(out, n);
+        // In Montgomery form until the end.
+        let base = mont_mul(n, self.n0inv, &s, rr);
+        let mut acc = base;
+        for bit in (0..63 - self.e.leading_zeros()).rev() {
+            acc = mont_mul(n, self.n0inv, &acc, &acc);
+            if self.e >> bit & 1 == 1 {
+                acc = mont_mul(n, self.n0inv, &acc, &base);
+            }
         }
+        let mut one = [0u32; L];
+        one[0] = 1;
+        out[..L].copy_from_slice(&mont_mul(n, self.n0inv, &acc, &one));
+        true
     }
+}
+
+/// a·b·R⁻¹ mod n, R = 2^(32·L), for a, b < n (FIOS: the product and the
+/// reduction in one pass over the limbs).
+#[inline(always)]
+fn mont_mul<const L: usize>(n: &[u32; L], n0inv: u32, a: &[u32; L], b: &[u32; L]) -> [u32; L] {
+    let mut t = [0u32; L];
+    let mut top = 0u32; // t's limb L
+    for &bi in b {
+        let bi = u64::from(bi);
+        let s = u64::from(t[0]) + u64::from(a[0]) * bi;
+        let mut c1 = s >> 32;
+        let lo = s as u32;
+        let m = u64::from(lo.wrapping_mul(n0inv));
+        let mut c2 = (u64::from(lo) + m * u64::from(n[0])) >> 32;
+        for j in 1..L {
+            let s = u64::from(t[j]) + u64::from(a[j]) * bi + c1;
+            c1 = s >> 32;
+            let s2 = (s & 0xffff_ffff) + m * u64::from(n[j]) + c2;
+            c2 = s2 >> 32;
+            t[j - 1] = s2 as u32;
+        }
+        let s = u64::from(top) + c1 + c2;
+        t[L - 1] = s as u32;
+        top = (s >> 32) as u32;
+    }
+    if top != 0 || !less(&t, n) {
+        sub_in_place(&mut t, n);
+    }
+    t
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {
