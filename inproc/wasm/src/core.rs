@@ -36,6 +36,10 @@ pub struct Config {
     pub leeway_secs: u64,
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// Benchmarks only: the filter lets every request through untouched,
+    /// to measure what the V8 runtime costs per request by itself.
+    #[serde(default)]
+    pub noop: bool,
 }
 
 fn default_algorithms() -> Vec<Algorithm> {

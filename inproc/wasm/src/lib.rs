@@ -32,6 +32,7 @@ struct State {
     verifier: Verifier,
     cache: RefCell<Cache>,
     realm: String,
+    noop: bool,
 }
 
 struct Root {
@@ -59,6 +60,7 @@ impl RootContext for Root {
                     verifier,
                     cache: RefCell::new(Cache::new(cfg.cache_size)),
                     realm: cfg.realm,
+                    noop: cfg.noop,
                 }));
                 true
             }
@@ -127,6 +129,9 @@ impl HttpContext for Request {
             self.send_http_response(500, vec![], Some(b"gatehouse-wasm: not configured"));
             return Action::Pause;
         };
+        if state.noop {
+            return Action::Continue;
+        }
         // One host call for all headers: the credential, and the identity
         // headers a client may have sent itself (stripped whatever happens).
         let mut authorization: Option<String> = None;
