@@ -39,5 +39,8 @@ fn main() {
     for _ in 0..10_000 {
         std::hint::black_box(Cache::key(std::hint::black_box(&token)));
     }
-    println!("sha256 of the token: {:.2} µs", t.elapsed().as_secs_f64() * 1e6 / 10_000.0);
+    println!(
+        "sha256 of the token: {:.2} µs",
+        t.elapsed().as_secs_f64() * 1e6 / 10_000.0
+    );
 }

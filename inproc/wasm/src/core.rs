@@ -81,7 +81,9 @@ impl Deny {
                 r#"{"error":"unauthorized","error_description":"authentication required"}"#.into(),
             ),
             Deny::InvalidToken(why) => (
-                format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{why}\""),
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{why}\""
+                ),
                 format!(r#"{{"error":"invalid_token","error_description":"{why}"}}"#),
             ),
         }
@@ -176,8 +178,10 @@ impl Verifier {
                     let sig = URL_SAFE_NO_PAD.decode(signature).map_err(|_| MALFORMED)?;
                     rsa.verify_rs256(message.as_bytes(), &sig)
                 }
-                None => jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, key.alg)
-                    .map_err(|_| MALFORMED)?,
+                None => {
+                    jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, key.alg)
+                        .map_err(|_| MALFORMED)?
+                }
             };
             if ok {
                 verified = Ok(());
@@ -194,7 +198,11 @@ impl Verifier {
         self.identity(&claims, now)
     }
 
-    fn identity(&self, claims: &serde_json::Map<String, Value>, now: u64) -> Result<Identity, Deny> {
+    fn identity(
+        &self,
+        claims: &serde_json::Map<String, Value>,
+        now: u64,
+    ) -> Result<Identity, Deny> {
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return Err(Deny::InvalidToken("wrong issuer"));
         }
@@ -240,7 +248,10 @@ impl Verifier {
         };
         // A value a client could use to split headers is refused.
         let safe = |v: &str| !v.is_empty() && v.bytes().all(|b| b >= 0x20 && b != 0x7f);
-        if !safe(&id.user) || !id.email.as_deref().is_none_or(safe) || !id.groups.as_deref().is_none_or(|g| g.is_empty() || safe(g)) {
+        if !safe(&id.user)
+            || !id.email.as_deref().is_none_or(safe)
+            || !id.groups.as_deref().is_none_or(|g| g.is_empty() || safe(g))
+        {
             return Err(Deny::InvalidToken("unusable identity claims"));
         }
         Ok(id)

@@ -96,12 +96,14 @@ impl Request {
     }
 
     fn decide(&self, state: &State, authorization: Option<&str>) -> Result<Rc<Identity>, Deny> {
-        let token = authorization
-            .and_then(bearer)
-            .ok_or(Deny::NoCredential)?;
+        let token = authorization.and_then(bearer).ok_or(Deny::NoCredential)?;
         let now = self.now();
         let key = Cache::key(token);
-        if let Some(id) = state.cache.borrow_mut().get(&key, now, state.verifier.leeway()) {
+        if let Some(id) = state
+            .cache
+            .borrow_mut()
+            .get(&key, now, state.verifier.leeway())
+        {
             return Ok(id);
         }
         let id = Rc::new(state.verifier.verify(token, now)?);

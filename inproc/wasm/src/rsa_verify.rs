@@ -34,7 +34,12 @@ impl RsaKey {
     pub fn new(n: &[u8], e: &[u8]) -> Option<Self> {
         let n = strip_zeros(n);
         let e = strip_zeros(e);
-        if n.len() < 256 || n.len() > 4 * MAX_LIMBS || n[n.len() - 1] & 1 == 0 || e.is_empty() || e.len() > 8 {
+        if n.len() < 256
+            || n.len() > 4 * MAX_LIMBS
+            || n[n.len() - 1] & 1 == 0
+            || e.is_empty()
+            || e.len() > 8
+        {
             return None; // 2048 bits at least, odd modulus, small exponent
         }
         let e = e.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
@@ -187,7 +192,9 @@ fn less(a: &[u32], b: &[u32]) -> bool {
 fn sub_in_place(a: &mut [u32], b: &[u32]) {
     let mut borrow = 0u64;
     for (x, &y) in a.iter_mut().zip(b) {
-        let d = u64::from(*x).wrapping_sub(u64::from(y)).wrapping_sub(borrow);
+        let d = u64::from(*x)
+            .wrapping_sub(u64::from(y))
+            .wrapping_sub(borrow);
         *x = d as u32;
         borrow = (d >> 63) & 1;
     }

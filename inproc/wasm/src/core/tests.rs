@@ -23,7 +23,12 @@ fn config(extra: Value) -> Config {
 fn sign(pem: &str, kid: Option<&str>, claims: Value) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = kid.map(str::to_owned);
-    encode(&header, &claims, &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap()
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 fn good(claims: Value) -> String {
@@ -53,11 +58,26 @@ fn a_valid_token_gives_the_identity() {
 fn wrong_issuer_audience_expiry_key_and_signature_are_refused() {
     let v = Verifier::new(&config(json!({}))).unwrap();
     let refused = |t: &str| v.verify(t, NOW).unwrap_err();
-    assert_eq!(refused(&good(json!({"iss": "https://other"}))), Deny::InvalidToken("wrong issuer"));
-    assert_eq!(refused(&good(json!({"aud": "other"}))), Deny::InvalidToken("wrong audience"));
-    assert_eq!(refused(&good(json!({"exp": NOW - 31}))), Deny::InvalidToken("token expired"));
-    assert!(v.verify(&good(json!({"exp": NOW - 29})), NOW).is_ok(), "within the leeway");
-    assert_eq!(refused(&good(json!({"nbf": NOW + 60}))), Deny::InvalidToken("token not yet valid"));
+    assert_eq!(
+        refused(&good(json!({"iss": "https://other"}))),
+        Deny::InvalidToken("wrong issuer")
+    );
+    assert_eq!(
+        refused(&good(json!({"aud": "other"}))),
+        Deny::InvalidToken("wrong audience")
+    );
+    assert_eq!(
+        refused(&good(json!({"exp": NOW - 31}))),
+        Deny::InvalidToken("token expired")
+    );
+    assert!(
+        v.verify(&good(json!({"exp": NOW - 29})), NOW).is_ok(),
+        "within the leeway"
+    );
+    assert_eq!(
+        refused(&good(json!({"nbf": NOW + 60}))),
+        Deny::InvalidToken("token not yet valid")
+    );
     let other = sign(
         include_str!("../../testdata/other.pem"),
         Some("test-1"),
@@ -70,7 +90,10 @@ fn wrong_issuer_audience_expiry_key_and_signature_are_refused() {
         json!({"iss": ISS, "aud": "api", "sub": "alice", "exp": NOW + 600}),
     );
     assert_eq!(refused(&unknown), Deny::InvalidToken("unknown signing key"));
-    assert_eq!(refused("not.a.token"), Deny::InvalidToken("malformed token"));
+    assert_eq!(
+        refused("not.a.token"),
+        Deny::InvalidToken("malformed token")
+    );
     let no_exp = sign(
         include_str!("../../testdata/key.pem"),
         Some("test-1"),
@@ -123,7 +146,10 @@ fn challenges_match_gatehouse() {
         h,
         r#"Bearer realm="gatehouse", error="invalid_token", error_description="bad signature""#
     );
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_token");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "invalid_token"
+    );
     assert_eq!(Deny::NoCredential.challenge("r").0, r#"Bearer realm="r""#);
 }
 
@@ -133,19 +159,32 @@ fn tampered_tokens_fail_the_rs256_check() {
     let token = good(json!({}));
     let (msg, sig) = token.rsplit_once('.').unwrap();
     let (head, _) = msg.split_once('.').unwrap();
-    let other_payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"https://issuer.test","aud":"api","sub":"root","exp":1900000000}"#);
+    let other_payload = URL_SAFE_NO_PAD
+        .encode(br#"{"iss":"https://issuer.test","aud":"api","sub":"root","exp":1900000000}"#);
     let swapped = format!("{head}.{other_payload}.{sig}");
-    assert_eq!(v.verify(&swapped, NOW).unwrap_err(), Deny::InvalidToken("bad signature"));
+    assert_eq!(
+        v.verify(&swapped, NOW).unwrap_err(),
+        Deny::InvalidToken("bad signature")
+    );
     let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
     for i in [0, 100, raw.len() - 1] {
         raw[i] ^= 1;
         let t = format!("{msg}.{}", URL_SAFE_NO_PAD.encode(&raw));
-        assert_eq!(v.verify(&t, NOW).unwrap_err(), Deny::InvalidToken("bad signature"));
+        assert_eq!(
+            v.verify(&t, NOW).unwrap_err(),
+            Deny::InvalidToken("bad signature")
+        );
         raw[i] ^= 1;
     }
     let short = format!("{msg}.{}", URL_SAFE_NO_PAD.encode(&raw[1..]));
-    assert_eq!(v.verify(&short, NOW).unwrap_err(), Deny::InvalidToken("bad signature"));
-    assert!(v.verify(&format!("{msg}.{}", URL_SAFE_NO_PAD.encode(&raw)), NOW).is_ok());
+    assert_eq!(
+        v.verify(&short, NOW).unwrap_err(),
+        Deny::InvalidToken("bad signature")
+    );
+    assert!(
+        v.verify(&format!("{msg}.{}", URL_SAFE_NO_PAD.encode(&raw)), NOW)
+            .is_ok()
+    );
 }
 
 #[test]
