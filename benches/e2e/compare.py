@@ -10,6 +10,13 @@
       port at /ext_authz/<path>),
   (c-nocache) the same over gRPC/TCP with gatehouse's token cache off, so
       every check verifies the RS256 signature (`ext_authz_nocache`),
+  (inproc) Envoy with gatehouse's decision in-process, as the proxy-wasm
+      filter of inproc/wasm run by Envoy's V8 runtime (`inproc_wasm`, with
+      the filter's per-worker token cache; `inproc_wasm_nocache`, every
+      request verifies the signature in wasm): the filter's CPU is Envoy's,
+      so `envoy µs` is the whole cost; `inproc_wasm_floor`, the same
+      filter letting everything through untouched: what the V8 runtime
+      costs per request by itself,
   (floor) ext_authz over gRPC/TCP to a gatehouse whose only rule lets
       everyone through with no identity header (`ext_authz_floor`): what
       Envoy's ext_authz round trip and gatehouse's gRPC transport cost with
@@ -24,8 +31,15 @@ CPU placement (2 cores): the Envoy under test and gatehouse share CPU 1;
 wrk and the upstream (a second Envoy answering with direct_response) run on
 CPU 0. CPU time comes from /proc/<pid>/task/*/schedstat (nanoseconds).
 
+  (inproc) gatehouse's JWT decision inside Envoy's worker, as a dynamic
+      module (inproc/dynmod, `inproc_dynmod`; `inproc_dynmod_nocache`
+      with its token cache off): its CPU is Envoy's.
+
 Run with `bash benches/e2e/run.sh` (installs wrk and the venv, builds the
-release binary). Options: --rounds, --duration, --users, --connections, --alg.
+release binary). Options: --rounds, --duration, --users, --connections, --alg,
+--configs (a subset; without ext_authz ones no gatehouse is started),
+--dynmod-dir (where libgatehouse_dynmod.so is), --wasm (the proxy-wasm
+filter's .wasm, built in inproc/wasm).
 """
 
 from __future__ import annotations
@@ -99,12 +113,12 @@ def http_ok(port: int, headers: dict[str, str] | None = None) -> int:
 
 
 class Proc:
-    def __init__(self, name: str, cmd: list[str], cpu: int, log: Path):
+    def __init__(self, name: str, cmd: list[str], cpu: int, log: Path, env: dict[str, str] | None = None):
         self.name = name
         self.log = open(log, "wb")
         self.p = subprocess.Popen(
             ["taskset", "-c", str(cpu), *cmd], stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, env={**os.environ, **(env or {})},
         )
 
     @property
@@ -238,6 +252,55 @@ def ext_authz_http_filter() -> dict:
     }
 
 
+DYNMOD_DIR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "inproc/dynmod/target")) / "release"
+
+
+def dynmod_filter(jwks_file: Path, alg: str, cache_size: int | None = None) -> dict:
+    """gatehouse's JWT decision in Envoy's worker: the dynamic module built
+    from inproc/dynmod (libgatehouse_dynmod.so, found through
+    ENVOY_DYNAMIC_MODULES_SEARCH_PATH, see `envoy_env`)."""
+    cfg: dict = {"issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [alg],
+                              "jwks_file": str(jwks_file)}]}
+    if cache_size is not None:
+        cfg["cache_size"] = cache_size
+    return {
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "gatehouse_dynmod"},
+            "filter_name": "gatehouse",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(cfg)},
+        },
+    }
+
+
+def wasm_filter(wasm: Path, name: str, jwks_file: Path, alg: str, cache_size: int, noop: bool = False) -> dict:
+    """gatehouse's proxy-wasm filter (inproc/wasm) in Envoy's V8 runtime, with
+    the JWKS inline in its plugin configuration. Each configuration gets its
+    own VM (vm_id), so their caches are separate."""
+    plugin = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [alg],
+              "jwks": json.loads(jwks_file.read_text()), "cache_size": cache_size, "noop": noop}
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "vm_config": {
+                    "vm_id": name,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm)}},
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": json.dumps(plugin),
+                },
+                "failure_policy": "FAIL_CLOSED",
+            },
+        },
+    }
+
+
 def make_keys(alg: str, work: Path, users: int) -> tuple[Path, Path]:
     if alg == "RS256":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -291,6 +354,11 @@ def run_wrk(port: int, duration: int, connections: int, lua: Path, tokens: Path)
     return {"rps": rps, "requests": total, "non2xx": int(non2xx.group(1)) if non2xx else 0, "lat": lat}
 
 
+ALL_CONFIGS = ["bare", "jwt_authn", "jwt_authn+cache", "ext_authz", "ext_authz_uds", "ext_authz_http",
+               "ext_authz_nocache", "ext_authz_floor", "inproc_dynmod", "inproc_dynmod_nocache",
+               "inproc_wasm", "inproc_wasm_nocache", "inproc_wasm_floor"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -299,7 +367,19 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--alg", default="RS256", choices=["RS256", "ES256", "EdDSA"])
     ap.add_argument("--gatehouse", default=str(REPO / "target/release/gatehouse"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "inproc/wasm/target"))
+    ap.add_argument("--wasm", default=str(target / "wasm32-wasip1/release/gatehouse_wasm.wasm"))
+    ap.add_argument("--configs", default=",".join(c for c in ALL_CONFIGS if not c.startswith("inproc_")),
+                    help="comma-separated configurations, in this order each round (default: all but "
+                         "the inproc_* ones, which need the .wasm built)")
+    ap.add_argument("--dynmod-dir", default=str(DYNMOD_DIR),
+                    help="directory holding libgatehouse_dynmod.so (inproc/dynmod, release build)")
     args = ap.parse_args()
+    selected = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(selected) - set(ALL_CONFIGS))
+    if unknown or "jwt_authn" not in selected:
+        ap.error(f"--configs: unknown {unknown}; jwt_authn is required (the ratios' base); known: {ALL_CONFIGS}")
+    wants_gatehouse = any(c.startswith("ext_authz") for c in selected)
 
     work = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
     jwks_file, tokens_file = make_keys(args.alg, work, args.users)
@@ -343,9 +423,12 @@ def main() -> None:
             "gatehouse_floor": {"jwt": {"issuers": issuers}, "policy": {"rules": [{
                 "name": "floor", "match": {"path": {"prefix": "/"}}, "auth": "anonymous", "headers": []}]}},
         }
+        selected = [n for n in args.configs.split(",") if n]
+        need_gatehouse = not selected or any(n.startswith("ext_authz") for n in selected)
         gatehouses: dict[str, Proc] = {}
         g_ports: dict[str, int] = {}
-        for name, variant in variants.items():
+        g_http_port = 0
+        for name, variant in (variants if wants_gatehouse else {}).items():
             g_ports[name], http_port = free_port(), free_port()
             server = {"grpc_addr": f"127.0.0.1:{g_ports[name]}", "http_addr": f"127.0.0.1:{http_port}"}
             if name == "gatehouse":
@@ -368,18 +451,30 @@ def main() -> None:
             "ext_authz_http": [ext_authz_http_filter()],
             "ext_authz_nocache": [ext_authz_filter("gatehouse_nocache")],
             "ext_authz_floor": [ext_authz_filter("gatehouse_floor")],
+            "inproc_dynmod": lambda: [dynmod_filter(jwks_file, args.alg)],
+            "inproc_dynmod_nocache": lambda: [dynmod_filter(jwks_file, args.alg, cache_size=0)],
+            "inproc_wasm": lambda: [wasm_filter(Path(args.wasm), "inproc_wasm", jwks_file, args.alg, 10_000)],
+            "inproc_wasm_nocache": lambda: [wasm_filter(Path(args.wasm), "inproc_wasm_nocache", jwks_file,
+                                                        args.alg, 0)],
+            "inproc_wasm_floor": lambda: [wasm_filter(Path(args.wasm), "inproc_wasm_floor", jwks_file,
+                                                      args.alg, 0, noop=True)],
         }
+        # The selected ones, in the order given (the wasm ones are built only
+        # when selected: they read the .wasm file).
+        filters = {name: (filters[name]() if callable(filters[name]) else filters[name]) for name in selected}
         # Which gatehouse process each configuration asks (for its CPU).
         asks = {"ext_authz_nocache": "gatehouse_nocache", "ext_authz_floor": "gatehouse_floor"}
         ports = {name: free_port() for name in filters}
         listeners = [hcm(name.replace("+", "_"), ports[name], f, "upstream") for name, f in filters.items()]
-        clusters = [cluster("upstream", up_port), cluster("gatehouse_http", g_http_port),
-                    uds_cluster("gatehouse_uds", work / "gatehouse.sock"),
-                    *(cluster(name, port, http2=True) for name, port in g_ports.items())]
+        clusters = [cluster("upstream", up_port)]
+        if wants_gatehouse:
+            clusters += [cluster("gatehouse_http", g_http_port), uds_cluster("gatehouse_uds", work / "gatehouse.sock"),
+                         *(cluster(name, port, http2=True) for name, port in g_ports.items())]
         cfg = bootstrap(listeners, clusters, free_port())
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         under_test = Proc("envoy", [envoy, "-c", str(work / "envoy.yaml"), "--concurrency", "1",
-                                    "--disable-hot-restart", "--base-id", "12", "-l", "error"], 1, work / "envoy.log")
+                                    "--disable-hot-restart", "--base-id", "12", "-l", "error"], 1, work / "envoy.log",
+                          env={"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": args.dynmod_dir})
         procs.append(under_test)
         for port in ports.values():
             wait_port(port)
@@ -390,32 +485,33 @@ def main() -> None:
         for name, port in ports.items():
             status = http_ok(port, {"Authorization": f"Bearer {token}"})
             assert status == 200, f"{name}: {status} with a valid token"
-            if name not in ("bare", "ext_authz_floor"):
+            if name not in ("bare", "ext_authz_floor", "inproc_wasm_floor"):
                 assert http_ok(port) == 401, f"{name}: a request without a token must be refused"
 
         results: dict[str, list[dict]] = {name: [] for name in ports}
         for rnd in range(args.rounds):
             for name, port in ports.items():
-                gatehouse = gatehouses[asks.get(name, "gatehouse")]
-                e0, g0 = cpu_ns(under_test.pid), cpu_ns(gatehouse.pid)
+                gatehouse = gatehouses.get(asks.get(name, "gatehouse"))
+                g_cpu = (lambda: cpu_ns(gatehouse.pid)) if gatehouse else (lambda: 0)  # noqa: E731
+                e0, g0 = cpu_ns(under_test.pid), g_cpu()
                 r = run_wrk(port, args.duration, args.connections, lua, tokens_file)
-                e1, g1 = cpu_ns(under_test.pid), cpu_ns(gatehouse.pid)
+                e1, g1 = cpu_ns(under_test.pid), g_cpu()
                 n = max(r["requests"], 1)
                 r["envoy_us"] = (e1 - e0) / 1000 / n
                 r["gatehouse_us"] = (g1 - g0) / 1000 / n if name.startswith("ext_authz") else 0.0
                 results[name].append(r)
-                print(f"round {rnd + 1} {name:16s} {r['rps']:9.0f} req/s  envoy {r['envoy_us']:6.1f} µs/req"
+                print(f"round {rnd + 1} {name:19s} {r['rps']:9.0f} req/s  envoy {r['envoy_us']:6.1f} µs/req"
                       f"  gatehouse {r['gatehouse_us']:6.1f} µs/req  non-2xx {r['non2xx']}", flush=True)
 
         med = lambda xs: statistics.median(xs)  # noqa: E731
         spread = lambda xs: (max(xs) - min(xs)) / 2 if len(xs) > 1 else 0.0  # noqa: E731
         base = med([r["envoy_us"] for r in results["jwt_authn"]])
         print(f"\n{args.alg}, {args.users} users, {args.connections} connections, {args.rounds} rounds × {args.duration}s, medians (± half range)")
-        print(f"{'config':16s} {'req/s':>9s} {'p50 µs':>8s} {'p90 µs':>8s} {'p99 µs':>8s} "
+        print(f"{'config':19s} {'req/s':>9s} {'p50 µs':>8s} {'p90 µs':>8s} {'p99 µs':>8s} "
               f"{'envoy µs':>9s} {'gatehouse µs':>13s} {'sum µs':>8s} {'vs jwt_authn':>12s}")
         for name, rs in results.items():
             total = [r["envoy_us"] + r["gatehouse_us"] for r in rs]
-            print(f"{name:16s} {med([r['rps'] for r in rs]):9.0f} "
+            print(f"{name:19s} {med([r['rps'] for r in rs]):9.0f} "
                   f"{med([r['lat'].get('50', 0) for r in rs]):8.0f} {med([r['lat'].get('90', 0) for r in rs]):8.0f} "
                   f"{med([r['lat'].get('99', 0) for r in rs]):8.0f} "
                   f"{med([r['envoy_us'] for r in rs]):9.1f} {med([r['gatehouse_us'] for r in rs]):13.1f} "
