@@ -18,7 +18,7 @@ import yaml
 import envoy_config
 from envoy_config import EXAMPLE, Ports, write_test_config
 from harness.httpc import Client
-from harness.procs import ManagedProcess, free_port, wait_until
+from harness.procs import ManagedProcess, ProcessExited, free_port, wait_until
 
 START_TIMEOUT = 20.0
 
@@ -82,47 +82,58 @@ class EnvoyInstance:
         first)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = Ports(
-            listener=listener_port or free_port(), admin=admin_port or free_port(),
-            gatehouse=gatehouse_port, upstream=upstream_port,
-            gatehouse_http=gatehouse_http_port or free_port(),
-        )
-        if clusters is None:
-            self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports, source)
-        else:
-            self.config_path = write_config_with_clusters(self.workdir / f"{name}.yaml", self.ports,
-                                                          clusters, source)
-        if gatehouse_ports:
-            set_gatehouse_endpoints(self.config_path, gatehouse_ports)
-        self.port = self.ports.listener
-        self.admin_url = f"http://127.0.0.1:{self.ports.admin}"
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.process = ManagedProcess(
-            name,
-            [
-                envoy_binary(),
-                "-c", self.config_path,
-                "--concurrency", "1",
-                # Several Envoys may run at once: no shared-memory hot restart.
-                "--disable-hot-restart",
-                # Warnings and errors only; the access log (stdout, format in
-                # envoy.yaml) shows each request and who answered it.
-                "--log-level", "warning",
-                "--drain-time-s", "1",
-                # Access log lines (stdout) reach the log file promptly, so
-                # a failing test's report shows its requests.
-                "--file-flush-interval-msec", "50",
-            ],
-            self.workdir / f"{name}.log",
-        )
         self._admin = requests.Session()
         self._admin.trust_env = False  # never send loopback traffic to a proxy
-        try:
-            wait_until(f"{name} ready", self._ready, START_TIMEOUT, interval=0.05,
-                       on_timeout=self.process.log_tail)
-        except BaseException:
-            self.stop()
-            raise
+        # A free port can be taken between free_port() and Envoy's bind:
+        # with ports of our choosing, start again on new ones.
+        for attempt in range(3):
+            self.ports = Ports(
+                listener=listener_port or free_port(), admin=admin_port or free_port(),
+                gatehouse=gatehouse_port, upstream=upstream_port,
+                gatehouse_http=gatehouse_http_port or free_port(),
+            )
+            if clusters is None:
+                self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports, source)
+            else:
+                self.config_path = write_config_with_clusters(self.workdir / f"{name}.yaml", self.ports,
+                                                              clusters, source)
+            if gatehouse_ports:
+                set_gatehouse_endpoints(self.config_path, gatehouse_ports)
+            self.port = self.ports.listener
+            self.admin_url = f"http://127.0.0.1:{self.ports.admin}"
+            self.base_url = f"http://127.0.0.1:{self.port}"
+            self.process = ManagedProcess(
+                name,
+                [
+                    envoy_binary(),
+                    "-c", self.config_path,
+                    "--concurrency", "1",
+                    # Several Envoys may run at once: no shared-memory hot restart.
+                    "--disable-hot-restart",
+                    # Warnings and errors only; the access log (stdout, format in
+                    # envoy.yaml) shows each request and who answered it.
+                    "--log-level", "warning",
+                    "--drain-time-s", "1",
+                    # Access log lines (stdout) reach the log file promptly, so
+                    # a failing test's report shows its requests.
+                    "--file-flush-interval-msec", "50",
+                ],
+                self.workdir / f"{name}.log",
+            )
+            try:
+                wait_until(f"{name} ready", self._ready, START_TIMEOUT, interval=0.05,
+                           on_timeout=self.process.log_tail)
+                return
+            except ProcessExited:
+                self.process.stop()
+                chosen = listener_port is None and admin_port is None
+                if chosen and attempt < 2 and "Address already in use" in self.process.log_text():
+                    continue
+                self._admin.close()
+                raise
+            except BaseException:
+                self.stop()
+                raise
 
     def _ready(self) -> bool:
         self.process.check_alive()
