@@ -6,7 +6,9 @@
 # 2. checks the module layering (tests/layers.py), formatting and lints
 #    (rustfmt, clippy -D warnings);
 # 3. runs the Rust unit and integration tests (nextest when installed);
-# 4. builds gatehouse and runs the end-to-end tests through a real Envoy, and
+# 4. builds gatehouse and its in-process Envoy module, and runs the
+#    end-to-end tests through a real Envoy (the stateless suites both over
+#    ext_authz and with the module in Envoy's worker), and
 #    the packaging checks (tests/chart: the Helm chart rendered with Helm's
 #    engine, linted and validated against the Kubernetes schemas, its configs
 #    checked by gatehouse and its Envoy gateway run live; the Dockerfile);
@@ -28,19 +30,22 @@ python3 tests/layers.py
 
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --no-fail-fast
+    cargo nextest run --workspace --locked --no-fail-fast
     # nextest does not run doctests.
     cargo test --locked --doc
 else
-    cargo test --locked
+    cargo test --workspace --locked
 fi
 
 step "end-to-end tests (gatehouse + Envoy + JWKS + upstream, on loopback) and chart/image checks"
+# The binary, and the in-process module (envoy/module) that the suites
+# marked `both_filters` also run through, loaded by the same Envoy.
 cargo build --locked --bin gatehouse
+cargo build --locked -p gatehouse-envoy-module
 GATEHOUSE_BIN="$PWD/target/debug/gatehouse" .venv/bin/python -m pytest tests/e2e tests/chart -q -p no:cacheprovider
 
 # 60 s of mixed load through real Envoys with config reloads and JWKS key

@@ -30,6 +30,7 @@ pub mod metered;
 pub mod rate;
 pub mod redis;
 pub mod sealed;
+pub mod unshared;
 
 pub use rate::RateDecision;
 

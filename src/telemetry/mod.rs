@@ -93,11 +93,26 @@ pub fn subscriber(
     log: &LogConfig,
     provider: Option<&SdkTracerProvider>,
 ) -> impl Subscriber + Send + Sync + 'static {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    subscriber_to(log, provider, std::io::stderr, ansi)
+}
+
+/// [`subscriber`], its log lines written to `writer` (the in-process
+/// Envoy filter writes them to Envoy's log); `ansi`: colours in text lines.
+pub fn subscriber_to<W>(
+    log: &LogConfig,
+    provider: Option<&SdkTracerProvider>,
+    writer: W,
+    ansi: bool,
+) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let not_our_spans = filter_fn(|meta| !(meta.is_span() && meta.target() == SPAN_TARGET));
     let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match log.format {
         LogFormat::Json => fmt
             .json()

@@ -31,7 +31,7 @@ import pytest
 
 from harness import configs, leaks, secret_registry, tokens
 from harness.envoy import EnvoyInstance
-from harness.gatehouse import GatehouseInstance, gatehouse_logs
+from harness.gatehouse import GatehouseInstance, add_gatehouse_log, gatehouse_logs
 from harness.httpc import Client
 from harness.oidc import OidcClient, OidcProvider
 from harness.procs import free_port, register_log, registered_logs, stop_all
@@ -238,8 +238,49 @@ def gatehouse(workdir, keys, idp, discovery_idp, rotating_idp, gatehouse_port, g
 
 
 @pytest.fixture(scope="session")
-def client(envoy: EnvoyInstance, gatehouse: GatehouseInstance) -> Client:
-    """HTTP client for the shared Envoy's listener, gatehouse SERVING behind it."""
+def inproc_envoy(workdir: Path, gatehouse: GatehouseInstance, gatehouse_port: int,
+                 gatehouse_http_port: int, echo: EchoServer) -> Iterator[EnvoyInstance]:
+    """Envoy on the shipped in-process example (envoy/envoy-inprocess.yaml):
+    gatehouse's module in its worker, reading the shared gatehouse's own
+    configuration file, and ext_authz to the shared gatehouse for the
+    checks the module hands on."""
+    instance = EnvoyInstance(workdir / "envoy-inproc", gatehouse_port=gatehouse_port,
+                             upstream_port=echo.port, gatehouse_http_port=gatehouse_http_port,
+                             name="envoy-inproc", module_config=gatehouse.config_path)
+    add_gatehouse_log(instance.process.log_path)
+    yield instance
+    instance.stop()
+
+
+# Where the check runs: `ext_authz` (Envoy → gatehouse over gRPC) or
+# `in_process` (gatehouse's module inside Envoy). Test modules marked
+# `both_filters` run every test through both, expecting the same answers.
+FILTERS = ("ext_authz", "in_process")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_filters: run each test through ext_authz and through the in-process module")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "filter_mode" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_filters"):
+        metafunc.parametrize("filter_mode", FILTERS, scope="session")
+
+
+@pytest.fixture(scope="session")
+def filter_mode() -> str:
+    """`ext_authz` unless the test module is marked `both_filters`."""
+    return "ext_authz"
+
+
+@pytest.fixture(scope="session")
+def client(request: pytest.FixtureRequest, envoy: EnvoyInstance, gatehouse: GatehouseInstance,
+           filter_mode: str) -> Client:
+    """HTTP client for the shared Envoy's listener, gatehouse SERVING behind
+    it; under `both_filters`, also the in-process Envoy's."""
+    if filter_mode == "in_process":
+        return Client(request.getfixturevalue("inproc_envoy").port)
     return Client(envoy.port)
 
 

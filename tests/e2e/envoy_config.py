@@ -12,6 +12,7 @@ exercise what we ship.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "envoy" / "envoy.yaml"
+# Gatehouse in process (the dynamic module) with ext_authz for what needs state.
+INPROCESS_EXAMPLE = REPO / "envoy" / "envoy-inprocess.yaml"
+MODULE_FILTER = "gatehouse"
 
 LISTENER_NAME = "main"
 GATEHOUSE_CLUSTER = "gatehouse"
@@ -89,9 +93,27 @@ def rewrite(config: dict, ports: Ports) -> dict:
     return config
 
 
-def write_test_config(dest: Path, ports: Ports, source: Path = EXAMPLE) -> Path:
+def set_module_config(config: dict, gatehouse_config: Path) -> dict:
+    """Points the in-process module (the http filter named `gatehouse`) at
+    `gatehouse_config`, keeping its other settings."""
+    listener = _one(config["static_resources"]["listeners"], LISTENER_NAME, "listener")
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    module = _one(hcm["http_filters"], MODULE_FILTER, "http filter")
+    value = module["typed_config"]["filter_config"]
+    settings = json.loads(value["value"])
+    settings["config_file"] = str(gatehouse_config)
+    value["value"] = json.dumps(settings)
+    return config
+
+
+def write_test_config(dest: Path, ports: Ports, source: Path = EXAMPLE,
+                      module_config: Path | None = None) -> Path:
+    """Writes `source` with `ports`; `module_config`: the gatehouse
+    configuration file the in-process module reads (in-process examples)."""
     config = yaml.safe_load(source.read_text())
     rewrite(config, ports)
+    if module_config is not None:
+        set_module_config(config, module_config)
     dest = Path(dest)
     dest.write_text(
         f"# Generated from {source} for a test run: only addresses and ports differ.\n"

@@ -19,6 +19,8 @@ import time
 import pytest
 
 from harness import configs, expect, tokens
+
+pytestmark = pytest.mark.both_filters
 from harness.httpc import basic
 
 API = "/api/x"  # rule `api`: any valid token, default headers

@@ -22,6 +22,8 @@ import pytest
 
 from harness import expect
 
+pytestmark = pytest.mark.both_filters
+
 BOTH = {"read:data", "write:data"}
 NO_GROUPS = {"sub": "svc-1", "preferred_username": "svc"}  # scopes only from `scope`
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from openapi_spec_validator import validate as validate_openapi
 
 from harness import configs, expect
-from harness.gatehouse import GatehouseInstance, require_binary
+from harness.gatehouse import GatehouseInstance, add_gatehouse_log, require_binary
 from harness.httpc import Client
 from harness.mtls import ClientCert, MtlsEnvoy, Pki
 from harness.procs import wait_until
@@ -122,11 +122,17 @@ def pki(tmp_path_factory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
 
 
+pytestmark = pytest.mark.both_filters
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, pki, echo):
+def stack(tmp_path_factory, pki, echo, filter_mode):
     """Gatehouse on the Toolforge-style config, the merged OpenAPI document
-    (`gatehouse openapi merge`), and Envoy on envoy/envoy-mtls.yaml."""
-    work = tmp_path_factory.mktemp("certs")
+    (`gatehouse openapi merge`), and Envoy on envoy/envoy-mtls.yaml; with
+    `filter_mode` in_process, gatehouse's module in Envoy instead of
+    ext_authz, reading the same configuration (harness.mtls.in_process).
+    `decisions()`: the log text gatehouse's decision lines go to."""
+    work = tmp_path_factory.mktemp(f"certs-{filter_mode}")
     docs = _BackgroundServer(_DocHandler, work / "docs.log")
     gatehouse = GatehouseInstance(work / "gatehouse", gatehouse_config(docs.base_url + "/openapi.json"),
                                   files={"specs/jobs.yaml": JOBS_YAML.encode()}, name="gatehouse-certs")
@@ -139,8 +145,14 @@ def stack(tmp_path_factory, pki, echo):
              "--out", str(openapi)],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert merged.returncode == 0, merged.stdout + merged.stderr
-        envoy = MtlsEnvoy(work / "envoy", pki, openapi, gatehouse.port, echo.port)
-        yield {"gatehouse": gatehouse, "envoy": envoy, "openapi": openapi}
+        inproc = filter_mode == "in_process"
+        envoy = MtlsEnvoy(work / "envoy", pki, openapi, gatehouse.port, echo.port,
+                          module_config=gatehouse.config_path if inproc else None)
+        if inproc:
+            add_gatehouse_log(envoy.process.log_path)
+        decisions = envoy.process.log_text if inproc else gatehouse.log
+        yield {"gatehouse": gatehouse, "envoy": envoy, "openapi": openapi, "mode": filter_mode,
+               "decisions": decisions}
     finally:
         if envoy is not None:
             envoy.stop()
@@ -201,9 +213,8 @@ def test_the_decision_log_names_the_credential_that_decided(stack, pki):
     r = tls(stack, pki, toolforge(pki, "alpha")).get(
         "/jobs/v1/tool/beta/decided-by", headers={"Authorization": "Bearer not-the-credential"})
     expect.denial(r, 403, "access_denied")
-    g = stack["gatehouse"]
     line = wait_until("the decision line", lambda: next(
-        (l for l in g.log().splitlines() if "/jobs/v1/tool/beta/decided-by" in l), None), 5)
+        (l for l in stack["decisions"]().splitlines() if "/jobs/v1/tool/beta/decided-by" in l), None), 5)
     assert 'credential="bearer"' not in line and 'credential="peer' in line, line
 
 
@@ -287,8 +298,14 @@ def test_spoofed_identity_headers_have_no_effect(stack, pki):
     h = expect.allowed(r)["header_list"]
     toolforge_headers = [(k, v) for k, v in h if k.startswith("x-toolforge-")]
     assert sorted(toolforge_headers) == [("x-toolforge-tool", "alpha"), ("x-toolforge-user", "alpha")]
-    # Envoy's mTLS listener sanitizes XFCC itself (forward_client_cert_details: SANITIZE).
-    assert all(k != "x-forwarded-client-cert" for k, _ in h)
+    # Envoy's mTLS listener sanitizes XFCC itself (forward_client_cert_details:
+    # SANITIZE); in process it writes its own (SANITIZE_SET, the peer's
+    # certificate, which the module needs), never the client's.
+    xfcc = [v for k, v in h if k == "x-forwarded-client-cert"]
+    if stack["mode"] == "in_process":
+        assert len(xfcc) == 1 and "Cert=" in xfcc[0] and beta.url_encoded() not in xfcc[0], xfcc
+    else:
+        assert xfcc == []
     expect.denial(tls(stack, pki, toolforge(pki, "alpha")).get("/jobs/v1/tool/beta/x", headers=spoof),
                   403, "access_denied")
 
@@ -314,7 +331,10 @@ def test_sanitize_set_xfcc_reaches_the_upstream(stack, pki, tmp_path, echo):
     XFCC and writes its own element about the peer certificate. Envoy is
     not a trusted XFCC proxy (it is not the request's source), yet that
     header restates the peer certificate only, so gatehouse keeps it for
-    the upstream; a forged one never gets through."""
+    the upstream; a forged one never gets through. (In process this is
+    the mtls listener's own setting: every test of the module covers it.)"""
+    if stack["mode"] == "in_process":
+        pytest.skip("the in-process stack runs SANITIZE_SET on every test")
     xfcc = {"forward_client_cert_details": "SANITIZE_SET",
             "set_current_client_cert_details": {"subject": True, "cert": True, "uri": True,
                                                 "dns": True}}

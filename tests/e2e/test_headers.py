@@ -13,7 +13,11 @@ Depends on gatehouse behaviour:
 
 from __future__ import annotations
 
+import pytest
+
 from harness import expect
+
+pytestmark = pytest.mark.both_filters
 
 SPOOFED = [
     ("X-Auth-Request-User", "mallory"),

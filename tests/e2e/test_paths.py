@@ -17,6 +17,8 @@ import pytest
 
 from harness import expect
 
+pytestmark = pytest.mark.both_filters
+
 # (raw target, expected status, layer that answers, why)
 CASES = [
     ("/data/..%2Fsecret", 400, "envoy", "encoded slash refused at the edge"),

@@ -24,24 +24,41 @@ use crate::config::ReloadConfig;
 /// `config.watch` and there is a file, the watch.
 pub fn spawn(reloader: Arc<Reloader>, config: &ReloadConfig) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(on_sighup(reloader.clone()))];
+    tasks.extend(spawn_file_watch(reloader, config, true));
+    tasks
+}
+
+/// Starts the file watch alone, when `config.watch` and there is a file:
+/// for a host process whose signals are not ours (the in-process Envoy
+/// filter). `sighup`: whether SIGHUP also reloads, for the log line.
+pub fn spawn_file_watch(
+    reloader: Arc<Reloader>,
+    config: &ReloadConfig,
+    sighup: bool,
+) -> Option<JoinHandle<()>> {
     match reloader.file() {
         None => {
-            tracing::info!("configuration reload is off: serving the embedded demo configuration")
+            tracing::info!("configuration reload is off: serving the embedded demo configuration");
+            None
         }
         Some(path) if config.watch => {
             tracing::info!(
                 file = %path.display(),
                 interval = %humantime::format_duration(config.interval),
                 referenced = reloader.referenced_files().len(),
-                "watching the configuration file and the files it references for changes (SIGHUP also reloads)"
+                "watching the configuration file and the files it references for changes{}",
+                if sighup { " (SIGHUP also reloads)" } else { "" }
             );
-            tasks.push(tokio::spawn(watch_file(reloader, config.interval)));
+            Some(tokio::spawn(watch_file(reloader, config.interval)))
         }
         Some(_) => {
-            tracing::info!("configuration file not watched (reload.watch: false); SIGHUP reloads")
+            tracing::info!(
+                "configuration file not watched (reload.watch: false){}",
+                if sighup { "; SIGHUP reloads" } else { "" }
+            );
+            None
         }
     }
-    tasks
 }
 
 /// Reloads on every SIGHUP.

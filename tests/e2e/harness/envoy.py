@@ -16,7 +16,7 @@ from envoy_bin import envoy_binary
 import yaml
 
 import envoy_config
-from envoy_config import EXAMPLE, Ports, write_test_config
+from envoy_config import EXAMPLE, INPROCESS_EXAMPLE, Ports, write_test_config
 from harness.httpc import Client
 from harness.procs import ManagedProcess, ProcessExited, free_port, wait_until
 
@@ -69,7 +69,8 @@ class EnvoyInstance:
     def __init__(self, workdir: Path, gatehouse_port: int, upstream_port: int, name: str = "envoy",
                  gatehouse_http_port: int | None = None, source: Path = EXAMPLE,
                  clusters: dict[str, int] | None = None, listener_port: int | None = None,
-                 admin_port: int | None = None, gatehouse_ports: list[int] | None = None):
+                 admin_port: int | None = None, gatehouse_ports: list[int] | None = None,
+                 module_config: Path | None = None):
         """`gatehouse_http_port`: gatehouse's side port (default: a free,
         closed port, for tests that never reach it). `source`: the Envoy
         config to run (default: the shipped example; the chart tests pass
@@ -79,8 +80,17 @@ class EnvoyInstance:
         fixed ports (default: free ones), e.g. to restart an Envoy where
         the previous one listened. `gatehouse_ports`: several gatehouse
         replicas in the `gatehouse` cluster (`gatehouse_port` is then the
-        first)."""
+        first). `module_config`: run gatehouse in process too (the
+        dynamic module, `harness.module`), reading this gatehouse
+        configuration file; `source` then defaults to the in-process
+        example."""
         self.workdir = Path(workdir)
+        env = None
+        if module_config is not None:
+            from harness.module import module_dir
+            env = {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(module_dir())}
+            if source == EXAMPLE:
+                source = INPROCESS_EXAMPLE
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._admin = requests.Session()
         self._admin.trust_env = False  # never send loopback traffic to a proxy
@@ -93,7 +103,8 @@ class EnvoyInstance:
                 gatehouse_http=gatehouse_http_port or free_port(),
             )
             if clusters is None:
-                self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports, source)
+                self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports, source,
+                                                     module_config)
             else:
                 self.config_path = write_config_with_clusters(self.workdir / f"{name}.yaml", self.ports,
                                                               clusters, source)
@@ -117,8 +128,12 @@ class EnvoyInstance:
                     # Access log lines (stdout) reach the log file promptly, so
                     # a failing test's report shows its requests.
                     "--file-flush-interval-msec", "50",
+                    # Gatehouse's own log lines, when it runs in process
+                    # (they are scanned for secrets like the service's).
+                    *(["--component-log-level", "dynamic_modules:info"] if module_config else []),
                 ],
                 self.workdir / f"{name}.log",
+                env=env,
             )
             try:
                 wait_until(f"{name} ready", self._ready, START_TIMEOUT, interval=0.05,

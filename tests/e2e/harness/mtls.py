@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import socket
 import ssl
 import urllib.parse
@@ -156,12 +157,52 @@ def _socket_address(node: dict) -> dict:
     return node["address"]["socket_address"]
 
 
+# What the in-process module needs on an mTLS listener: the ABI gives a
+# module the peer certificate's digest but not the certificate, so Envoy
+# restates it in its own X-Forwarded-Client-Cert (README "In-process mode").
+INPROCESS_XFCC = {"forward_client_cert_details": "SANITIZE_SET",
+                  "set_current_client_cert_details": {"cert": True}}
+
+
+def in_process(config: dict, gatehouse_config: Path) -> dict:
+    """The example with gatehouse in process: each listener's ext_authz
+    filter replaced by the module (reading `gatehouse_config`), per-route
+    `disabled` kept, and the mtls listener's XFCC set as the module needs."""
+    module = {
+        "name": "gatehouse",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "gatehouse_envoy_module"},
+            "filter_name": "gatehouse",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": json.dumps({"config_file": str(gatehouse_config)})},
+        },
+    }
+    for listener in config["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["http_filters"] = [module if f["name"] == "envoy.filters.http.ext_authz" else f
+                               for f in hcm["http_filters"]]
+        for host in hcm["route_config"]["virtual_hosts"]:
+            for route in host["routes"]:
+                per_filter = route.get("typed_per_filter_config", {})
+                if per_filter.pop("envoy.filters.http.ext_authz", {}).get("disabled"):
+                    per_filter["gatehouse"] = {
+                        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                        "disabled": True}
+        if listener["name"] == "mtls":
+            hcm.update(INPROCESS_XFCC)
+    return config
+
+
 def write_mtls_config(dest: Path, ports: MtlsPorts, pki: Pki, openapi: Path,
-                      mtls_xfcc: dict | None = None) -> Path:
+                      mtls_xfcc: dict | None = None, module_config: Path | None = None) -> Path:
     """The shipped example with addresses, ports and file paths replaced;
     `mtls_xfcc` replaces the mtls listener's XFCC settings (e.g.
-    `{"forward_client_cert_details": "SANITIZE_SET", ...}`)."""
+    `{"forward_client_cert_details": "SANITIZE_SET", ...}`);
+    `module_config`: gatehouse in process (`in_process`), reading it."""
     config = yaml.safe_load(MTLS_EXAMPLE.read_text())
+    if module_config is not None:
+        in_process(config, module_config)
     _socket_address(config["admin"]).update(address="127.0.0.1", port_value=ports.admin)
     static = config["static_resources"]
     listeners = {lst["name"]: lst for lst in static["listeners"]}
@@ -198,21 +239,28 @@ class MtlsEnvoy:
     proxy)."""
 
     def __init__(self, workdir: Path, pki: Pki, openapi: Path, gatehouse_port: int,
-                 upstream_port: int, name: str = "envoy-mtls", mtls_xfcc: dict | None = None):
+                 upstream_port: int, name: str = "envoy-mtls", mtls_xfcc: dict | None = None,
+                 module_config: Path | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = MtlsPorts(mtls=free_port(), behind_proxy=free_port(), admin=free_port(),
                                gatehouse=gatehouse_port, upstream=upstream_port)
         self.config_path = write_mtls_config(self.workdir / f"{name}.yaml", self.ports, pki,
-                                             openapi, mtls_xfcc)
+                                             openapi, mtls_xfcc, module_config)
+        env, extra = None, []
+        if module_config is not None:
+            from harness.module import module_dir
+            env = {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(module_dir())}
+            extra = ["--component-log-level", "dynamic_modules:info"]
         self.mtls_port, self.proxy_port = self.ports.mtls, self.ports.behind_proxy
         self.admin_url = f"http://127.0.0.1:{self.ports.admin}"
         self.process = ManagedProcess(
             name,
             [envoy_binary(), "-c", self.config_path, "--concurrency", "1",
              "--disable-hot-restart", "--log-level", "warning", "--drain-time-s", "1",
-             "--file-flush-interval-msec", "50"],
+             "--file-flush-interval-msec", "50", *extra],
             self.workdir / f"{name}.log",
+            env=env,
         )
         self._admin = requests.Session()
         self._admin.trust_env = False

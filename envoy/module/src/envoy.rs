@@ -1,0 +1,342 @@
+//! Safe wrappers over the ABI's callbacks: one HTTP stream as the filter
+//! sees it ([`Stream`]), the scheduler that brings work back to its worker
+//! ([`Scheduler`]), and Envoy's log ([`log`]).
+//!
+//! Every pointer Envoy hands a hook is valid for that hook's duration
+//! only; a [`Stream`] is made per hook call and never kept.
+
+use std::sync::Arc;
+
+use crate::abi::*;
+use crate::config::RouteSettings;
+use crate::request::Connection;
+
+/// Envoy's log levels, as gatehouse's events map onto them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// `trace`.
+    Trace,
+    /// `debug`.
+    Debug,
+    /// `info`.
+    Info,
+    /// `warning`.
+    Warn,
+    /// `error`.
+    Error,
+}
+
+/// Writes one line to Envoy's log, if Envoy logs at `level`.
+pub fn log(level: LogLevel, line: &[u8]) {
+    let level = match level {
+        LogLevel::Trace => LOG_TRACE,
+        LogLevel::Debug => LOG_DEBUG,
+        LogLevel::Info => LOG_INFO,
+        LogLevel::Warn => LOG_WARN,
+        LogLevel::Error => LOG_ERROR,
+    };
+    // SAFETY: both callbacks take plain values and borrow `line` for the
+    // call only; Envoy's logger is thread-safe (any thread may log).
+    unsafe {
+        if envoy_dynamic_module_callback_log_enabled(level) {
+            envoy_dynamic_module_callback_log_v2(
+                level,
+                ModuleBuffer::of(line),
+                ModuleBuffer::of(b"gatehouse"),
+                0,
+            );
+        }
+    }
+}
+
+/// The bytes of an Envoy-owned buffer (empty for null).
+///
+/// # Safety
+/// `b` must point at `b.length` readable bytes that outlive `'a`.
+pub unsafe fn envoy_bytes<'a>(b: EnvoyBuffer) -> &'a [u8] {
+    if b.ptr.is_null() || b.length == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { std::slice::from_raw_parts(b.ptr, b.length) }
+    }
+}
+
+/// Envoy's side of one HTTP stream, for the duration of one hook.
+pub struct Stream(FilterEnvoyPtr);
+
+impl Stream {
+    /// Wraps the pointer a hook was given.
+    ///
+    /// # Safety
+    /// `ptr` must be the `filter_envoy_ptr` of the hook being run, and the
+    /// `Stream` must not outlive that call.
+    pub unsafe fn new(ptr: FilterEnvoyPtr) -> Stream {
+        Stream(ptr)
+    }
+
+    /// Every request header, copied out (name, value), in Envoy's order.
+    pub fn request_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        // SAFETY: `self.0` is the live stream (see `new`).
+        let n =
+            unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, REQUEST_HEADER) };
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut headers = vec![EnvoyHttpHeader::EMPTY; n];
+        // SAFETY: `headers` has room for the `n` entries Envoy reported.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(
+                self.0,
+                REQUEST_HEADER,
+                headers.as_mut_ptr(),
+            )
+        };
+        if !ok {
+            return Vec::new();
+        }
+        headers
+            .iter()
+            .map(|h| {
+                // SAFETY: Envoy filled each entry with buffers into its
+                // header map, unchanged until this hook changes a header;
+                // they are copied before any change.
+                let (k, v) = unsafe {
+                    (
+                        envoy_bytes(EnvoyBuffer {
+                            ptr: h.key_ptr,
+                            length: h.key_length,
+                        }),
+                        envoy_bytes(EnvoyBuffer {
+                            ptr: h.value_ptr,
+                            length: h.value_length,
+                        }),
+                    )
+                };
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+
+    /// The first value of request header `name`, copied out.
+    pub fn request_header(&self, name: &[u8]) -> Option<Vec<u8>> {
+        let mut out = EnvoyBuffer::EMPTY;
+        // SAFETY: `name` is borrowed for the call; `out` is ours to fill.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_header(
+                self.0,
+                REQUEST_HEADER,
+                ModuleBuffer::of(name),
+                &mut out,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        // SAFETY: on success `out` points into Envoy's header map,
+        // unchanged while we copy it.
+        (ok && !out.ptr.is_null()).then(|| unsafe { envoy_bytes(out) }.to_vec())
+    }
+
+    /// Sets request header `name` to `value`, replacing every value.
+    pub fn set_request_header(&self, name: &[u8], value: &[u8]) {
+        // SAFETY: both buffers are borrowed for the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.0,
+                REQUEST_HEADER,
+                ModuleBuffer::of(name),
+                ModuleBuffer::of(value),
+            );
+        }
+    }
+
+    /// Removes request header `name` (every value).
+    pub fn remove_request_header(&self, name: &[u8]) {
+        // SAFETY: `name` is borrowed for the call; a null value removes.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.0,
+                REQUEST_HEADER,
+                ModuleBuffer::of(name),
+                ModuleBuffer::NULL,
+            );
+        }
+    }
+
+    /// Appends response header `name: value` (in the response-headers hook).
+    pub fn add_response_header(&self, name: &[u8], value: &[u8]) {
+        // SAFETY: both buffers are borrowed for the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_add_header(
+                self.0,
+                RESPONSE_HEADER,
+                ModuleBuffer::of(name),
+                ModuleBuffer::of(value),
+            );
+        }
+    }
+
+    /// Answers the request here, with `status`, `headers` (a name may
+    /// repeat) and `body`; `details` names the reason in Envoy's access
+    /// log (`%RESPONSE_CODE_DETAILS%`).
+    pub fn send_response(
+        &self,
+        status: u16,
+        headers: &[(&str, String)],
+        body: &[u8],
+        details: &str,
+    ) {
+        let mut vector: Vec<ModuleHttpHeader> = headers
+            .iter()
+            .map(|(k, v)| ModuleHttpHeader::of(k.as_bytes(), v.as_bytes()))
+            .collect();
+        // SAFETY: the vector, its strings and `body` live across the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_send_response(
+                self.0,
+                u32::from(status),
+                vector.as_mut_ptr(),
+                vector.len(),
+                ModuleBuffer::of(body),
+                ModuleBuffer::of(details.as_bytes()),
+            );
+        }
+    }
+
+    /// Sets `namespace.key = value` in the stream's dynamic metadata (for
+    /// later filters' `filter_enabled_metadata`, access logs).
+    pub fn set_metadata(&self, namespace: &str, key: &str, value: &str) {
+        // SAFETY: the three buffers are borrowed for the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                self.0,
+                ModuleBuffer::of(namespace.as_bytes()),
+                ModuleBuffer::of(key.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
+    }
+
+    /// Removes every request header whose name starts with `prefix`.
+    pub fn remove_request_headers_starting(&self, prefix: &[u8]) {
+        let names: Vec<Vec<u8>> = self
+            .request_headers()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| {
+                name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+            })
+            .collect();
+        for name in names {
+            self.remove_request_header(&name);
+        }
+    }
+
+    /// Lets the request go on after a hook stopped it.
+    pub fn continue_decoding(&self) {
+        // SAFETY: called from the scheduled hook, on the stream's worker.
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.0) }
+    }
+
+    /// A string attribute of the stream, copied out; `None` when absent
+    /// or empty.
+    fn attribute(&self, id: AttributeId) -> Option<String> {
+        let mut out = EnvoyBuffer::EMPTY;
+        // SAFETY: `out` is ours to fill.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, id, &mut out)
+        };
+        // SAFETY: on success `out` is valid for this hook.
+        let bytes = if ok { unsafe { envoy_bytes(out) } } else { &[] };
+        (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// A boolean attribute of the stream.
+    fn attribute_bool(&self, id: AttributeId) -> Option<bool> {
+        let mut out = false;
+        // SAFETY: `out` is ours to fill.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_bool(self.0, id, &mut out)
+        };
+        ok.then_some(out)
+    }
+
+    /// What the connection says about the peer: its address and, over
+    /// mTLS, its certificate's principal and the SHA-256 of the
+    /// certificate (to recognise it in `X-Forwarded-Client-Cert`).
+    pub fn connection(&self) -> (Connection, Option<String>) {
+        let mtls = self.attribute_bool(ATTR_CONNECTION_MTLS).unwrap_or(false);
+        let principal = if mtls {
+            self.attribute(ATTR_URI_SAN_PEER_CERTIFICATE)
+                .or_else(|| self.attribute(ATTR_SUBJECT_PEER_CERTIFICATE))
+        } else {
+            None
+        };
+        let digest = if mtls {
+            self.attribute(ATTR_SHA256_PEER_CERTIFICATE_DIGEST)
+        } else {
+            None
+        };
+        (
+            Connection {
+                source: self.attribute(ATTR_SOURCE_ADDRESS),
+                principal,
+                certificate: None,
+            },
+            digest,
+        )
+    }
+
+    /// The route's settings, when the route has any.
+    pub fn route_settings(&self) -> Option<Arc<RouteSettings>> {
+        // SAFETY: the pointer is ours (a per-route config this module
+        // made, see `hooks`), kept alive by Envoy while the route is.
+        let ptr = unsafe { envoy_dynamic_module_callback_get_most_specific_route_config(self.0) };
+        if ptr.is_null() {
+            return None;
+        }
+        let ptr = ptr as *const RouteSettings;
+        // SAFETY: `ptr` came from `Arc::into_raw` in the per-route hook and
+        // that reference is only released by the per-route destroy hook,
+        // so one more strong reference may be taken.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Some(Arc::from_raw(ptr))
+        }
+    }
+
+    /// A scheduler for this stream.
+    pub fn scheduler(&self) -> Scheduler {
+        // SAFETY: called from a hook on the stream's worker.
+        Scheduler(unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.0) })
+    }
+}
+
+/// Brings an event back to the worker of the stream it was made for
+/// (`on_http_filter_scheduled`). Deleted when dropped.
+pub struct Scheduler(SchedulerPtr);
+
+// SAFETY: Envoy documents commit as callable from any thread; deletion
+// happens once, in `Drop`, and the filter's lock orders it after any
+// commit (see `filter::Waiting`).
+unsafe impl Send for Scheduler {}
+
+impl Scheduler {
+    /// Schedules `event` on the stream's worker; nothing if the stream is
+    /// gone.
+    pub fn commit(&self, event: u64) {
+        if !self.0.is_null() {
+            // SAFETY: not deleted yet (deletion consumes `self`).
+            unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, event) }
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: made by `scheduler_new`, deleted exactly once here.
+            unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The event hooks Envoy resolves by name when it loads the filter (every
+//! one it requires, see `../ABI.md`). Each runs its body under
+//! [`guard`]: a panic never crosses into Envoy; a request whose check
+//! panicked is answered 500 (fail closed), and a configuration whose
+//! building panicked is refused.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use crate::abi::*;
+use crate::config::{FilterSettings, RouteSettings};
+use crate::envoy::{self, LogLevel, Stream, envoy_bytes};
+use crate::filter::{FilterConfig, Next, StreamFilter};
+
+/// Runs `body`, turning a panic into `fallback` and a log line.
+fn guard<T>(hook: &str, fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(panic) => {
+            let line = format!("gatehouse: panic in {hook}: {}", panic_message(&*panic));
+            envoy::log(LogLevel::Error, line.as_bytes());
+            fallback
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// The stream behind a hook's module pointer.
+///
+/// # Safety
+/// `module` must be a pointer `on_http_filter_new` returned and
+/// `on_http_filter_destroy` has not freed; Envoy calls a stream's hooks on
+/// one thread, one at a time.
+unsafe fn stream_filter<'a>(module: FilterModulePtr) -> &'a mut StreamFilter {
+    // SAFETY: the caller's promise; the pointer is a `Box<StreamFilter>`.
+    unsafe { &mut *(module as *mut StreamFilter) }
+}
+
+// ------------------------------------------------------------- program ----
+
+/// Loaded: names the ABI version this module was built against.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const std::ffi::c_char {
+    ABI_VERSION.as_ptr()
+}
+
+// -------------------------------------------------------- filter config ----
+
+/// A filter configuration: builds gatehouse's engine from it; null (Envoy
+/// rejects the configuration) with the reason in Envoy's log.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    _envoy: FilterConfigEnvoyPtr,
+    _name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> FilterConfigModulePtr {
+    guard("filter config", std::ptr::null(), || {
+        // SAFETY: Envoy's buffer, valid for this call.
+        let bytes = unsafe { envoy_bytes(config) };
+        let built = FilterSettings::parse(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|settings| FilterConfig::new(&settings));
+        match built {
+            Ok(config) => Arc::into_raw(Arc::new(config)) as FilterConfigModulePtr,
+            Err(e) => {
+                let line = format!("gatehouse: filter configuration refused: {e}");
+                envoy::log(LogLevel::Error, line.as_bytes());
+                std::ptr::null()
+            }
+        }
+    })
+}
+
+/// The configuration is gone: drops this reference (streams hold theirs).
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
+    config: FilterConfigModulePtr,
+) {
+    guard("filter config destroy", (), || {
+        if !config.is_null() {
+            // SAFETY: made by `Arc::into_raw` in `config_new`, released once.
+            drop(unsafe { Arc::from_raw(config as *const FilterConfig) });
+        }
+    })
+}
+
+/// A route's settings (`context_extensions`); null refuses them.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+    _name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> PerRouteConfigModulePtr {
+    guard("route config", std::ptr::null(), || {
+        // SAFETY: Envoy's buffer, valid for this call.
+        match RouteSettings::parse(unsafe { envoy_bytes(config) }) {
+            Ok(settings) => Arc::into_raw(Arc::new(settings)) as PerRouteConfigModulePtr,
+            Err(e) => {
+                let line = format!("gatehouse: route configuration refused: {e}");
+                envoy::log(LogLevel::Error, line.as_bytes());
+                std::ptr::null()
+            }
+        }
+    })
+}
+
+/// A route's settings are gone.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
+    config: PerRouteConfigModulePtr,
+) {
+    guard("route config destroy", (), || {
+        if !config.is_null() {
+            // SAFETY: made by `Arc::into_raw` in `per_route_config_new`.
+            drop(unsafe { Arc::from_raw(config as *const RouteSettings) });
+        }
+    })
+}
+
+// -------------------------------------------------------------- filter ----
+
+/// A new stream: its state, holding a reference to the configuration.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    config: FilterConfigModulePtr,
+    _envoy: FilterEnvoyPtr,
+) -> FilterModulePtr {
+    guard("filter new", std::ptr::null(), || {
+        let config = config as *const FilterConfig;
+        // SAFETY: `config` came from `Arc::into_raw` in `config_new` and
+        // Envoy keeps it until `config_destroy`, after this call: one more
+        // strong reference may be taken.
+        let config = unsafe {
+            Arc::increment_strong_count(config);
+            Arc::from_raw(config)
+        };
+        Box::into_raw(Box::new(StreamFilter::new(config))) as FilterModulePtr
+    })
+}
+
+/// The request's headers are in: the check.
+///
+/// # Safety
+/// Envoy's to call, with this stream's pointers, on its worker.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    envoy: FilterEnvoyPtr,
+    module: FilterModulePtr,
+    _end_of_stream: bool,
+) -> HeadersStatus {
+    // SAFETY: this hook's own pointers (see `Stream::new`, `stream_filter`).
+    let (stream, filter) = unsafe { (Stream::new(envoy), stream_filter(module)) };
+    let failed = || {
+        // Fail closed: the request does not go on.
+        stream.send_response(
+            500,
+            &[
+                ("cache-control", "no-cache, no-store".into()),
+                ("content-type", "application/json".into()),
+            ],
+            br#"{"error":"internal_error","error_description":"the check failed"}"#,
+            "gatehouse_check_failed",
+        );
+        HEADERS_STOP_ITERATION
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| filter.on_request_headers(&stream)));
+    match outcome {
+        Ok(Next::Continue) => HEADERS_CONTINUE,
+        Ok(Next::Stop) => HEADERS_STOP_ITERATION,
+        Ok(Next::Wait) => HEADERS_STOP_ALL_AND_WATERMARK,
+        Err(panic) => {
+            let line = format!("gatehouse: panic in the check: {}", panic_message(&*panic));
+            envoy::log(LogLevel::Error, line.as_bytes());
+            failed()
+        }
+    }
+}
+
+/// A waiting check has its answer: applied on the stream's worker.
+///
+/// # Safety
+/// Envoy's to call, with this stream's pointers, on its worker.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    envoy: FilterEnvoyPtr,
+    module: FilterModulePtr,
+    _event: u64,
+) {
+    // SAFETY: this hook's own pointers.
+    let (stream, filter) = unsafe { (Stream::new(envoy), stream_filter(module)) };
+    let ok = guard("the scheduled check", false, || {
+        filter.on_scheduled(&stream);
+        true
+    });
+    if !ok {
+        stream.send_response(
+            500,
+            &[("cache-control", "no-cache, no-store".into())],
+            b"",
+            "gatehouse_check_failed",
+        );
+    }
+}
+
+/// The response's headers: adds the allow's client headers, if any.
+///
+/// # Safety
+/// Envoy's to call, with this stream's pointers, on its worker.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    envoy: FilterEnvoyPtr,
+    module: FilterModulePtr,
+    _end_of_stream: bool,
+) -> HeadersStatus {
+    // SAFETY: this hook's own pointers.
+    let (stream, filter) = unsafe { (Stream::new(envoy), stream_filter(module)) };
+    guard("response headers", (), || {
+        filter.on_response_headers(&stream)
+    });
+    HEADERS_CONTINUE
+}
+
+/// The stream is gone: frees its state (and stops a waiting check).
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: FilterModulePtr) {
+    guard("filter destroy", (), || {
+        if !module.is_null() {
+            // SAFETY: made by `Box::into_raw` in `filter_new`, freed once.
+            drop(unsafe { Box::from_raw(module as *mut StreamFilter) });
+        }
+    })
+}
+
+// ------------------------------------- hooks Envoy requires, unused here ----
+
+/// Body data passes (a waiting check holds it through the headers' status).
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+    _: bool,
+) -> BodyStatus {
+    BODY_CONTINUE
+}
+
+/// Trailers pass.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+) -> TrailersStatus {
+    TRAILERS_CONTINUE
+}
+
+/// Response body passes.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+    _: bool,
+) -> BodyStatus {
+    BODY_CONTINUE
+}
+
+/// Response trailers pass.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+) -> TrailersStatus {
+    TRAILERS_CONTINUE
+}
+
+/// Nothing to do at the end of a stream (its state goes in `destroy`).
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+) {
+}
+
+/// No HTTP callouts are made.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+    _: u64,
+    _: CalloutResult,
+    _: *mut EnvoyHttpHeader,
+    _: usize,
+    _: *mut EnvoyBuffer,
+    _: usize,
+) {
+}
+
+/// No HTTP streams are opened.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+    _: u64,
+    _: *mut EnvoyHttpHeader,
+    _: usize,
+    _: bool,
+) {
+}
+
+/// No HTTP streams are opened.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+    _: u64,
+    _: *const EnvoyBuffer,
+    _: usize,
+    _: bool,
+) {
+}
+
+/// No HTTP streams are opened.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+    _: u64,
+    _: *mut EnvoyHttpHeader,
+    _: usize,
+) {
+}
+
+/// No HTTP streams are opened.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+    _: u64,
+) {
+}
+
+/// No HTTP streams are opened.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+    _: u64,
+    _: StreamResetReason,
+) {
+}
+
+/// Flow control is Envoy's.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+) {
+}
+
+/// Flow control is Envoy's.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _: FilterEnvoyPtr,
+    _: FilterModulePtr,
+) {
+}
