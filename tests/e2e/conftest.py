@@ -265,16 +265,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "filter_mode" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_filters"):
-        metafunc.parametrize("filter_mode", FILTERS, scope="session")
+        metafunc.parametrize("filter_mode", FILTERS, scope="module")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def filter_mode() -> str:
     """`ext_authz` unless the test module is marked `both_filters`."""
     return "ext_authz"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def client(request: pytest.FixtureRequest, envoy: EnvoyInstance, gatehouse: GatehouseInstance,
            filter_mode: str) -> Client:
     """HTTP client for the shared Envoy's listener, gatehouse SERVING behind
