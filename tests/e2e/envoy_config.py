@@ -93,27 +93,33 @@ def rewrite(config: dict, ports: Ports) -> dict:
     return config
 
 
-def set_module_config(config: dict, gatehouse_config: Path) -> dict:
+def set_module_config(config: dict, gatehouse_config: Path, settings: dict | None = None) -> dict:
     """Points the in-process module (the http filter named `gatehouse`) at
-    `gatehouse_config`, keeping its other settings."""
+    `gatehouse_config`, keeping its other settings but those in `settings`
+    (a value None removes one)."""
     listener = _one(config["static_resources"]["listeners"], LISTENER_NAME, "listener")
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     module = _one(hcm["http_filters"], MODULE_FILTER, "http filter")
     value = module["typed_config"]["filter_config"]
-    settings = json.loads(value["value"])
-    settings["config_file"] = str(gatehouse_config)
-    value["value"] = json.dumps(settings)
+    current = json.loads(value["value"])
+    current["config_file"] = str(gatehouse_config)
+    for key, setting in (settings or {}).items():
+        if setting is None:
+            current.pop(key, None)
+        else:
+            current[key] = setting
+    value["value"] = json.dumps(current)
     return config
 
 
 def write_test_config(dest: Path, ports: Ports, source: Path = EXAMPLE,
-                      module_config: Path | None = None) -> Path:
+                      module_config: Path | None = None, module_settings: dict | None = None) -> Path:
     """Writes `source` with `ports`; `module_config`: the gatehouse
     configuration file the in-process module reads (in-process examples)."""
     config = yaml.safe_load(source.read_text())
     rewrite(config, ports)
     if module_config is not None:
-        set_module_config(config, module_config)
+        set_module_config(config, module_config, module_settings)
     dest = Path(dest)
     dest.write_text(
         f"# Generated from {source} for a test run: only addresses and ports differ.\n"

@@ -70,7 +70,7 @@ class EnvoyInstance:
                  gatehouse_http_port: int | None = None, source: Path = EXAMPLE,
                  clusters: dict[str, int] | None = None, listener_port: int | None = None,
                  admin_port: int | None = None, gatehouse_ports: list[int] | None = None,
-                 module_config: Path | None = None):
+                 module_config: Path | None = None, module_settings: dict | None = None):
         """`gatehouse_http_port`: gatehouse's side port (default: a free,
         closed port, for tests that never reach it). `source`: the Envoy
         config to run (default: the shipped example; the chart tests pass
@@ -83,7 +83,8 @@ class EnvoyInstance:
         first). `module_config`: run gatehouse in process too (the
         dynamic module, `harness.module`), reading this gatehouse
         configuration file; `source` then defaults to the in-process
-        example."""
+        example. `module_settings`: the module's other settings changed
+        (e.g. `{"needs_state": None}`)."""
         self.workdir = Path(workdir)
         env = None
         if module_config is not None:
@@ -104,7 +105,7 @@ class EnvoyInstance:
             )
             if clusters is None:
                 self.config_path = write_test_config(self.workdir / f"{name}.yaml", self.ports, source,
-                                                     module_config)
+                                                     module_config, module_settings)
             else:
                 self.config_path = write_config_with_clusters(self.workdir / f"{name}.yaml", self.ports,
                                                               clusters, source)

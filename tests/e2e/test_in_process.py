@@ -1,0 +1,243 @@
+"""What only the in-process module does (envoy/module, through the shipped
+envoy/envoy-inprocess.yaml): the answers it shares with the service are
+the `both_filters` suites (test_authn, test_authz, test_headers,
+test_paths, test_certs), run through both.
+
+- A check that needs state is handed to the service over ext_authz
+  (`needs_state: ext_authz`, the example's setting), refused with 503
+  without it, or decided in the worker when a shared Redis store is
+  configured; a check that needs no state never leaves the worker.
+- A check that must wait (a key set being fetched for an unknown `kid`)
+  is finished on the module's runtime and resumed on Envoy's worker.
+- The module reloads its configuration file as the service does, and a
+  configuration it cannot load stops Envoy with the reason in its log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import configs, expect, secret_registry, tokens
+from harness.envoy import EnvoyInstance
+from harness.gatehouse import add_gatehouse_log
+from harness.httpc import Client
+from harness.procs import ProcessExited, free_port, wait_until
+from harness.replicas import ADMIN_SCOPE, STORE_KEY_FILE, TOKEN_PREFIX
+
+API = "/auth/api/v1/users/alice/tokens"
+EXT_AUTHZ_OK = "http.ingress.ext_authz.ok"
+
+
+def module_envoy(tmp_path: Path, echo, config: dict | Path, name: str = "envoy-module",
+                 gatehouse_port: int | None = None, gatehouse_http_port: int | None = None,
+                 settings: dict | None = None) -> EnvoyInstance:
+    """An Envoy on the in-process example whose module reads `config` (a
+    gatehouse configuration, written to a file, or the file); ext_authz
+    points at `gatehouse_port` (default: a port nobody listens on)."""
+    if isinstance(config, dict):
+        path = tmp_path / f"{name}-gatehouse.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    else:
+        path = config
+    instance = EnvoyInstance(tmp_path / name, gatehouse_port or free_port(), echo.port, name=name,
+                             gatehouse_http_port=gatehouse_http_port, module_config=path,
+                             module_settings=settings)
+    add_gatehouse_log(instance.process.log_path)
+    return instance
+
+
+def ext_authz_ok(envoy: EnvoyInstance) -> int:
+    return envoy.stats(EXT_AUTHZ_OK).get(EXT_AUTHZ_OK, 0)
+
+
+def create_api_token(client: Client, jwt: str, scopes: list[str]) -> str:
+    body = json.dumps({"name": f"t-{time.monotonic_ns()}", "scopes": scopes}).encode()
+    r = client.request("POST", API, token=jwt, body=body, headers={"Content-Type": "application/json"})
+    assert r.status == 201, r.describe()
+    token = r.json()["token"]
+    secret_registry.record(token, "API token")
+    secret_registry.record(token.split(".", 1)[1], "API token secret")
+    return token
+
+
+def files(keys) -> dict[str, bytes]:
+    return {configs.HMAC_SECRET_FILE: keys.hmac.secret,
+            configs.ISSUER_KEY_FILE: keys.internal.private_pem(),
+            configs.UPSTREAM_TOKEN_FILE: configs.UPSTREAM_TOKEN.encode(),
+            STORE_KEY_FILE: (os.urandom(32).hex() + "\n").encode()}
+
+
+def api_token_config(idp, discovery_idp, rotating_idp, store: dict | None = None) -> dict:
+    config = configs.shared_config(idp, discovery_idp, rotating_idp)
+    config["api_tokens"] = {"prefix": TOKEN_PREFIX, "admin_scope": ADMIN_SCOPE}
+    config["issuer"] = configs.internal_issuer("http://127.0.0.1:9")
+    if store:
+        config["store"] = store
+    return config
+
+
+@pytest.fixture
+def api_token_stack(tmp_path, gatehouse_factory, echo, keys, idp, discovery_idp, rotating_idp):
+    """A gatehouse with API tokens on its memory store, and a factory of
+    in-process Envoys in front of it, reading its configuration file."""
+    config = api_token_config(idp, discovery_idp, rotating_idp)
+    g = gatehouse_factory(config, files(keys),
+                          name="gatehouse-handon")
+    g.wait_serving()
+    started: list[EnvoyInstance] = []
+
+    def envoy(settings: dict | None = None, name: str = "envoy-handon") -> EnvoyInstance:
+        started.append(module_envoy(tmp_path, echo, g.config_path, name=f"{name}-{len(started)}",
+                                    gatehouse_port=g.port, gatehouse_http_port=g.http_port,
+                                    settings=settings))
+        return started[-1]
+
+    yield g, envoy
+    for instance in started:
+        instance.stop()
+
+
+# --- what needs state --------------------------------------------------------------
+
+
+def test_a_check_that_needs_state_is_handed_to_ext_authz(api_token_stack, mint):
+    _, start = api_token_stack
+    envoy = start()
+    client = Client(envoy.port)
+    jwt = mint.token()
+    api_token = create_api_token(client, jwt, ["read:data"])
+
+    # A JWT is decided in the worker: ext_authz is never called.
+    before = ext_authz_ok(envoy)
+    seen = expect.allowed(client.get("/api/x", token=jwt))
+    assert seen["headers"]["x-auth-request-user"] == "alice"
+    assert ext_authz_ok(envoy) == before
+
+    # An API token needs the store: the module hands the check on and the
+    # service decides it, identity headers and all; a spoofed identity
+    # header sent with it is removed.
+    seen = expect.allowed(client.get("/api/x", token=api_token,
+                                     headers={"X-Auth-Request-User": "mallory"}))
+    assert seen["headers"]["x-auth-request-user"] == "alice"
+    assert ext_authz_ok(envoy) == before + 1
+    # An unknown API token: handed on, and refused by the service.
+    forged = api_token[:-4] + ("AAAA" if not api_token.endswith("AAAA") else "BBBB")
+    expect.invalid_token(client.get("/api/x", token=forged))
+
+
+def test_without_hand_on_a_check_that_needs_state_is_refused(api_token_stack, mint):
+    _, start = api_token_stack
+    # The module's default: no ext_authz behind it, so 503 (fail closed).
+    envoy = start(settings={"needs_state": None}, name="envoy-refuse")
+    client = Client(envoy.port)
+    jwt = mint.token()
+    api_token = create_api_token(client, jwt, ["read:data"])
+    expect.allowed(client.get("/api/x", token=jwt))
+    expect.denial(client.get("/api/x", token=api_token), 503, "temporarily_unavailable")
+    assert ext_authz_ok(envoy) == 0
+
+
+def test_with_a_shared_store_the_worker_decides_stateful_checks(
+        tmp_path, redis_server, gatehouse_factory, echo, keys, idp, discovery_idp, rotating_idp,
+        mint):
+    store = {"redis": {"url": redis_server.url, "command_timeout": "300ms",
+                       "connect_timeout": "300ms"},
+             "encryption_key_file": STORE_KEY_FILE}
+    config = api_token_config(idp, discovery_idp, rotating_idp, store)
+    g = gatehouse_factory(config, files(keys),
+                          name="gatehouse-shared")
+    g.wait_serving()
+    envoy = module_envoy(tmp_path, echo, g.config_path, name="envoy-shared",
+                         gatehouse_port=g.port, gatehouse_http_port=g.http_port)
+    try:
+        client = Client(envoy.port)
+        api_token = create_api_token(client, mint.token(), ["read:data"])
+        # Created by the service, read by the module from Redis (a check
+        # that waits on I/O, resumed through Envoy's scheduler).
+        seen = expect.allowed(client.get("/api/x", token=api_token))
+        assert seen["headers"]["x-auth-request-user"] == "alice"
+        assert ext_authz_ok(envoy) == 0
+    finally:
+        envoy.stop()
+
+
+# --- waiting ------------------------------------------------------------------------
+
+
+def test_an_unknown_kid_waits_for_the_key_set_and_is_resumed(tmp_path, idp_factory, echo, mint,
+                                                             keys):
+    idp = idp_factory(keys.rsa, label="idp-module")
+    refresh = dict(configs.QUIET_REFRESH, unknown_kid_interval="1s")
+    envoy = module_envoy(tmp_path, echo, configs.single_issuer_config(idp, refresh))
+    try:
+        client = Client(envoy.port)
+        expect.allowed(client.get("/x", token=mint.token(keys.rsa, idp.issuer)))
+        time.sleep(1.2)  # one unknown_kid_interval since the first fetch
+        new_key = tokens.generate("ES256", kid="added-later")
+        idp.add_key(new_key)
+        fetches = idp.fetches()
+        # The worker cannot verify this token until the key set is fetched
+        # again: the check moves to the module's runtime and comes back.
+        seen = expect.allowed(client.get("/x", token=mint.token(new_key, idp.issuer)))
+        assert seen["headers"]["x-auth-request-user"] == "alice"
+        assert idp.fetches() == fetches + 1
+        # More tokens signed with it: verified in the worker, no refetch.
+        for _ in range(5):
+            fresh = mint.token(new_key, idp.issuer, jti=str(time.monotonic_ns()))
+            expect.allowed(client.get("/x", token=fresh))
+        assert idp.fetches() == fetches + 1
+        # An unknown kid that stays unknown: refused after the refetch.
+        expect.invalid_token(client.get("/x", token=mint.token(keys.stranger, idp.issuer)))
+    finally:
+        envoy.stop()
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def test_the_module_reloads_its_configuration_file(tmp_path, idp_factory, echo, mint, keys):
+    idp = idp_factory(keys.rsa, label="idp-reload")
+    config = configs.single_issuer_config(idp)
+    config["reload"] = {"watch": True, "interval": "200ms"}
+    path = tmp_path / "reloaded.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    envoy = module_envoy(tmp_path, echo, path, name="envoy-reload")
+    try:
+        client = Client(envoy.port)
+        token = mint.token(keys.rsa, idp.issuer)
+        expect.allowed(client.get("/x", token=token))
+        config["policy"]["default"] = "deny"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        wait_until("the module to deny after the reload",
+                   lambda: client.get("/x", token=token).status == 403, timeout=10,
+                   on_timeout=envoy.process.log_tail)
+        # A broken file is not applied: the last good configuration stays.
+        path.write_text("policy: [this is not gatehouse's configuration\n")
+        time.sleep(1)
+        expect.denial(client.get("/x", token=token), 403, "access_denied")
+    finally:
+        envoy.stop()
+
+
+def test_a_configuration_the_module_cannot_load_stops_envoy_with_the_reason(tmp_path, echo, idp):
+    config = configs.single_issuer_config(idp)
+    config["policy"]["default"] = "sometimes"
+    with pytest.raises(ProcessExited):
+        module_envoy(tmp_path, echo, config, name="envoy-bad")
+    log = (tmp_path / "envoy-bad" / "envoy-bad.log").read_text()
+    assert "gatehouse: filter configuration refused" in log, log[-2000:]
+    assert "policy.default" in log, log[-2000:]
+
+
+def test_unknown_module_settings_are_refused(tmp_path, echo, idp):
+    with pytest.raises(ProcessExited):
+        module_envoy(tmp_path, echo, configs.single_issuer_config(idp), name="envoy-settings",
+                     settings={"needs_state": "allow"})
+    log = (tmp_path / "envoy-settings" / "envoy-settings.log").read_text()
+    assert "gatehouse: filter configuration refused: invalid JSON" in log, log[-2000:]
