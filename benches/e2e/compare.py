@@ -10,13 +10,11 @@
       port at /ext_authz/<path>),
   (c-nocache) the same over gRPC/TCP with gatehouse's token cache off, so
       every check verifies the RS256 signature (`ext_authz_nocache`),
-  (inproc) Envoy with gatehouse's decision in-process, as the proxy-wasm
-      filter of inproc/wasm run by Envoy's V8 runtime (`inproc_wasm`, with
-      the filter's per-worker token cache; `inproc_wasm_nocache`, every
-      request verifies the signature in wasm): the filter's CPU is Envoy's,
-      so `envoy µs` is the whole cost; `inproc_wasm_floor`, the same
-      filter letting everything through untouched: what the V8 runtime
-      costs per request by itself,
+  (inproc) Envoy with gatehouse in process: the dynamic module of
+      envoy/module (libgatehouse_envoy_module.so, release build) running
+      the same gatehouse configuration as (c) in Envoy's worker (`inproc`;
+      `inproc_nocache` with the token cache off, every request verifying
+      the signature): its CPU is Envoy's, so `envoy µs` is the whole cost,
   (floor) ext_authz over gRPC/TCP to a gatehouse whose only rule lets
       everyone through with no identity header (`ext_authz_floor`): what
       Envoy's ext_authz round trip and gatehouse's gRPC transport cost with
@@ -31,15 +29,15 @@ CPU placement (2 cores): the Envoy under test and gatehouse share CPU 1;
 wrk and the upstream (a second Envoy answering with direct_response) run on
 CPU 0. CPU time comes from /proc/<pid>/task/*/schedstat (nanoseconds).
 
-  (inproc) gatehouse's JWT decision inside Envoy's worker, as a dynamic
-      module (inproc/dynmod, `inproc_dynmod`; `inproc_dynmod_nocache`
-      with its token cache off): its CPU is Envoy's.
+`--rate N` paces wrk at N requests/s in total (each connection waits
+connections/N seconds between requests) instead of as fast as it can: the
+latency percentiles are then those at that load, the same for every
+configuration (p99 at 5,000 req/s).
 
 Run with `bash benches/e2e/run.sh` (installs wrk and the venv, builds the
-release binary). Options: --rounds, --duration, --users, --connections, --alg,
---configs (a subset; without ext_authz ones no gatehouse is started),
---dynmod-dir (where libgatehouse_dynmod.so is), --wasm (the proxy-wasm
-filter's .wasm, built in inproc/wasm).
+release binary and module). Options: --rounds, --duration, --users,
+--connections, --rate, --alg, --configs (a subset; without ext_authz ones
+no gatehouse is started), --module-dir (where libgatehouse_envoy_module.so is).
 """
 
 from __future__ import annotations
@@ -252,51 +250,21 @@ def ext_authz_http_filter() -> dict:
     }
 
 
-DYNMOD_DIR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "inproc/dynmod/target")) / "release"
+MODULE_DIR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release"
 
 
-def dynmod_filter(jwks_file: Path, alg: str, cache_size: int | None = None) -> dict:
-    """gatehouse's JWT decision in Envoy's worker: the dynamic module built
-    from inproc/dynmod (libgatehouse_dynmod.so, found through
-    ENVOY_DYNAMIC_MODULES_SEARCH_PATH, see `envoy_env`)."""
-    cfg: dict = {"issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [alg],
-                              "jwks_file": str(jwks_file)}]}
-    if cache_size is not None:
-        cfg["cache_size"] = cache_size
+def module_filter(gatehouse_config: Path) -> dict:
+    """gatehouse in Envoy's worker: envoy/module's dynamic module
+    (libgatehouse_envoy_module.so, found through
+    ENVOY_DYNAMIC_MODULES_SEARCH_PATH) reading `gatehouse_config`."""
     return {
-        "name": "envoy.filters.http.dynamic_modules",
+        "name": "gatehouse",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-            "dynamic_module_config": {"name": "gatehouse_dynmod"},
+            "dynamic_module_config": {"name": "gatehouse_envoy_module"},
             "filter_name": "gatehouse",
-            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(cfg)},
-        },
-    }
-
-
-def wasm_filter(wasm: Path, name: str, jwks_file: Path, alg: str, cache_size: int, noop: bool = False) -> dict:
-    """gatehouse's proxy-wasm filter (inproc/wasm) in Envoy's V8 runtime, with
-    the JWKS inline in its plugin configuration. Each configuration gets its
-    own VM (vm_id), so their caches are separate."""
-    plugin = {"issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": [alg],
-              "jwks": json.loads(jwks_file.read_text()), "cache_size": cache_size, "noop": noop}
-    return {
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": name,
-                "vm_config": {
-                    "vm_id": name,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": str(wasm)}},
-                },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": json.dumps(plugin),
-                },
-                "failure_policy": "FAIL_CLOSED",
-            },
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": json.dumps({"config_file": str(gatehouse_config)})},
         },
     }
 
@@ -331,6 +299,10 @@ LUA = """
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS_FILE")) do tokens[#tokens + 1] = line end
 local i = math.random(#tokens)
+local pause = tonumber(os.getenv("PAUSE_MS") or "0")
+if pause > 0 then
+  delay = function() return pause end
+end
 request = function()
   i = i % #tokens + 1
   return wrk.format("GET", "@PATH@", {["Authorization"] = "Bearer " .. tokens[i]})
@@ -338,11 +310,14 @@ end
 """
 
 
-def run_wrk(port: int, duration: int, connections: int, lua: Path, tokens: Path) -> dict:
+def run_wrk(port: int, duration: int, connections: int, lua: Path, tokens: Path, rate: int = 0) -> dict:
+    # Paced: each connection waits connections/rate between requests.
+    pause = f"{connections * 1000 / rate:.3f}" if rate else "0"
     out = subprocess.run(
         ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
          "-s", str(lua), f"http://127.0.0.1:{port}{PATH}"],
-        env={**os.environ, "TOKENS_FILE": str(tokens)}, capture_output=True, text=True, check=True,
+        env={**os.environ, "TOKENS_FILE": str(tokens), "PAUSE_MS": pause},
+        capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -355,8 +330,7 @@ def run_wrk(port: int, duration: int, connections: int, lua: Path, tokens: Path)
 
 
 ALL_CONFIGS = ["bare", "jwt_authn", "jwt_authn+cache", "ext_authz", "ext_authz_uds", "ext_authz_http",
-               "ext_authz_nocache", "ext_authz_floor", "inproc_dynmod", "inproc_dynmod_nocache",
-               "inproc_wasm", "inproc_wasm_nocache", "inproc_wasm_floor"]
+               "ext_authz_nocache", "ext_authz_floor", "inproc", "inproc_nocache"]
 
 
 def main() -> None:
@@ -367,13 +341,12 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--alg", default="RS256", choices=["RS256", "ES256", "EdDSA"])
     ap.add_argument("--gatehouse", default=str(REPO / "target/release/gatehouse"))
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "inproc/wasm/target"))
-    ap.add_argument("--wasm", default=str(target / "wasm32-wasip1/release/gatehouse_wasm.wasm"))
-    ap.add_argument("--configs", default=",".join(c for c in ALL_CONFIGS if not c.startswith("inproc_")),
-                    help="comma-separated configurations, in this order each round (default: all but "
-                         "the inproc_* ones, which need the .wasm built)")
-    ap.add_argument("--dynmod-dir", default=str(DYNMOD_DIR),
-                    help="directory holding libgatehouse_dynmod.so (inproc/dynmod, release build)")
+    ap.add_argument("--rate", type=int, default=0,
+                    help="requests/s in total, paced (default 0: as fast as wrk can)")
+    ap.add_argument("--configs", default=",".join(ALL_CONFIGS),
+                    help="comma-separated configurations, in this order each round (default: all)")
+    ap.add_argument("--module-dir", default=str(MODULE_DIR),
+                    help="directory holding libgatehouse_envoy_module.so (envoy/module, release build)")
     args = ap.parse_args()
     selected = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = sorted(set(selected) - set(ALL_CONFIGS))
@@ -428,13 +401,16 @@ def main() -> None:
         gatehouses: dict[str, Proc] = {}
         g_ports: dict[str, int] = {}
         g_http_port = 0
-        for name, variant in (variants if wants_gatehouse else {}).items():
+        for name, variant in variants.items():
             g_ports[name], http_port = free_port(), free_port()
             server = {"grpc_addr": f"127.0.0.1:{g_ports[name]}", "http_addr": f"127.0.0.1:{http_port}"}
             if name == "gatehouse":
                 server["grpc_socket"] = str(work / "gatehouse.sock")
                 g_http_port = http_port
+            # Also what the in-process module reads (the same configuration).
             (work / f"{name}.yaml").write_text(yaml.safe_dump({"server": server, "log": {"level": "warn"}, **variant}))
+            if not wants_gatehouse:
+                continue
             gatehouses[name] = Proc(name, [args.gatehouse, "serve", "--config", str(work / f"{name}.yaml")], 1,
                                     work / f"{name}.log")
             procs.append(gatehouses[name])
@@ -451,17 +427,11 @@ def main() -> None:
             "ext_authz_http": [ext_authz_http_filter()],
             "ext_authz_nocache": [ext_authz_filter("gatehouse_nocache")],
             "ext_authz_floor": [ext_authz_filter("gatehouse_floor")],
-            "inproc_dynmod": lambda: [dynmod_filter(jwks_file, args.alg)],
-            "inproc_dynmod_nocache": lambda: [dynmod_filter(jwks_file, args.alg, cache_size=0)],
-            "inproc_wasm": lambda: [wasm_filter(Path(args.wasm), "inproc_wasm", jwks_file, args.alg, 10_000)],
-            "inproc_wasm_nocache": lambda: [wasm_filter(Path(args.wasm), "inproc_wasm_nocache", jwks_file,
-                                                        args.alg, 0)],
-            "inproc_wasm_floor": lambda: [wasm_filter(Path(args.wasm), "inproc_wasm_floor", jwks_file,
-                                                      args.alg, 0, noop=True)],
+            "inproc": [module_filter(work / "gatehouse.yaml")],
+            "inproc_nocache": [module_filter(work / "gatehouse_nocache.yaml")],
         }
-        # The selected ones, in the order given (the wasm ones are built only
-        # when selected: they read the .wasm file).
-        filters = {name: (filters[name]() if callable(filters[name]) else filters[name]) for name in selected}
+        # The selected ones, in the order given.
+        filters = {name: filters[name] for name in selected}
         # Which gatehouse process each configuration asks (for its CPU).
         asks = {"ext_authz_nocache": "gatehouse_nocache", "ext_authz_floor": "gatehouse_floor"}
         ports = {name: free_port() for name in filters}
@@ -474,7 +444,7 @@ def main() -> None:
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         under_test = Proc("envoy", [envoy, "-c", str(work / "envoy.yaml"), "--concurrency", "1",
                                     "--disable-hot-restart", "--base-id", "12", "-l", "error"], 1, work / "envoy.log",
-                          env={"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": args.dynmod_dir})
+                          env={"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": args.module_dir})
         procs.append(under_test)
         for port in ports.values():
             wait_port(port)
@@ -485,7 +455,7 @@ def main() -> None:
         for name, port in ports.items():
             status = http_ok(port, {"Authorization": f"Bearer {token}"})
             assert status == 200, f"{name}: {status} with a valid token"
-            if name not in ("bare", "ext_authz_floor", "inproc_wasm_floor"):
+            if name not in ("bare", "ext_authz_floor"):
                 assert http_ok(port) == 401, f"{name}: a request without a token must be refused"
 
         results: dict[str, list[dict]] = {name: [] for name in ports}
@@ -494,7 +464,7 @@ def main() -> None:
                 gatehouse = gatehouses.get(asks.get(name, "gatehouse"))
                 g_cpu = (lambda: cpu_ns(gatehouse.pid)) if gatehouse else (lambda: 0)  # noqa: E731
                 e0, g0 = cpu_ns(under_test.pid), g_cpu()
-                r = run_wrk(port, args.duration, args.connections, lua, tokens_file)
+                r = run_wrk(port, args.duration, args.connections, lua, tokens_file, args.rate)
                 e1, g1 = cpu_ns(under_test.pid), g_cpu()
                 n = max(r["requests"], 1)
                 r["envoy_us"] = (e1 - e0) / 1000 / n
@@ -506,7 +476,8 @@ def main() -> None:
         med = lambda xs: statistics.median(xs)  # noqa: E731
         spread = lambda xs: (max(xs) - min(xs)) / 2 if len(xs) > 1 else 0.0  # noqa: E731
         base = med([r["envoy_us"] for r in results["jwt_authn"]])
-        print(f"\n{args.alg}, {args.users} users, {args.connections} connections, {args.rounds} rounds × {args.duration}s, medians (± half range)")
+        pace = f", paced at {args.rate} req/s" if args.rate else ""
+        print(f"\n{args.alg}, {args.users} users, {args.connections} connections{pace}, {args.rounds} rounds × {args.duration}s, medians (± half range)")
         print(f"{'config':19s} {'req/s':>9s} {'p50 µs':>8s} {'p90 µs':>8s} {'p99 µs':>8s} "
               f"{'envoy µs':>9s} {'gatehouse µs':>13s} {'sum µs':>8s} {'vs jwt_authn':>12s}")
         for name, rs in results.items():

@@ -12,4 +12,5 @@ fi
 command -v taskset >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux >/dev/null; }
 bash tests/setup.sh >/dev/null
 cargo build --release --locked --bin gatehouse --bin gatehouse-load
+cargo build --release --locked -p gatehouse-envoy-module
 exec .venv/bin/python benches/e2e/compare.py "$@"

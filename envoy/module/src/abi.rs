@@ -3,6 +3,13 @@
 //! `v0.2.0` (Envoy 1.40.0; the revision read and how each declaration was
 //! checked against the 1.40.0 binary are in `../ABI.md`).
 //!
+//! Binding: the module is linked with `-z now` (`build.rs`), so an Envoy
+//! that lacks one of the callbacks below refuses the module when it loads
+//! it ("undefined symbol: envoy_dynamic_module_callback_…"), instead of the
+//! process ending at the first call. A callback whose signature changed
+//! under the same name cannot be detected: hence one build per Envoy
+//! release, named in the README.
+//!
 //! Layout (x86-64 and aarch64 System V): the C enums are `int`-sized
 //! (`u32` here), `bool` is one byte, and the two-word buffer structs are
 //! passed by value in two registers, as the C declarations do. The event
