@@ -29,7 +29,7 @@ const fn row(status: u16, code: tonic::Code, error: &'static str, label: &'stati
 }
 
 /// Every reason's row, indexed by [`Deny::reason_index`].
-pub const TABLE: [Row; 20] = [
+pub const TABLE: [Row; 21] = [
     row(400, Code::InvalidArgument, "invalid_request", "bad_request"),
     row(401, Code::Unauthenticated, "unauthorized", "no_credential"),
     row(401, Code::Unauthenticated, "invalid_token", "invalid_token"),
@@ -119,6 +119,12 @@ pub const TABLE: [Row; 20] = [
         Code::ResourceExhausted,
         "rate_limited",
         "quota_exceeded",
+    ),
+    row(
+        503,
+        Code::Unavailable,
+        "temporarily_unavailable",
+        "needs_state",
     ),
 ];
 
@@ -248,6 +254,12 @@ pub enum Deny {
         .0.limit, .0.window_secs, .0.retry_after_secs
     )]
     QuotaExceeded(QuotaStatus),
+    /// The check needs shared state (an API token, a session, a one-time
+    /// link, a quota) and this process keeps none: the in-process Envoy
+    /// filter without a shared store, whose Envoy hands such checks to
+    /// the service (or answers 503).
+    #[error("this request needs shared state, which this process does not keep")]
+    NeedsState,
 }
 
 /// Where a caller stands against a rule's quota, in whole seconds
@@ -375,6 +387,7 @@ impl Deny {
             Deny::ProviderUnavailable => 17,
             Deny::ExchangeRefused(_) => 18,
             Deny::QuotaExceeded(_) => 19,
+            Deny::NeedsState => 20,
         }
     }
 }
@@ -446,6 +459,7 @@ mod tests {
                 reset_secs: 60,
                 retry_after_secs: 12,
             }),
+            Deny::NeedsState,
         ];
         let indexes: Vec<usize> = all.iter().map(Deny::reason_index).collect();
         assert_eq!(indexes, (0..REASON_LABELS.len()).collect::<Vec<_>>());

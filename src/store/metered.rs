@@ -34,7 +34,9 @@ impl MeteredStore {
         let outcome = match &result {
             Ok(_) => StoreOutcome::Ok,
             Err(StoreError::Unavailable(_)) => StoreOutcome::Unreachable,
-            Err(StoreError::Full(_) | StoreError::Encryption(_)) => StoreOutcome::Refused,
+            Err(StoreError::Full(_) | StoreError::Encryption(_) | StoreError::Unshared) => {
+                StoreOutcome::Refused
+            }
         };
         self.metrics.record(op, started.elapsed(), outcome);
         result

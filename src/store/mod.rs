@@ -41,6 +41,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, ConfigSource, StoreConfig};
+use crate::model::deny::Deny;
 
 /// Why a store operation failed. Callers fail closed (503).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +57,30 @@ pub enum StoreError {
     /// reads as absent (see [`sealed`]).
     #[error("store value encryption failed: {0}")]
     Encryption(String),
+    /// This process keeps no state ([`unshared::Unshared`]: the in-process
+    /// Envoy filter without a shared store): the check belongs to the
+    /// service.
+    #[error("no shared store in this process")]
+    Unshared,
+}
+
+impl StoreError {
+    /// The denial for a check the store failed, 503 either way (fail
+    /// closed): [`Deny::NeedsState`] for [`StoreError::Unshared`], else
+    /// [`Deny::StoreUnavailable`].
+    pub fn denial(&self) -> Deny {
+        match self {
+            StoreError::Unshared => Deny::NeedsState,
+            _ => Deny::StoreUnavailable,
+        }
+    }
+
+    /// Whether a store that should have worked did not (worth a warning);
+    /// not [`StoreError::Unshared`], which is how a process without state
+    /// is meant to answer.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, StoreError::Unshared)
+    }
 }
 
 /// Key-value state with expiry, shared by every check (and, with a

@@ -13,16 +13,13 @@ use async_trait::async_trait;
 
 use super::{RateDecision, Store, StoreError};
 
-/// Refuses every operation with [`StoreError::Unavailable`].
+/// Refuses every operation with [`StoreError::Unshared`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Unshared;
 
 impl Unshared {
     fn refuse<T>() -> Result<T, StoreError> {
-        Err(StoreError::Unavailable(
-            "no shared store in this process: route requests that need state to the gatehouse service (ext_authz)"
-                .into(),
-        ))
+        Err(StoreError::Unshared)
     }
 }
 
@@ -80,10 +77,13 @@ mod tests {
     async fn every_operation_is_refused() {
         let s = Unshared;
         let d = Duration::from_secs(1);
-        assert!(matches!(
-            s.set("k", b"v", d).await,
-            Err(StoreError::Unavailable(_))
-        ));
+        assert_eq!(s.set("k", b"v", d).await, Err(StoreError::Unshared));
+        assert_eq!(
+            StoreError::Unshared.denial(),
+            crate::model::deny::Deny::NeedsState
+        );
+        assert!(!StoreError::Unshared.is_failure());
+        assert!(StoreError::Full(1).is_failure());
         assert!(s.set_if_absent("k", b"v", d).await.is_err());
         assert!(s.compare_and_set("k", b"a", b"b", d).await.is_err());
         assert!(s.get("k").await.is_err());

@@ -94,16 +94,30 @@ pub fn subscriber(
     provider: Option<&SdkTracerProvider>,
 ) -> impl Subscriber + Send + Sync + 'static {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    subscriber_to(log, provider, std::io::stderr, ansi)
+    subscriber_to(log, provider, std::io::stderr, LineStyle::Own { ansi })
+}
+
+/// How text log lines begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineStyle {
+    /// With their own time and level; `ansi`: in colour.
+    Own {
+        /// Colours (a terminal).
+        ansi: bool,
+    },
+    /// Without: the host's log (Envoy's, for the in-process filter)
+    /// prefixes each line with its own time and level.
+    Host,
 }
 
 /// [`subscriber`], its log lines written to `writer` (the in-process
-/// Envoy filter writes them to Envoy's log); `ansi`: colours in text lines.
+/// Envoy filter writes them to Envoy's log) in `style`. JSON lines keep
+/// their `timestamp` and `level` fields either way.
 pub fn subscriber_to<W>(
     log: &LogConfig,
     provider: Option<&SdkTracerProvider>,
     writer: W,
-    ansi: bool,
+    style: LineStyle,
 ) -> impl Subscriber + Send + Sync + 'static
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
@@ -111,7 +125,7 @@ where
     let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let not_our_spans = filter_fn(|meta| !(meta.is_span() && meta.target() == SPAN_TARGET));
     let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
+        .with_ansi(style == LineStyle::Own { ansi: true })
         .with_writer(writer);
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match log.format {
         LogFormat::Json => fmt
@@ -119,6 +133,11 @@ where
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
+            .with_filter(filter.and(not_our_spans))
+            .boxed(),
+        LogFormat::Text if style == LineStyle::Host => fmt
+            .without_time()
+            .with_level(false)
             .with_filter(filter.and(not_our_spans))
             .boxed(),
         LogFormat::Text => fmt.with_filter(filter.and(not_our_spans)).boxed(),

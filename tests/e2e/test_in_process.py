@@ -147,6 +147,11 @@ def test_without_hand_on_a_check_that_needs_state_is_refused(api_token_stack, mi
     expect.allowed(client.get("/api/x", token=jwt))
     expect.denial(client.get("/api/x", token=api_token), 503, "temporarily_unavailable")
     assert ext_authz_ok(envoy) == 0
+    # Logged for what it is, not as a store outage.
+    line = wait_until("the decision line", lambda: next(
+        (l for l in envoy.process.log_text().splitlines() if "gatehouse::decision" in l), None), 5)
+    assert 'reason="needs_state"' in line, line
+    assert "store unavailable" not in envoy.process.log_text()
 
 
 def test_with_a_shared_store_the_worker_decides_stateful_checks(

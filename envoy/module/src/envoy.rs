@@ -75,47 +75,46 @@ impl Stream {
         Stream(ptr)
     }
 
-    /// Every request header, copied out (name, value), in Envoy's order.
-    pub fn request_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    /// Calls `f` with every request header (name, value), in Envoy's
+    /// order, borrowed from Envoy's header map: nothing is copied, and
+    /// nothing may change a header while `f` runs (it has no `Stream`).
+    pub fn with_request_headers<'h, T>(
+        &'h self,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&'h [u8], &'h [u8])>) -> T,
+    ) -> T {
         // SAFETY: `self.0` is the live stream (see `new`).
         let n =
             unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, REQUEST_HEADER) };
-        if n == 0 {
-            return Vec::new();
-        }
         let mut headers = vec![EnvoyHttpHeader::EMPTY; n];
         // SAFETY: `headers` has room for the `n` entries Envoy reported.
-        let ok = unsafe {
-            envoy_dynamic_module_callback_http_get_headers(
-                self.0,
-                REQUEST_HEADER,
-                headers.as_mut_ptr(),
-            )
-        };
+        let ok = n > 0
+            && unsafe {
+                envoy_dynamic_module_callback_http_get_headers(
+                    self.0,
+                    REQUEST_HEADER,
+                    headers.as_mut_ptr(),
+                )
+            };
         if !ok {
-            return Vec::new();
+            headers.clear();
         }
-        headers
-            .iter()
-            .map(|h| {
-                // SAFETY: Envoy filled each entry with buffers into its
-                // header map, unchanged until this hook changes a header;
-                // they are copied before any change.
-                let (k, v) = unsafe {
-                    (
-                        envoy_bytes(EnvoyBuffer {
-                            ptr: h.key_ptr,
-                            length: h.key_length,
-                        }),
-                        envoy_bytes(EnvoyBuffer {
-                            ptr: h.value_ptr,
-                            length: h.value_length,
-                        }),
-                    )
-                };
-                (k.to_vec(), v.to_vec())
-            })
-            .collect()
+        let mut pairs = headers.iter().map(|h| {
+            // SAFETY: Envoy filled each entry with buffers into its header
+            // map, which nothing changes while `f` runs.
+            unsafe {
+                (
+                    envoy_bytes(EnvoyBuffer {
+                        ptr: h.key_ptr,
+                        length: h.key_length,
+                    }),
+                    envoy_bytes(EnvoyBuffer {
+                        ptr: h.value_ptr,
+                        length: h.value_length,
+                    }),
+                )
+            }
+        });
+        f(&mut pairs)
     }
 
     /// The first value of request header `name`, copied out.
@@ -219,14 +218,16 @@ impl Stream {
 
     /// Removes every request header whose name starts with `prefix`.
     pub fn remove_request_headers_starting(&self, prefix: &[u8]) {
-        let names: Vec<Vec<u8>> = self
-            .request_headers()
-            .into_iter()
-            .map(|(name, _)| name)
-            .filter(|name| {
-                name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
-            })
-            .collect();
+        let starts = |name: &[u8]| {
+            name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+        };
+        // Copied out first: removing changes Envoy's map.
+        let names: Vec<Vec<u8>> = self.with_request_headers(|headers| {
+            headers
+                .filter(|(name, _)| starts(name))
+                .map(|(name, _)| name.to_vec())
+                .collect()
+        });
         for name in names {
             self.remove_request_header(&name);
         }

@@ -156,13 +156,10 @@ impl StreamFilter {
     /// Checks the request whose headers Envoy has.
     pub fn on_request_headers(&mut self, stream: &Stream) -> Next {
         let route = stream.route_settings();
-        let headers = stream.request_headers();
         let (connection, digest) = stream.connection();
-        let mut described = request::describe(
-            headers.iter().map(|(k, v)| (&k[..], &v[..])),
-            connection,
-            route.as_deref(),
-        );
+        let mut described = stream.with_request_headers(|headers| {
+            request::describe(headers, connection, route.as_deref())
+        });
         if let Some(digest) = digest {
             described.certificate = request::peer_certificate(
                 described
@@ -277,9 +274,8 @@ async fn decide(live: LiveEngine, described: Described, hand_on: bool) -> Answer
     engine.metrics.record(&decision, started.elapsed());
     match outcome {
         Outcome::Permit(plan) => Answer::Allow(plan),
-        // With no shared store, every store operation fails: this check
-        // needed state.
-        Outcome::Deny(Deny::StoreUnavailable) if hand_on => Answer::HandOn,
+        // Only a process without a shared store answers this.
+        Outcome::Deny(Deny::NeedsState) if hand_on => Answer::HandOn,
         Outcome::Deny(deny) => Answer::Deny(response::denial(&deny, &engine.realm)),
     }
 }

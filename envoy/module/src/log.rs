@@ -7,6 +7,7 @@ use std::io;
 use std::sync::Once;
 
 use gatehouse::config::LogConfig;
+use gatehouse::telemetry::LineStyle;
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -17,7 +18,8 @@ use crate::envoy;
 pub fn install(config: &LogConfig) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let subscriber = gatehouse::telemetry::subscriber_to(config, None, EnvoyLog, false);
+        let subscriber =
+            gatehouse::telemetry::subscriber_to(config, None, EnvoyLog, LineStyle::Host);
         // Another subscriber already set is fine: keep it.
         let _ = tracing::subscriber::set_global_default(subscriber);
     });

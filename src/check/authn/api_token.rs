@@ -27,8 +27,10 @@ pub async fn authenticate(
     let verified = match tokens.verify(token.expose(), now_secs()).await {
         Ok(v) => v,
         Err(VerifyError::Unavailable(e)) => {
-            tracing::warn!(error = %e, "API token not checked: store unavailable");
-            return Err(Deny::StoreUnavailable);
+            if e.is_failure() {
+                tracing::warn!(error = %e, "API token not checked: store unavailable");
+            }
+            return Err(e.denial());
         }
         Err(e) => {
             tracing::debug!(token_fingerprint = %token.fingerprint(), reason = ?e, "API token refused");

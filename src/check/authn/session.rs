@@ -105,13 +105,16 @@ impl SessionAuthenticator {
 fn denial(e: SessionError) -> Deny {
     match e {
         SessionError::Unavailable(ref store) => {
-            tracing::warn!(error = %store, "session not checked: store unavailable");
+            if store.is_failure() {
+                tracing::warn!(error = %store, "session not checked: store unavailable");
+            }
+            store.denial()
         }
         SessionError::Invalid(_) | SessionError::Internal(_) => {
             tracing::warn!(error = %e, "session not checked");
+            Deny::StoreUnavailable
         }
     }
-    Deny::StoreUnavailable
 }
 
 #[cfg(test)]

@@ -336,7 +336,7 @@ impl UpstreamActions {
                     },
                 })
             }
-            Err(BackendError::Store(_)) => Err(Deny::StoreUnavailable),
+            Err(BackendError::Store(e)) => Err(e.denial()),
             Err(e) => Err(Deny::Misconfigured(e.to_string())),
         }
     }

@@ -47,8 +47,10 @@ pub async fn consume(
             auth_type,
         }),
         Err(e) => {
-            tracing::error!(error = %e, "cannot record a one-time link use");
-            Err(Deny::StoreUnavailable)
+            if e.is_failure() {
+                tracing::error!(error = %e, "cannot record a one-time link use");
+            }
+            Err(e.denial())
         }
     }
 }

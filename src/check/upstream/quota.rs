@@ -145,8 +145,10 @@ impl Quota {
         let decision = match store.rate_limit(&key, self.limit, self.window).await {
             Ok(decision) => decision,
             Err(e) => {
-                tracing::error!(rule = %rule, error = %e, "cannot count a quota; refused");
-                return Err(Deny::StoreUnavailable);
+                if e.is_failure() {
+                    tracing::error!(rule = %rule, error = %e, "cannot count a quota; refused");
+                }
+                return Err(e.denial());
             }
         };
         if decision.allowed {
