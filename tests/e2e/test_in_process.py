@@ -209,6 +209,41 @@ def test_an_unknown_kid_waits_for_the_key_set_and_is_resumed(tmp_path, idp_facto
         envoy.stop()
 
 
+def test_a_client_leaving_while_its_check_waits_harms_nothing(tmp_path, idp_factory, echo, mint,
+                                                              keys):
+    idp = idp_factory(keys.rsa, label="idp-slow")
+    refresh = dict(configs.QUIET_REFRESH, unknown_kid_interval="1s", timeout="3s")
+    envoy = module_envoy(tmp_path, echo, configs.single_issuer_config(idp, refresh),
+                         name="envoy-leaving")
+    try:
+        client = Client(envoy.port)
+        token = mint.token(keys.rsa, idp.issuer)
+        expect.allowed(client.get("/x", token=token))
+        time.sleep(1.2)
+        idp.delay = 1.5  # the next fetch answers late
+        new_key = tokens.generate("ES256", kid="slow-key")
+        idp.add_key(new_key)
+        # A client that gives up while its check waits for that fetch (the
+        # one refetch its unknown kid may cause): Envoy destroys the stream
+        # under the waiting check.
+        try:
+            r = Client(envoy.port, timeout=0.3).get("/x", token=mint.token(new_key, idp.issuer))
+            raise AssertionError(f"answered while the fetch was delayed: {r.describe()}")
+        except OSError:
+            pass
+        # Meanwhile and afterwards, the worker answers everyone else...
+        expect.allowed(client.get("/x", token=token))
+        wait_until("the late fetch", lambda: idp.fetches() >= 2, timeout=5)
+        time.sleep(0.3)  # the late answers, dropped for streams that are gone
+        idp.delay = 0.0
+        # ... and the key fetched for the clients that left is there.
+        expect.allowed(client.get("/x", token=mint.token(new_key, idp.issuer)))
+        assert envoy.process.alive()
+        assert "panic" not in envoy.process.log_text()
+    finally:
+        envoy.stop()
+
+
 # --- configuration -------------------------------------------------------------------
 
 

@@ -99,6 +99,7 @@ impl FilterConfig {
         let engine = app::build_engine_with(&config, &source, &carry).map_err(|e| e.to_string())?;
         let reloader = Reloader::start(config.clone(), source, env, engine, metrics);
         let watch = watch::spawn_file_watch(reloader.clone(), &config.reload, false);
+        wait_for_keys(&reloader.live(), config.reload.keys_timeout);
         tracing::info!(
             shared_store = shared,
             needs_state = ?settings.needs_state,
@@ -111,6 +112,27 @@ impl FilterConfig {
             _reloader: reloader,
             watch,
         })
+    }
+}
+
+/// Waits, on the thread building the configuration (Envoy's main
+/// thread), until every issuer's key set has loaded, at most `timeout`
+/// (`reload.keys_timeout`): the service's readiness, in process. Envoy
+/// starts its listeners, or applies a new listener configuration, only
+/// once its filters are built, so the first requests find the keys there.
+/// Past `timeout` it goes on: that issuer's tokens get 503 until its keys
+/// load, as with the service.
+fn wait_for_keys(live: &LiveEngine, timeout: std::time::Duration) {
+    let started = Instant::now();
+    while !live.load().ready() {
+        if started.elapsed() >= timeout {
+            tracing::warn!(
+                waited = ?timeout,
+                "not every issuer's key set has loaded: its tokens get 503 until it does"
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
