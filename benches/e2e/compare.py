@@ -62,6 +62,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from envoy_config import module_filter  # noqa: E402  (the module's filter, as the tests load it)
 ISSUER = "https://bench.gatehouse.test"
 AUDIENCE = "bench"
 PATH = "/data/items/1"
@@ -251,22 +253,6 @@ def ext_authz_http_filter() -> dict:
 
 
 MODULE_DIR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release"
-
-
-def module_filter(gatehouse_config: Path) -> dict:
-    """gatehouse in Envoy's worker: envoy/module's dynamic module
-    (libgatehouse_envoy_module.so, found through
-    ENVOY_DYNAMIC_MODULES_SEARCH_PATH) reading `gatehouse_config`."""
-    return {
-        "name": "gatehouse",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-            "dynamic_module_config": {"name": "gatehouse_envoy_module"},
-            "filter_name": "gatehouse",
-            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                              "value": json.dumps({"config_file": str(gatehouse_config)})},
-        },
-    }
 
 
 def make_keys(alg: str, work: Path, users: int) -> tuple[Path, Path]:

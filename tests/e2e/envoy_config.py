@@ -93,6 +93,21 @@ def rewrite(config: dict, ports: Ports) -> dict:
     return config
 
 
+def module_filter(gatehouse_config: Path, **settings) -> dict:
+    """The in-process module as an HTTP filter named `gatehouse`, reading
+    `gatehouse_config` (its other `settings` as given)."""
+    return {
+        "name": MODULE_FILTER,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "gatehouse_envoy_module"},
+            "filter_name": MODULE_FILTER,
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": json.dumps({"config_file": str(gatehouse_config), **settings})},
+        },
+    }
+
+
 def set_module_config(config: dict, gatehouse_config: Path, settings: dict | None = None) -> dict:
     """Points the in-process module (the http filter named `gatehouse`) at
     `gatehouse_config`, keeping its other settings but those in `settings`

@@ -54,74 +54,85 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const std::ffi::c_c
 
 // -------------------------------------------------------- filter config ----
 
-/// A filter configuration: builds gatehouse's engine from it; null (Envoy
-/// rejects the configuration) with the reason in Envoy's log.
+/// Builds what Envoy's configuration bytes describe and hands Envoy an
+/// `Arc` of it; null (Envoy refuses the configuration) with the reason in
+/// Envoy's log.
+fn publish<T>(
+    what: &str,
+    config: EnvoyBuffer,
+    build: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> *const std::ffi::c_void {
+    guard(what, std::ptr::null(), || {
+        // SAFETY: Envoy's buffer, valid for this call.
+        match build(unsafe { envoy_bytes(config) }) {
+            Ok(built) => Arc::into_raw(Arc::new(built)).cast(),
+            Err(e) => {
+                let line = format!("gatehouse: {what} refused: {e}");
+                envoy::log(LogLevel::Error, line.as_bytes());
+                std::ptr::null()
+            }
+        }
+    })
+}
+
+/// Drops Envoy's reference to what [`publish`] handed it.
+///
+/// # Safety
+/// `ptr` is null or came from `publish::<T>`, and is released once.
+unsafe fn release<T>(what: &str, ptr: *const std::ffi::c_void) {
+    guard(what, (), || {
+        if !ptr.is_null() {
+            // SAFETY: the caller's promise.
+            drop(unsafe { Arc::from_raw(ptr.cast::<T>()) });
+        }
+    })
+}
+
+/// A filter configuration: builds gatehouse's engine from it.
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     _envoy: FilterConfigEnvoyPtr,
     _name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> FilterConfigModulePtr {
-    guard("filter config", std::ptr::null(), || {
-        // SAFETY: Envoy's buffer, valid for this call.
-        let bytes = unsafe { envoy_bytes(config) };
-        let built = FilterSettings::parse(bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|settings| FilterConfig::new(&settings));
-        match built {
-            Ok(config) => Arc::into_raw(Arc::new(config)) as FilterConfigModulePtr,
-            Err(e) => {
-                let line = format!("gatehouse: filter configuration refused: {e}");
-                envoy::log(LogLevel::Error, line.as_bytes());
-                std::ptr::null()
-            }
-        }
+    publish("filter configuration", config, |bytes| {
+        FilterConfig::new(&FilterSettings::parse(bytes).map_err(|e| e.to_string())?)
     })
 }
 
 /// The configuration is gone: drops this reference (streams hold theirs).
+///
+/// # Safety
+/// Envoy's to call, once, with what the matching `_new` returned.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     config: FilterConfigModulePtr,
 ) {
-    guard("filter config destroy", (), || {
-        if !config.is_null() {
-            // SAFETY: made by `Arc::into_raw` in `config_new`, released once.
-            drop(unsafe { Arc::from_raw(config as *const FilterConfig) });
-        }
-    })
+    // SAFETY: Envoy passes what `config_new` returned, once.
+    unsafe { release::<FilterConfig>("filter configuration destroy", config) }
 }
 
-/// A route's settings (`context_extensions`); null refuses them.
+/// A route's settings (`context_extensions`).
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
     _name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> PerRouteConfigModulePtr {
-    guard("route config", std::ptr::null(), || {
-        // SAFETY: Envoy's buffer, valid for this call.
-        match RouteSettings::parse(unsafe { envoy_bytes(config) }) {
-            Ok(settings) => Arc::into_raw(Arc::new(settings)) as PerRouteConfigModulePtr,
-            Err(e) => {
-                let line = format!("gatehouse: route configuration refused: {e}");
-                envoy::log(LogLevel::Error, line.as_bytes());
-                std::ptr::null()
-            }
-        }
+    publish("route configuration", config, |bytes| {
+        RouteSettings::parse(bytes).map_err(|e| e.to_string())
     })
 }
 
 /// A route's settings are gone.
+///
+/// # Safety
+/// Envoy's to call, once, with what the matching `_new` returned.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
     config: PerRouteConfigModulePtr,
 ) {
-    guard("route config destroy", (), || {
-        if !config.is_null() {
-            // SAFETY: made by `Arc::into_raw` in `per_route_config_new`.
-            drop(unsafe { Arc::from_raw(config as *const RouteSettings) });
-        }
-    })
+    // SAFETY: Envoy passes what `per_route_config_new` returned, once.
+    unsafe { release::<RouteSettings>("route configuration destroy", config) }
 }
 
 // -------------------------------------------------------------- filter ----

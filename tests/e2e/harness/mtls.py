@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import socket
 import ssl
 import urllib.parse
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from envoy_bin import envoy_binary
+from envoy_config import module_filter
 from harness import secret_registry
 from harness.procs import ManagedProcess, free_port, wait_until
 
@@ -168,16 +168,7 @@ def in_process(config: dict, gatehouse_config: Path) -> dict:
     """The example with gatehouse in process: each listener's ext_authz
     filter replaced by the module (reading `gatehouse_config`), per-route
     `disabled` kept, and the mtls listener's XFCC set as the module needs."""
-    module = {
-        "name": "gatehouse",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-            "dynamic_module_config": {"name": "gatehouse_envoy_module"},
-            "filter_name": "gatehouse",
-            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                              "value": json.dumps({"config_file": str(gatehouse_config)})},
-        },
-    }
+    module = module_filter(gatehouse_config)
     for listener in config["static_resources"]["listeners"]:
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
         hcm["http_filters"] = [module if f["name"] == "envoy.filters.http.ext_authz" else f
