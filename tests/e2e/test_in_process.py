@@ -1,7 +1,7 @@
 """What only the in-process module does (envoy/module, through the shipped
 envoy/envoy-inprocess.yaml): the answers it shares with the service are
 the `both_filters` suites (test_authn, test_authz, test_headers,
-test_paths, test_certs), run through both.
+test_paths, test_certs, test_links), run through both.
 
 - A check that needs state is handed to the service over ext_authz
   (`needs_state: ext_authz`, the example's setting), refused with 503
@@ -32,6 +32,7 @@ from harness import configs, expect, secret_registry, tokens
 from harness.envoy import EnvoyInstance
 from harness.gatehouse import add_gatehouse_log
 from harness.httpc import Client
+from harness.links import MINTER, link
 from harness.module import module_dir
 from harness.procs import ProcessExited, free_port, wait_until
 from harness.replicas import ADMIN_SCOPE, STORE_KEY_FILE, TOKEN_PREFIX
@@ -59,7 +60,14 @@ def module_envoy(tmp_path: Path, echo, config: dict | Path, name: str = "envoy-m
 
 
 def ext_authz_ok(envoy: EnvoyInstance) -> int:
+    """Checks the in-process Envoy handed to the service and it allowed."""
     return envoy.stats(EXT_AUTHZ_OK).get(EXT_AUTHZ_OK, 0)
+
+
+def ext_authz_denied(envoy: EnvoyInstance) -> int:
+    """Checks the in-process Envoy handed to the service and it denied."""
+    name = "http.ingress.ext_authz.denied"
+    return envoy.stats(name).get(name, 0)
 
 
 def create_api_token(client: Client, jwt: str, scopes: list[str]) -> str:
@@ -135,6 +143,27 @@ def test_a_check_that_needs_state_is_handed_to_ext_authz(api_token_stack, mint):
     # An unknown API token: handed on, and refused by the service.
     forged = api_token[:-4] + ("AAAA" if not api_token.endswith("AAAA") else "BBBB")
     expect.invalid_token(client.get("/api/x", token=forged))
+
+
+def test_a_one_time_link_is_used_up_once_across_both_ways(envoy, inproc_envoy, gatehouse, mint):
+    """The shared stack: a one-time link used through the in-process Envoy
+    (handed on: its use is recorded in the service's store) is used up for
+    the ext_authz Envoy too, and the other way round; a plain signed link
+    never leaves the worker."""
+    minter = mint.token(identity=MINTER)
+    inproc, plain = Client(inproc_envoy.port), Client(envoy.port)
+    before, denied_before = ext_authz_ok(inproc_envoy), ext_authz_denied(inproc_envoy)
+    reusable = link(inproc, minter, URLs=["/links/shared"])
+    expect.allowed(inproc.get("/links/shared", token=reusable))
+    assert ext_authz_ok(inproc_envoy) == before
+    for first, second in ((inproc, plain), (plain, inproc)):
+        once = link(first, minter, URLs=["/links/shared-once"], once=True)
+        expect.allowed(first.get("/links/shared-once", token=once))
+        body = expect.invalid_token(second.get("/links/shared-once", token=once))
+        assert "already been used" in body["error_description"]
+    # Handed on: the first use (allowed) and the second (denied).
+    assert ext_authz_ok(inproc_envoy) == before + 1
+    assert ext_authz_denied(inproc_envoy) == denied_before + 1
 
 
 def test_without_hand_on_a_check_that_needs_state_is_refused(api_token_stack, mint):

@@ -27,6 +27,8 @@ from harness.httpc import Client
 from harness.links import (MINTER, claims_of, cookie_of, link, request_link, rfc3339,
                            set_target)
 
+pytestmark = pytest.mark.both_filters
+
 
 @pytest.fixture(scope="module")
 def minter(mint) -> str:
