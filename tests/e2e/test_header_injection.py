@@ -15,6 +15,8 @@ import pytest
 from harness import expect
 from harness.httpc import Client
 
+pytestmark = pytest.mark.both_filters
+
 IDENTITY = ["x-auth-request-user", "x-auth-request-email", "x-auth-request-uid",
             "x-auth-request-groups"]
 

@@ -20,6 +20,7 @@ import json
 import subprocess
 
 import jwt as pyjwt
+import pytest
 from jwcrypto import jwk as jw_jwk
 from jwcrypto import jwt as jw_jwt
 
@@ -28,6 +29,8 @@ from harness.gatehouse import GatehouseInstance, require_binary
 from harness.httpc import Client
 from harness.links import MINTER, claims_of, link
 from harness.procs import free_port
+
+pytestmark = pytest.mark.both_filters
 
 
 def _jwks(client: Client) -> dict:

@@ -15,6 +15,8 @@ import pytest
 from harness import configs, expect
 from harness.httpc import Client, basic
 
+pytestmark = pytest.mark.both_filters
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
