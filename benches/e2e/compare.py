@@ -29,10 +29,11 @@ CPU placement (2 cores): the Envoy under test and gatehouse share CPU 1;
 wrk and the upstream (a second Envoy answering with direct_response) run on
 CPU 0. CPU time comes from /proc/<pid>/task/*/schedstat (nanoseconds).
 
-`--rate N` paces wrk at N requests/s in total (each connection waits
-connections/N seconds between requests) instead of as fast as it can: the
-latency percentiles are then those at that load, the same for every
-configuration (p99 at 5,000 req/s).
+`--rate N` sends N requests/s open-loop instead of as fast as wrk can:
+`gatehouse-load --http-url` (release build) schedules each request at its
+due time and measures its latency from then, so the percentiles are those
+at that load, the same for every configuration (p99 at 5,000 req/s); it
+runs on CPU 0 like wrk.
 
 Run with `bash benches/e2e/run.sh` (installs wrk and the venv, builds the
 release binary and module). Options: --rounds, --duration, --users,
@@ -285,10 +286,6 @@ LUA = """
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS_FILE")) do tokens[#tokens + 1] = line end
 local i = math.random(#tokens)
-local pause = tonumber(os.getenv("PAUSE_MS") or "0")
-if pause > 0 then
-  delay = function() return pause end
-end
 request = function()
   i = i % #tokens + 1
   return wrk.format("GET", "@PATH@", {["Authorization"] = "Bearer " .. tokens[i]})
@@ -296,13 +293,26 @@ end
 """
 
 
-def run_wrk(port: int, duration: int, connections: int, lua: Path, tokens: Path, rate: int = 0) -> dict:
-    # Paced: each connection waits connections/rate between requests.
-    pause = f"{connections * 1000 / rate:.3f}" if rate else "0"
+def run_load(load_bin: str, port: int, duration: int, tokens: Path, rate: int) -> dict:
+    """`rate` requests/s open-loop (gatehouse-load --http-url), latency from
+    each request's due time."""
+    out = subprocess.run(
+        ["taskset", "-c", "0", load_bin, "--http-url", f"http://127.0.0.1:{port}{PATH}",
+         "--tokens-file", str(tokens), "--rate", str(rate), "--duration", f"{duration}s",
+         "--warmup", "1s"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    m = re.search(r"checks: (\d+) in ([\d.]+)s = ([\d.]+)/s, allowed: (\d+), denied: (\d+), errors: (\d+)", out)
+    lat = {pct: float(v) for pct, v in re.findall(r"p(50|90|99) ([\d.]+)", out)}
+    return {"rps": float(m.group(3)), "requests": int(m.group(1)),
+            "non2xx": int(m.group(5)) + int(m.group(6)), "lat": lat}
+
+
+def run_wrk(port: int, duration: int, connections: int, lua: Path, tokens: Path) -> dict:
     out = subprocess.run(
         ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
          "-s", str(lua), f"http://127.0.0.1:{port}{PATH}"],
-        env={**os.environ, "TOKENS_FILE": str(tokens), "PAUSE_MS": pause},
+        env={**os.environ, "TOKENS_FILE": str(tokens)},
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -328,7 +338,8 @@ def main() -> None:
     ap.add_argument("--alg", default="RS256", choices=["RS256", "ES256", "EdDSA"])
     ap.add_argument("--gatehouse", default=str(REPO / "target/release/gatehouse"))
     ap.add_argument("--rate", type=int, default=0,
-                    help="requests/s in total, paced (default 0: as fast as wrk can)")
+                    help="requests/s, open-loop through gatehouse-load (default 0: wrk, as fast as it can)")
+    ap.add_argument("--load", default=str(REPO / "target/release/gatehouse-load"))
     ap.add_argument("--configs", default=",".join(ALL_CONFIGS),
                     help="comma-separated configurations, in this order each round (default: all)")
     ap.add_argument("--module-dir", default=str(MODULE_DIR),
@@ -450,7 +461,10 @@ def main() -> None:
                 gatehouse = gatehouses.get(asks.get(name, "gatehouse"))
                 g_cpu = (lambda: cpu_ns(gatehouse.pid)) if gatehouse else (lambda: 0)  # noqa: E731
                 e0, g0 = cpu_ns(under_test.pid), g_cpu()
-                r = run_wrk(port, args.duration, args.connections, lua, tokens_file, args.rate)
+                if args.rate:
+                    r = run_load(args.load, port, args.duration, tokens_file, args.rate)
+                else:
+                    r = run_wrk(port, args.duration, args.connections, lua, tokens_file)
                 e1, g1 = cpu_ns(under_test.pid), g_cpu()
                 n = max(r["requests"], 1)
                 r["envoy_us"] = (e1 - e0) / 1000 / n
@@ -462,7 +476,7 @@ def main() -> None:
         med = lambda xs: statistics.median(xs)  # noqa: E731
         spread = lambda xs: (max(xs) - min(xs)) / 2 if len(xs) > 1 else 0.0  # noqa: E731
         base = med([r["envoy_us"] for r in results["jwt_authn"]])
-        pace = f", paced at {args.rate} req/s" if args.rate else ""
+        pace = f", open-loop at {args.rate} req/s (gatehouse-load)" if args.rate else ""
         print(f"\n{args.alg}, {args.users} users, {args.connections} connections{pace}, {args.rounds} rounds × {args.duration}s, medians (± half range)")
         print(f"{'config':19s} {'req/s':>9s} {'p50 µs':>8s} {'p90 µs':>8s} {'p99 µs':>8s} "
               f"{'envoy µs':>9s} {'gatehouse µs':>13s} {'sum µs':>8s} {'vs jwt_authn':>12s}")

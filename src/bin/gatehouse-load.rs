@@ -15,6 +15,11 @@
 //! ```text
 //! gatehouse-load --rate 5000 --duration 20s --server-pid $(pgrep -x gatehouse)
 //! ```
+//!
+//! With `--http-url` it sends plain HTTP `GET`s with the tokens as bearer
+//! credentials instead (through an Envoy, say), one token per line from
+//! `--tokens-file` or minted as above: `benches/e2e/compare.py --rate`
+//! uses it for latency at a fixed arrival rate, which wrk cannot give.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,6 +92,13 @@ struct Args {
     /// PID of the gatehouse process, to report its CPU time per check.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Send HTTP `GET`s to this URL (an Envoy's listener) instead of
+    /// gRPC checks: 200 is an allow, 401 and 403 a denial.
+    #[arg(long)]
+    http_url: Option<String>,
+    /// Bearer tokens, one per line (with `--http-url`), instead of minting.
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
 }
 
 /// What one request carries.
@@ -97,16 +109,44 @@ enum Kind {
     Missing,
 }
 
+/// What one request is: a gRPC check, or (HTTP mode) the
+/// `Authorization` value of a `GET`, if any.
+#[derive(Clone)]
+enum Request {
+    Check(Box<CheckRequest>),
+    Http(Option<Arc<str>>),
+}
+
+/// Where requests go: gRPC channels, or one HTTP client and its URL.
+#[derive(Clone)]
+enum Target {
+    Grpc(Vec<Channel>),
+    Http(reqwest::Client, Arc<str>),
+}
+
 /// One thread: see [`run_open`] for why.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mix = parse_mix(&args.mix)?;
     let requests = Arc::new(build_requests(&args, mix)?);
-    let mut channels = Vec::with_capacity(args.connections.max(1));
-    for _ in 0..args.connections.max(1) {
-        channels.push(Channel::from_shared(args.target.clone())?.connect().await?);
-    }
+    let channels = match &args.http_url {
+        Some(url) => Target::Http(
+            reqwest::Client::builder()
+                .http1_only()
+                .pool_max_idle_per_host(1024)
+                .no_proxy()
+                .build()?,
+            url.as_str().into(),
+        ),
+        None => {
+            let mut channels = Vec::with_capacity(args.connections.max(1));
+            for _ in 0..args.connections.max(1) {
+                channels.push(Channel::from_shared(args.target.clone())?.connect().await?);
+            }
+            Target::Grpc(channels)
+        }
+    };
 
     // Warm-up: every distinct request once, then closed-loop for a while.
     run_closed(
@@ -165,10 +205,62 @@ fn parse_mix(text: &str) -> Result<[u32; 3], String> {
 }
 
 /// Builds a deterministic cycle of requests following the mix.
-fn build_requests(
-    args: &Args,
-    mix: [u32; 3],
-) -> Result<Vec<CheckRequest>, Box<dyn std::error::Error>> {
+fn build_requests(args: &Args, mix: [u32; 3]) -> Result<Vec<Request>, Box<dyn std::error::Error>> {
+    let tokens = match &args.tokens_file {
+        Some(file) => std::fs::read_to_string(file)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => mint_tokens(args)?,
+    };
+    if tokens.is_empty() {
+        return Err("no tokens".into());
+    }
+    // Request j carries user j mod users and the kind of slot j mod 100:
+    // consecutive requests come from different users, every user appears,
+    // and every window of 100 requests follows the mix.
+    let kind = |slot: u32| {
+        if slot < mix[0] {
+            Kind::Valid
+        } else if slot < mix[0] + mix[1] {
+            Kind::Invalid
+        } else {
+            Kind::Missing
+        }
+    };
+    let users = tokens.len();
+    Ok((0..users.max(100))
+        .map(|j| {
+            let kind = kind((j % 100) as u32);
+            let token = &tokens[j % users];
+            if args.http_url.is_some() {
+                Request::Http(authorization(kind, token).map(Into::into))
+            } else {
+                Request::Check(Box::new(check_request(args, kind, token)))
+            }
+        })
+        .collect())
+}
+
+/// The `Authorization` value a request of `kind` carries.
+fn authorization(kind: Kind, token: &str) -> Option<String> {
+    match kind {
+        Kind::Valid => Some(format!("Bearer {token}")),
+        Kind::Invalid => {
+            // A well-formed token with a broken signature.
+            let mut broken = token.to_string();
+            broken.truncate(broken.len().saturating_sub(4));
+            broken.push_str("AAAA");
+            Some(format!("Bearer {broken}"))
+        }
+        Kind::Missing => None,
+    }
+}
+
+/// `--users` tokens signed with `--signing-key`.
+fn mint_tokens(args: &Args) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let pem = std::fs::read(&args.signing_key)?;
     let (alg, key) = match args.alg.as_str() {
         "ES256" => (Algorithm::ES256, EncodingKey::from_ec_pem(&pem)?),
@@ -191,21 +283,7 @@ fn build_requests(
         });
         tokens.push(jsonwebtoken::encode(&header, &claims, &key)?);
     }
-    // Request j carries user j mod users and the kind of slot j mod 100:
-    // consecutive requests come from different users, every user appears,
-    // and every window of 100 requests follows the mix.
-    let kind = |slot: u32| {
-        if slot < mix[0] {
-            Kind::Valid
-        } else if slot < mix[0] + mix[1] {
-            Kind::Invalid
-        } else {
-            Kind::Missing
-        }
-    };
-    Ok((0..users.max(100))
-        .map(|j| check_request(args, kind((j % 100) as u32), &tokens[j % users]))
-        .collect())
+    Ok(tokens)
 }
 
 fn check_request(args: &Args, kind: Kind, token: &str) -> CheckRequest {
@@ -222,26 +300,16 @@ fn check_request(args: &Args, kind: Kind, token: &str) -> CheckRequest {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    match kind {
-        Kind::Valid => {
-            headers.insert("authorization".into(), format!("Bearer {token}"));
-        }
-        Kind::Invalid => {
-            // A well-formed token with a broken signature.
-            let mut broken = token.to_string();
-            broken.truncate(broken.len() - 4);
-            broken.push_str("AAAA");
-            headers.insert("authorization".into(), format!("Bearer {broken}"));
-        }
-        Kind::Missing => {}
+    if let Some(value) = authorization(kind, token) {
+        headers.insert("authorization".into(), value);
     }
     Described::get(&args.host, &args.path, "127.0.0.1", headers).into_check_request()
 }
 
 /// Closed loop: `concurrency` workers, each sending back to back.
 async fn run_closed(
-    channels: &[Channel],
-    requests: &Arc<Vec<CheckRequest>>,
+    channels: &Target,
+    requests: &Arc<Vec<Request>>,
     concurrency: usize,
     duration: Duration,
     health_floor: bool,
@@ -249,7 +317,7 @@ async fn run_closed(
     let deadline = Instant::now() + duration;
     let mut workers = Vec::new();
     for w in 0..concurrency.max(1) {
-        let mut client = Client::new(channels[w % channels.len()].clone(), health_floor);
+        let mut client = Client::new(channels, w, health_floor);
         let requests = requests.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -282,8 +350,8 @@ async fn run_closed(
 /// VM. The generator's CPU (pinned apart from the server's) is spent so
 /// that every response is read as soon as it arrives.
 async fn run_open(
-    channels: &[Channel],
-    requests: &Arc<Vec<CheckRequest>>,
+    channels: &Target,
+    requests: &Arc<Vec<Request>>,
     rate: u64,
     duration: Duration,
     health_floor: bool,
@@ -303,7 +371,7 @@ async fn run_open(
             tasks.push(tokio::spawn(async { (Vec::new(), 1) }));
             continue;
         };
-        let mut client = Client::new(channels[i as usize % channels.len()].clone(), health_floor);
+        let mut client = Client::new(channels, i as usize, health_floor);
         let req = requests[i as usize % requests.len()].clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
@@ -316,35 +384,61 @@ async fn run_open(
     collect(tasks).await
 }
 
-/// One connection's client: `Authorization/Check`, or the health floor.
+/// One connection's client: `Authorization/Check`, the health floor, or
+/// HTTP `GET`s.
 enum Client {
     Check(AuthorizationClient<Channel>),
     Health(HealthClient<Channel>),
+    Http(reqwest::Client, Arc<str>),
 }
 
 impl Client {
-    fn new(channel: Channel, health_floor: bool) -> Client {
-        if health_floor {
-            Client::Health(HealthClient::new(channel))
-        } else {
-            Client::Check(AuthorizationClient::new(channel))
+    /// The client of request or worker `n`: its gRPC channel round robin.
+    fn new(target: &Target, n: usize, health_floor: bool) -> Client {
+        match target {
+            Target::Http(client, url) => Client::Http(client.clone(), url.clone()),
+            Target::Grpc(channels) => {
+                let channel = channels[n % channels.len()].clone();
+                if health_floor {
+                    Client::Health(HealthClient::new(channel))
+                } else {
+                    Client::Check(AuthorizationClient::new(channel))
+                }
+            }
         }
     }
 
-    /// Sends one call; `Ok(true)` for an allowed check (or SERVING).
-    async fn call(&mut self, request: CheckRequest) -> Result<bool, ()> {
-        match self {
-            Client::Check(client) => {
-                let response = client.check(request).await.map_err(|_| ())?.into_inner();
+    /// Sends one call; `Ok(true)` for an allowed check (or SERVING, or a
+    /// 200), `Ok(false)` for a denial (401, 403).
+    async fn call(&mut self, request: Request) -> Result<bool, ()> {
+        match (self, request) {
+            (Client::Http(client, url), Request::Http(authorization)) => {
+                let mut get = client.get(&**url);
+                if let Some(value) = authorization {
+                    get = get.header(reqwest::header::AUTHORIZATION, &*value);
+                }
+                let response = get.send().await.map_err(|_| ())?;
+                let status = response.status().as_u16();
+                // Read the body: the connection goes back to the pool.
+                response.bytes().await.map_err(|_| ())?;
+                match status {
+                    200 => Ok(true),
+                    401 | 403 => Ok(false),
+                    _ => Err(()),
+                }
+            }
+            (Client::Check(client), Request::Check(request)) => {
+                let response = client.check(*request).await.map_err(|_| ())?.into_inner();
                 Ok(response.status.as_ref().is_some_and(|s| s.code == 0))
             }
-            Client::Health(client) => {
+            (Client::Health(client), _) => {
                 let response = client
                     .check(HealthCheckRequest::default())
                     .await
                     .map_err(|_| ())?;
                 Ok(response.into_inner().status == 1)
             }
+            _ => Err(()),
         }
     }
 }
