@@ -15,14 +15,16 @@ use crate::filter::{FilterConfig, Next, StreamFilter};
 
 /// Runs `body`, turning a panic into `fallback` and a log line.
 fn guard<T>(hook: &str, fallback: T, body: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(value) => value,
-        Err(panic) => {
-            let line = format!("gatehouse: panic in {hook}: {}", panic_message(&*panic));
-            envoy::log(LogLevel::Error, line.as_bytes());
-            fallback
-        }
-    }
+    caught(hook, body).unwrap_or_else(|line| {
+        envoy::log(LogLevel::Error, line.as_bytes());
+        fallback
+    })
+}
+
+/// Runs `body`; a panic becomes the line to log about it.
+fn caught<T>(hook: &str, body: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(body))
+        .map_err(|panic| format!("gatehouse: panic in {hook}: {}", panic_message(&*panic)))
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
@@ -181,13 +183,11 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         );
         HEADERS_STOP_ITERATION
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| filter.on_request_headers(&stream)));
-    match outcome {
+    match caught("the check", || filter.on_request_headers(&stream)) {
         Ok(Next::Continue) => HEADERS_CONTINUE,
         Ok(Next::Stop) => HEADERS_STOP_ITERATION,
         Ok(Next::Wait) => HEADERS_STOP_ALL_AND_WATERMARK,
-        Err(panic) => {
-            let line = format!("gatehouse: panic in the check: {}", panic_message(&*panic));
+        Err(line) => {
             envoy::log(LogLevel::Error, line.as_bytes());
             failed()
         }
@@ -380,4 +380,29 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
     _: FilterEnvoyPtr,
     _: FilterModulePtr,
 ) {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_caught_and_named() {
+        let quiet = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let caught_str = caught("the check", || -> u32 { panic!("boom") });
+        let caught_string = caught("the check", || -> u32 {
+            panic!("{}", String::from("bang"))
+        });
+        std::panic::set_hook(quiet);
+        assert_eq!(
+            caught_str,
+            Err("gatehouse: panic in the check: boom".to_string())
+        );
+        assert_eq!(
+            caught_string,
+            Err("gatehouse: panic in the check: bang".to_string())
+        );
+        assert_eq!(caught("the check", || 7), Ok(7));
+    }
 }
