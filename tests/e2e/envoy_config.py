@@ -108,6 +108,42 @@ def module_filter(gatehouse_config: Path, **settings) -> dict:
     }
 
 
+def add_module(config: dict, gatehouse_config: Path, settings: dict | None = None) -> dict:
+    """An ext_authz example with gatehouse's module put in front of its
+    ext_authz filter, as envoy/envoy-inprocess.yaml is to envoy/envoy.yaml:
+    the module decides what it can and hands checks that need state to
+    ext_authz (`needs_state: ext_authz`, matched by the ext_authz filter's
+    `filter_enabled_metadata`); a route's ext_authz settings (`disabled`,
+    `context_extensions`) are given to the module too. `settings`: the
+    module's other settings."""
+    for listener in config["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        filters = hcm["http_filters"]
+        at = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.ext_authz")
+        filters[at]["typed_config"]["filter_enabled_metadata"] = {
+            "filter": MODULE_FILTER, "path": [{"key": "check"}],
+            "value": {"string_match": {"exact": "ext_authz"}}}
+        filters.insert(at, module_filter(gatehouse_config, needs_state="ext_authz", **(settings or {})))
+        for host in hcm["route_config"]["virtual_hosts"]:
+            for route in host.get("routes", []):
+                per_filter = route.get("typed_per_filter_config", {})
+                ext = per_filter.get("envoy.filters.http.ext_authz")
+                if ext is None:
+                    continue
+                if ext.get("disabled"):
+                    per_filter[MODULE_FILTER] = {
+                        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+                extensions = ext.get("check_settings", {}).get("context_extensions")
+                if extensions:
+                    per_filter[MODULE_FILTER] = {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute",
+                        "dynamic_module_config": {"name": "gatehouse_envoy_module"},
+                        "filter_name": MODULE_FILTER,
+                        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                          "value": json.dumps({"context_extensions": extensions})}}
+    return config
+
+
 def set_module_config(config: dict, gatehouse_config: Path, settings: dict | None = None) -> dict:
     """Points the in-process module (the http filter named `gatehouse`) at
     `gatehouse_config`, keeping its other settings but those in `settings`

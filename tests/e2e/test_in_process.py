@@ -2,7 +2,7 @@
 envoy/envoy-inprocess.yaml): the answers it shares with the service are
 the `both_filters` suites (test_authn, test_authz, test_headers,
 test_paths, test_certs, test_links, test_issuer, test_header_injection,
-test_robustness), run through both.
+test_robustness, test_servicehub), run through both.
 
 - A check that needs state is handed to the service over ext_authz
   (`needs_state: ext_authz`, the example's setting), refused with 503

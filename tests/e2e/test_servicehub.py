@@ -25,7 +25,7 @@ from envoy_bin import envoy_binary
 from harness import configs, oidc
 from harness.browser import Browser
 from harness.envoy import EnvoyInstance
-from harness.gatehouse import GatehouseInstance
+from harness.gatehouse import GatehouseInstance, add_gatehouse_log
 from harness.httpc import Client, Response
 from harness.procs import free_port, register_log
 from harness.servers import ECHO_MARKER, EchoServer, _EchoHandler
@@ -62,20 +62,23 @@ class NamedApp(EchoServer):
 # --- the hub ----------------------------------------------------------------------
 
 
+pytestmark = pytest.mark.both_filters
+
+
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory, oidc_provider_module_factory, idp):
-    """Envoy on envoy/servicehub.yaml, gatehouse (login + JWT), two apps."""
-    work = tmp_path_factory.mktemp("servicehub")
+def hub(tmp_path_factory, oidc_provider_module_factory, idp, filter_mode):
+    """Envoy on envoy/servicehub.yaml, gatehouse (login + JWT), two apps.
+    In process: gatehouse's module in front of the example's ext_authz
+    (`envoy_config.add_module`, with `clear_route_cache`), deciding the
+    bearer JWTs in Envoy's worker and handing the browser sessions (which
+    need the store) to the service."""
+    work = tmp_path_factory.mktemp(f"servicehub-{filter_mode}")
     apps = {}
     for name in ("app_alice", "app_bob"):
         apps[name] = NamedApp(name, work / f"{name}.log")
         register_log(name, work / f"{name}.log")
-    g_port, g_http = free_port(), free_port()
-    envoy = EnvoyInstance(work / "envoy", gatehouse_port=g_port, upstream_port=0,
-                          gatehouse_http_port=g_http, name="envoy-servicehub",
-                          source=SERVICEHUB,
-                          clusters={name: app.port for name, app in apps.items()})
-    base = envoy.base_url
+    g_port, g_http, listener = free_port(), free_port(), free_port()
+    base = f"http://127.0.0.1:{listener}"
     op = oidc_provider_module_factory([oidc.client_spec(
         "gatehouse", f"{base}/auth/callback",
         backchannel_logout_uri=f"{base}/auth/backchannel-logout")], auto_consent=True,
@@ -99,12 +102,24 @@ def hub(tmp_path_factory, oidc_provider_module_factory, idp):
     config["login"] = configs.login(base, op, secret, groups_scope=True, allowed_groups=["staff"])
     gatehouse = GatehouseInstance(work / "gatehouse", config, name="gatehouse-servicehub",
                                   port=g_port, http_port=g_http)
+    envoy = None
     try:
         gatehouse.wait_serving()
-        yield {"base": base, "envoy": envoy, "client": Client(envoy.port), "apps": apps}
+        inproc = filter_mode == "in_process"
+        envoy = EnvoyInstance(work / "envoy", gatehouse_port=g_port, upstream_port=0,
+                              gatehouse_http_port=g_http, name="envoy-servicehub",
+                              source=SERVICEHUB, listener_port=listener,
+                              clusters={name: app.port for name, app in apps.items()},
+                              module_config=gatehouse.config_path if inproc else None,
+                              module_settings={"clear_route_cache": True} if inproc else None)
+        if inproc:
+            add_gatehouse_log(envoy.process.log_path)
+        yield {"base": base, "envoy": envoy, "client": Client(envoy.port), "apps": apps,
+               "mode": filter_mode}
     finally:
         gatehouse.stop()
-        envoy.stop()
+        if envoy is not None:
+            envoy.stop()
         for app in apps.values():
             app.close()
 
@@ -194,11 +209,17 @@ def test_login_lands_on_the_users_own_app(hub):
 
 def test_api_clients_with_bearer_jwts_reach_their_own_app(hub, mint, counts):
     client = hub["client"]
+    checks = "servicehub.ext_authz.ok"
+    before = hub["envoy"].stats(f"http.{checks}").get(f"http.{checks}", 0)
     for user, app in (("alice", "app_alice"), ("bob", "app_bob")):
         token = mint.token(identity={"sub": f"{user}-sub", "preferred_username": user})
         _reached(client.get("/api/v1/x", token=token, headers={"Accept": "application/json"}),
                  app, user)
     assert counts.delta() == {"app_alice": 1, "app_bob": 1}
+    if hub["mode"] == "in_process":
+        # Decided in Envoy's worker (the module clears the route cache):
+        # the service was not asked.
+        assert hub["envoy"].stats(f"http.{checks}").get(f"http.{checks}", 0) == before
 
 
 # Forged user headers. Each is sent by alice, logged in (cookie) or with her

@@ -249,6 +249,9 @@ unsafe extern "C" {
     /// Exactly once per scheduler.
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
 
+    /// Makes Envoy choose the route again (after headers changed).
+    pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter_envoy_ptr: FilterEnvoyPtr);
+
     /// On the worker, after a hook returned a stop status.
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(
         filter_envoy_ptr: FilterEnvoyPtr,

@@ -32,6 +32,11 @@ pub struct FilterSettings {
     /// not have (no Redis store configured).
     #[serde(default)]
     pub needs_state: NeedsState,
+    /// Route the request again after an allow set headers, so routes can
+    /// match on the identity headers (`ext_authz`'s `clear_route_cache`:
+    /// per-user apps). Default: no.
+    #[serde(default)]
+    pub clear_route_cache: bool,
 }
 
 /// What the module does with a check that needs shared state (an API
@@ -108,6 +113,7 @@ mod tests {
         assert_eq!(s.config_file, Some(PathBuf::from("/etc/g.yaml")));
         assert!(s.env_overrides);
         assert_eq!(s.needs_state, NeedsState::Refuse);
+        assert!(!s.clear_route_cache);
         let s = FilterSettings::parse(br#"{"config_yaml": "jwt: {}", "env_overrides": false}"#)
             .unwrap();
         assert_eq!(s.config_yaml.as_deref(), Some("jwt: {}"));

@@ -233,6 +233,12 @@ impl Stream {
         }
     }
 
+    /// Makes Envoy choose the route again, on the headers as they are now.
+    pub fn clear_route_cache(&self) {
+        // SAFETY: `self.0` is the live stream; the call takes no buffers.
+        unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.0) }
+    }
+
     /// Lets the request go on after a hook stopped it.
     pub fn continue_decoding(&self) {
         // SAFETY: called from the scheduled hook, on the stream's worker.

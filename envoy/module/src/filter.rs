@@ -54,6 +54,8 @@ pub struct FilterConfig {
     live: LiveEngine,
     /// Whether a check that needs the (absent) shared store is handed on.
     hand_on: bool,
+    /// Whether an allow that set headers makes Envoy route again.
+    clear_route_cache: bool,
     handle: Handle,
     /// Keeps the reloader (and its key refresh and store upkeep) alive.
     _reloader: Arc<Reloader>,
@@ -108,6 +110,7 @@ impl FilterConfig {
         Ok(FilterConfig {
             live: reloader.live(),
             hand_on: !shared && settings.needs_state == NeedsState::ExtAuthz,
+            clear_route_cache: settings.clear_route_cache,
             handle,
             _reloader: reloader,
             watch,
@@ -263,6 +266,9 @@ impl StreamFilter {
                     )
                 {
                     stream.set_request_header(b":path", stripped.as_bytes());
+                }
+                if self.config.clear_route_cache && !plan.set.is_empty() {
+                    stream.clear_route_cache();
                 }
                 self.client_headers = plan.client;
                 Next::Continue

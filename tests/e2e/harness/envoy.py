@@ -24,12 +24,17 @@ START_TIMEOUT = 20.0
 
 
 def write_config_with_clusters(dest: Path, ports: Ports, clusters: dict[str, int],
-                               source: Path) -> Path:
+                               source: Path, module_config: Path | None = None,
+                               module_settings: dict | None = None) -> Path:
     """As `envoy_config.write_test_config`, for an example whose upstreams
     are the named `clusters` (each with one endpoint) rather than one
     `upstream` cluster: rewrites the admin, listener `main`, `gatehouse`,
-    `gatehouse_http` and each of `clusters` to 127.0.0.1 and its port."""
+    `gatehouse_http` and each of `clusters` to 127.0.0.1 and its port.
+    `module_config`: gatehouse's module put in front of the example's
+    ext_authz (`envoy_config.add_module`), reading that file."""
     config = yaml.safe_load(Path(source).read_text())
+    if module_config is not None:
+        envoy_config.add_module(config, module_config, module_settings)
     envoy_config._socket_address(config["admin"], "admin").update(
         address=ports.host, port_value=ports.admin)
     static = config["static_resources"]
@@ -108,7 +113,8 @@ class EnvoyInstance:
                                                      module_config, module_settings)
             else:
                 self.config_path = write_config_with_clusters(self.workdir / f"{name}.yaml", self.ports,
-                                                              clusters, source)
+                                                              clusters, source, module_config,
+                                                              module_settings)
             if gatehouse_ports:
                 set_gatehouse_endpoints(self.config_path, gatehouse_ports)
             self.port = self.ports.listener
