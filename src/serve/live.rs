@@ -52,14 +52,27 @@ impl LiveEngine {
     /// the allow's header plan, or the denial to send (its status, headers
     /// and body). No protobuf on this path.
     pub async fn decide(&self, described: Described) -> Result<HeaderPlan, Denial> {
+        self.decide_with(described, |outcome, realm| match outcome {
+            Outcome::Permit(plan) => Ok(plan),
+            Outcome::Deny(deny) => Err(response::denial(&deny, realm)),
+        })
+        .await
+    }
+
+    /// Runs one described check and records its metrics, then hands its
+    /// [`Outcome`] and the deciding engine's realm to `answer`: for an
+    /// edge that looks at the denial's reason before rendering it (the
+    /// in-process Envoy filter hands [`crate::model::deny::Deny::NeedsState`] on).
+    pub async fn decide_with<T>(
+        &self,
+        described: Described,
+        answer: impl FnOnce(Outcome, &str) -> T,
+    ) -> T {
         let engine = self.load();
         let started = Instant::now();
         let (outcome, decision) = engine.decide(Ok(described)).await;
         engine.metrics.record(&decision, started.elapsed());
-        match outcome {
-            Outcome::Permit(plan) => Ok(plan),
-            Outcome::Deny(deny) => Err(response::denial(&deny, &engine.realm)),
-        }
+        answer(outcome, &engine.realm)
     }
 
     /// Serves `engine` from now on; returns the one it replaces.

@@ -293,19 +293,15 @@ impl StreamFilter {
     }
 }
 
-/// One check on the serving engine, its metrics recorded as the service
-/// records them.
+/// One check on the serving engine, as the service runs and records it.
 async fn decide(live: LiveEngine, described: Described, hand_on: bool) -> Answer {
-    let engine = live.current();
-    let started = Instant::now();
-    let (outcome, decision) = engine.decide(Ok(described)).await;
-    engine.metrics.record(&decision, started.elapsed());
-    match outcome {
+    live.decide_with(described, |outcome, realm| match outcome {
         Outcome::Permit(plan) => Answer::Allow(plan),
         // Only a process without a shared store answers this.
         Outcome::Deny(Deny::NeedsState) if hand_on => Answer::HandOn,
-        Outcome::Deny(deny) => Answer::Deny(response::denial(&deny, &engine.realm)),
-    }
+        Outcome::Deny(deny) => Answer::Deny(response::denial(&deny, realm)),
+    })
+    .await
 }
 
 impl Drop for StreamFilter {
