@@ -108,26 +108,36 @@ def module_filter(gatehouse_config: Path, **settings) -> dict:
     }
 
 
-def add_module(config: dict, gatehouse_config: Path, settings: dict | None = None) -> dict:
+def add_module(config: dict, gatehouse_config: Path, settings: dict | None = None,
+               replace: bool = False) -> dict:
     """An ext_authz example with gatehouse's module put in front of its
     ext_authz filter, as envoy/envoy-inprocess.yaml is to envoy/envoy.yaml:
     the module decides what it can and hands checks that need state to
     ext_authz (`needs_state: ext_authz`, matched by the ext_authz filter's
     `filter_enabled_metadata`); a route's ext_authz settings (`disabled`,
-    `context_extensions`) are given to the module too. `settings`: the
-    module's other settings."""
+    `context_extensions`) are given to the module too. `replace`: the
+    module takes the ext_authz filter's place instead (no hand-on; checks
+    that need state get 503). `settings`: the module's other settings."""
+    settings = dict(settings or {})
+    if not replace:
+        settings.setdefault("needs_state", "ext_authz")
     for listener in config["static_resources"]["listeners"]:
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
         filters = hcm["http_filters"]
+        if any(f["name"] == MODULE_FILTER for f in filters):
+            continue  # shared with a listener done already (a YAML alias)
         at = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.ext_authz")
-        filters[at]["typed_config"]["filter_enabled_metadata"] = {
-            "filter": MODULE_FILTER, "path": [{"key": "check"}],
-            "value": {"string_match": {"exact": "ext_authz"}}}
-        filters.insert(at, module_filter(gatehouse_config, needs_state="ext_authz", **(settings or {})))
+        if replace:
+            del filters[at]
+        else:
+            filters[at]["typed_config"]["filter_enabled_metadata"] = {
+                "filter": MODULE_FILTER, "path": [{"key": "check"}],
+                "value": {"string_match": {"exact": "ext_authz"}}}
+        filters.insert(at, module_filter(gatehouse_config, **settings))
         for host in hcm["route_config"]["virtual_hosts"]:
             for route in host.get("routes", []):
                 per_filter = route.get("typed_per_filter_config", {})
-                ext = per_filter.get("envoy.filters.http.ext_authz")
+                ext = (per_filter.pop if replace else per_filter.get)("envoy.filters.http.ext_authz", None)
                 if ext is None:
                     continue
                 if ext.get("disabled"):

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from envoy_bin import envoy_binary
-from envoy_config import module_filter
+from envoy_config import add_module
 from harness import secret_registry
 from harness.procs import ManagedProcess, free_port, wait_until
 
@@ -167,21 +167,11 @@ INPROCESS_XFCC = {"forward_client_cert_details": "SANITIZE_SET",
 def in_process(config: dict, gatehouse_config: Path) -> dict:
     """The example with gatehouse in process: each listener's ext_authz
     filter replaced by the module (reading `gatehouse_config`), per-route
-    `disabled` kept, and the mtls listener's XFCC set as the module needs."""
-    module = module_filter(gatehouse_config)
+    settings kept, and the mtls listener's XFCC set as the module needs."""
+    add_module(config, gatehouse_config, replace=True)
     for listener in config["static_resources"]["listeners"]:
-        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-        hcm["http_filters"] = [module if f["name"] == "envoy.filters.http.ext_authz" else f
-                               for f in hcm["http_filters"]]
-        for host in hcm["route_config"]["virtual_hosts"]:
-            for route in host["routes"]:
-                per_filter = route.get("typed_per_filter_config", {})
-                if per_filter.pop("envoy.filters.http.ext_authz", {}).get("disabled"):
-                    per_filter["gatehouse"] = {
-                        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-                        "disabled": True}
         if listener["name"] == "mtls":
-            hcm.update(INPROCESS_XFCC)
+            listener["filter_chains"][0]["filters"][0]["typed_config"].update(INPROCESS_XFCC)
     return config
 
 
