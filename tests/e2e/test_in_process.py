@@ -187,8 +187,8 @@ def test_without_hand_on_a_check_that_needs_state_is_refused(api_token_stack, mi
 def test_with_a_shared_store_the_worker_decides_stateful_checks(
         tmp_path, redis_server, gatehouse_factory, echo, keys, idp, discovery_idp, rotating_idp,
         mint):
-    store = {"redis": {"url": redis_server.url, "command_timeout": "300ms",
-                       "connect_timeout": "300ms"},
+    store = {"redis": {"url": redis_server.url, "command_timeout": "1s",
+                       "connect_timeout": "1s"},
              "encryption_key_file": STORE_KEY_FILE}
     config = api_token_config(idp, discovery_idp, rotating_idp, store)
     g = gatehouse_factory(config, files(keys),
