@@ -77,9 +77,9 @@ def start_pair(redis_server: RedisServer, gatehouse_factory, envoy_factory, echo
         cfg["api_tokens"] = {"prefix": TOKEN_PREFIX, "admin_scope": ADMIN_SCOPE,
                              "cache_ttl": "500ms"}
         cfg["store"] = {
-            # 1 s, not less: with appendfsync always, a busy CI machine has
-            # taken over 300 ms to answer the first write (a false 503).
-            # A killed Redis refuses at once, so outage tests do not wait on it.
+            # 1 s, not less: a busy CI machine once took over 300 ms to
+            # answer a first write (a false 503). A killed Redis refuses
+            # connections at once, so outage tests do not wait on this.
             "redis": {"url": redis_server.url, "command_timeout": "1s",
                       "connect_timeout": "1s", "health_interval": "200ms"},
             "encryption_key_file": STORE_KEY_FILE,
