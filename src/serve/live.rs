@@ -12,6 +12,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::check::pipeline::Engine;
 use crate::check::request::described::Described;
 use crate::check::response::{self, Denial};
+use crate::model::observe::Decision;
 use crate::model::outcome::{HeaderPlan, Outcome};
 use crate::proto::auth::{CheckRequest, CheckResponse};
 
@@ -52,7 +53,7 @@ impl LiveEngine {
     /// the allow's header plan, or the denial to send (its status, headers
     /// and body). No protobuf on this path.
     pub async fn decide(&self, described: Described) -> Result<HeaderPlan, Denial> {
-        self.decide_with(described, |outcome, realm| match outcome {
+        self.decide_with(described, |outcome, _, realm| match outcome {
             Outcome::Permit(plan) => Ok(plan),
             Outcome::Deny(deny) => Err(response::denial(&deny, realm)),
         })
@@ -60,19 +61,21 @@ impl LiveEngine {
     }
 
     /// Runs one described check and records its metrics, then hands its
-    /// [`Outcome`] and the deciding engine's realm to `answer`: for an
-    /// edge that looks at the denial's reason before rendering it (the
-    /// in-process Envoy filter hands [`crate::model::deny::Deny::NeedsState`] on).
+    /// [`Outcome`], its [`Decision`] (rule and reason, as recorded) and the
+    /// deciding engine's realm to `answer`: for an edge that looks at the
+    /// denial's reason before rendering it, or counts checks its own way
+    /// (the in-process Envoy filter hands
+    /// [`crate::model::deny::Deny::NeedsState`] on, and counts in Envoy's stats).
     pub async fn decide_with<T>(
         &self,
         described: Described,
-        answer: impl FnOnce(Outcome, &str) -> T,
+        answer: impl FnOnce(Outcome, &Decision, &str) -> T,
     ) -> T {
         let engine = self.load();
         let started = Instant::now();
         let (outcome, decision) = engine.decide(Ok(described)).await;
         engine.metrics.record(&decision, started.elapsed());
-        answer(outcome, &engine.realm)
+        answer(outcome, &decision, &engine.realm)
     }
 
     /// Serves `engine` from now on; returns the one it replaces.

@@ -208,6 +208,61 @@ def test_with_a_shared_store_the_worker_decides_stateful_checks(
         envoy.stop()
 
 
+# --- stats --------------------------------------------------------------------------
+
+STATS_PREFIX = "envoy_dynamicmodulescustom_gatehouse_"
+
+
+def module_stats(envoy: EnvoyInstance) -> dict[str, float]:
+    """The module's series in Envoy's Prometheus exposition, by their
+    name and labels as printed (`checks{decision="allow",…}`)."""
+    text = envoy._admin.get(envoy.admin_url + "/stats/prometheus", timeout=2).text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(STATS_PREFIX):
+            series, _, value = line[len(STATS_PREFIX):].rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
+def checks(stats: dict[str, float], decision: str, reason: str, rule: str) -> float:
+    return stats.get(f'checks{{decision="{decision}",reason="{reason}",rule="{rule}"}}', 0)
+
+
+def test_checks_are_counted_in_envoys_stats(api_token_stack, mint):
+    """In process there is no /metrics port: each check is counted in
+    Envoy's own stats (its Prometheus exposition), by decision, reason and
+    rule, and timed, as the service's gatehouse_checks_total and
+    gatehouse_check_duration_seconds."""
+    _, start = api_token_stack
+    envoy = start(name="envoy-stats")
+    client = Client(envoy.port)
+    jwt = mint.token()
+    api_token = create_api_token(client, jwt, ["read:data"])
+    before = module_stats(envoy)
+
+    expect.allowed(client.get("/api/x", token=jwt))
+    expect.allowed(client.get("/api/y", token=jwt))
+    expect.no_credential(client.get("/api/x"))
+    expect.invalid_token(client.get("/api/x", token=tokens.tamper(jwt, sub="mallory")))
+    expect.allowed(client.get("/api/x", token=api_token))  # handed on
+
+    after = module_stats(envoy)
+    delta = {key: checks(after, *key) - checks(before, *key) for key in [
+        ("allow", "none", "api"), ("deny", "no_credential", "api"),
+        ("deny", "invalid_token", "api"), ("hand_on", "needs_state", "api")]}
+    assert delta == {("allow", "none", "api"): 2, ("deny", "no_credential", "api"): 1,
+                     ("deny", "invalid_token", "api"): 1, ("hand_on", "needs_state", "api"): 1}, after
+    # Histograms reach the exposition when Envoy merges them (every 5 s).
+    allowed = 'check_duration_us_count{decision="allow"}'
+    merged = wait_until("the duration histogram merged",
+                        lambda: (s := module_stats(envoy)).get(allowed, 0) >= 2 and s, 12,
+                        interval=0.5)
+    mean_us = merged['check_duration_us_sum{decision="allow"}'] / merged[allowed]
+    assert 0 < mean_us < 1_000_000, merged
+    assert merged['check_duration_us_count{decision="deny"}'] >= 2, merged
+
+
 # --- waiting ------------------------------------------------------------------------
 
 

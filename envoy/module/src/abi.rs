@@ -159,6 +159,10 @@ pub const LOG_INFO: LogLevel = 2;
 pub const LOG_WARN: LogLevel = 3;
 pub const LOG_ERROR: LogLevel = 4;
 
+/// `envoy_dynamic_module_type_metrics_result`.
+pub type MetricsResult = u32;
+pub const METRICS_SUCCESS: MetricsResult = 0;
+
 /// Enums of hooks this module ignores (`int`-sized).
 pub type CalloutResult = u32;
 pub type StreamResetReason = u32;
@@ -267,4 +271,41 @@ unsafe extern "C" {
     );
 
     pub fn envoy_dynamic_module_callback_log_enabled(level: LogLevel) -> bool;
+
+    /// Only in `config_new` (later definitions are refused, `Frozen`).
+    /// `label_names` may be null when `label_names_length` is 0.
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        counter_id_ptr: *mut usize,
+    ) -> MetricsResult;
+
+    /// `label_values_length` must equal the definition's label count.
+    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+
+    /// As `define_counter`, for a histogram.
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        histogram_id_ptr: *mut usize,
+    ) -> MetricsResult;
+
+    /// As `increment_counter`, recording one value.
+    pub fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
 }

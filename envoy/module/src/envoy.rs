@@ -1,6 +1,6 @@
 //! Safe wrappers over the ABI's callbacks: one HTTP stream as the filter
 //! sees it ([`Stream`]), the scheduler that brings work back to its worker
-//! ([`Scheduler`]), and Envoy's log ([`log`]).
+//! ([`Scheduler`]), Envoy's log ([`log`]) and stats ([`define_stat`]).
 //!
 //! Every pointer Envoy hands a hook is valid for that hook's duration
 //! only; a [`Stream`] is made per hook call and never kept.
@@ -46,6 +46,66 @@ pub fn log(level: LogLevel, line: &[u8]) {
                 0,
             );
         }
+    }
+}
+
+/// A kind of Envoy stat the module defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatKind {
+    /// A counter (`increment_counter`).
+    Counter,
+    /// A histogram (`record_histogram_value`).
+    Histogram,
+}
+
+/// The id of a stat defined on a filter configuration, with its label
+/// count (every use must give exactly that many values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatId {
+    id: usize,
+    labels: usize,
+    kind: StatKind,
+}
+
+/// Defines a labelled stat on the filter configuration Envoy is building.
+/// Envoy allows this only during `config_new`; its refusal is returned.
+///
+/// # Safety
+/// `config` must be the `filter_config_envoy_ptr` of the `config_new`
+/// call being run.
+pub unsafe fn define_stat(
+    config: FilterConfigEnvoyPtr,
+    kind: StatKind,
+    name: &str,
+    labels: &[&str],
+) -> Result<StatId, MetricsResult> {
+    let names: Vec<ModuleBuffer> = labels
+        .iter()
+        .map(|l| ModuleBuffer::of(l.as_bytes()))
+        .collect();
+    let mut id = 0usize;
+    let define = match kind {
+        StatKind::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter,
+        StatKind::Histogram => envoy_dynamic_module_callback_http_filter_config_define_histogram,
+    };
+    // SAFETY: the caller's promise for `config`; `name` and `names` are
+    // borrowed for the call only (Envoy copies them into its symbol table).
+    let result = unsafe {
+        define(
+            config,
+            ModuleBuffer::of(name.as_bytes()),
+            names.as_ptr(),
+            names.len(),
+            &mut id,
+        )
+    };
+    match result {
+        METRICS_SUCCESS => Ok(StatId {
+            id,
+            labels: labels.len(),
+            kind,
+        }),
+        refused => Err(refused),
     }
 }
 
@@ -310,6 +370,24 @@ impl Stream {
             Arc::increment_strong_count(ptr);
             Some(Arc::from_raw(ptr))
         }
+    }
+
+    /// Adds `value` to `stat` (a counter is incremented by it, a histogram
+    /// records it) under `labels`, one value per label it was defined with.
+    /// A wrong label count is not sent (Envoy would refuse it).
+    pub fn record_stat<const N: usize>(&self, stat: StatId, labels: [&str; N], value: u64) {
+        if N != stat.labels {
+            return;
+        }
+        let values = labels.map(|l| ModuleBuffer::of(l.as_bytes()));
+        let record = match stat.kind {
+            StatKind::Counter => envoy_dynamic_module_callback_http_filter_increment_counter,
+            StatKind::Histogram => envoy_dynamic_module_callback_http_filter_record_histogram_value,
+        };
+        // SAFETY: a hook's stream pointer; `stat` was defined on the
+        // configuration this stream belongs to; the values are borrowed for
+        // the call only.
+        unsafe { record(self.0, stat.id, values.as_ptr(), N, value) };
     }
 
     /// A scheduler for this stream.

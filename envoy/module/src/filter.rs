@@ -32,10 +32,19 @@ use tokio::task::JoinHandle;
 use crate::config::{FilterSettings, NeedsState};
 use crate::envoy::{Scheduler, Stream};
 use crate::request::{self, without_query_parameters};
+use crate::stats::{CheckStats, Verdict};
 use crate::{log, runtime};
 
-/// A check's answer.
-pub enum Answer {
+/// A check's answer, and which way it went (for the stats).
+pub struct Answer {
+    /// What to do with the request.
+    pub action: Action,
+    /// Decision, reason and rule, as counted.
+    pub verdict: Verdict,
+}
+
+/// What to do with the request.
+pub enum Action {
     /// Allowed, with these header mutations.
     Allow(HeaderPlan),
     /// Refused: the denial to send.
@@ -56,6 +65,8 @@ pub struct FilterConfig {
     hand_on: bool,
     /// Whether an allow that set headers makes Envoy route again.
     clear_route_cache: bool,
+    /// Envoy stats the checks are counted in (none if Envoy refused them).
+    stats: Option<CheckStats>,
     handle: Handle,
     /// Keeps the reloader (and its key refresh and store upkeep) alive.
     _reloader: Arc<Reloader>,
@@ -77,7 +88,10 @@ impl FilterConfig {
     /// `gatehouse serve` does, with one difference: without a shared
     /// store (Redis) configured, checks that need state are refused (503)
     /// rather than decided on this process's private memory.
-    pub fn new(settings: &FilterSettings) -> Result<FilterConfig, String> {
+    pub fn new(
+        settings: &FilterSettings,
+        stats: Result<CheckStats, String>,
+    ) -> Result<FilterConfig, String> {
         let handle = runtime::handle()?;
         let _context = handle.enter();
         let source = match (&settings.config_file, &settings.config_yaml) {
@@ -92,6 +106,9 @@ impl FilterConfig {
         };
         let config = config::load(&source, env.iter().cloned()).map_err(|e| e.to_string())?;
         log::install(&config.log);
+        let stats = stats
+            .inspect_err(|e| tracing::warn!(error = %e, "checks are not counted in Envoy's stats"))
+            .ok();
         let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
         let mut carry = Carry::fresh(metrics.clone());
         let shared = config.store.redis.is_some();
@@ -111,6 +128,7 @@ impl FilterConfig {
             live: reloader.live(),
             hand_on: !shared && settings.needs_state == NeedsState::ExtAuthz,
             clear_route_cache: settings.clear_route_cache,
+            stats,
             handle,
             _reloader: reloader,
             watch,
@@ -152,6 +170,8 @@ struct Waiting {
 pub struct StreamFilter {
     config: Arc<FilterConfig>,
     waiting: Option<(Arc<Mutex<Waiting>>, tokio::task::AbortHandle)>,
+    /// When the request's headers came in (for the duration stat).
+    started: Instant,
     /// Headers for the client's response (a quota's `RateLimit` fields).
     client_headers: Vec<(&'static str, String)>,
 }
@@ -174,12 +194,14 @@ impl StreamFilter {
         StreamFilter {
             config,
             waiting: None,
+            started: Instant::now(),
             client_headers: Vec::new(),
         }
     }
 
     /// Checks the request whose headers Envoy has.
     pub fn on_request_headers(&mut self, stream: &Stream) -> Next {
+        self.started = Instant::now();
         let route = stream.route_settings();
         let (connection, digest) = stream.connection();
         let mut described = stream.with_request_headers(|headers| {
@@ -250,8 +272,11 @@ impl StreamFilter {
     /// Applies an answer: the allow's header mutations, the denial as a
     /// local reply, or the hand-on to `ext_authz`.
     fn apply(&mut self, stream: &Stream, answer: Answer) -> Next {
-        match answer {
-            Answer::Allow(plan) => {
+        if let Some(stats) = &self.config.stats {
+            stats.record(stream, &answer.verdict, self.started.elapsed());
+        }
+        match answer.action {
+            Action::Allow(plan) => {
                 for name in &plan.remove {
                     stream.remove_request_header(name.as_bytes());
                 }
@@ -273,7 +298,7 @@ impl StreamFilter {
                 self.client_headers = plan.client;
                 Next::Continue
             }
-            Answer::Deny(denial) => {
+            Action::Deny(denial) => {
                 stream.send_response(
                     denial.status,
                     &denial.headers,
@@ -282,7 +307,7 @@ impl StreamFilter {
                 );
                 Next::Stop
             }
-            Answer::HandOn => {
+            Action::HandOn => {
                 // Whatever the next filter does, no client-chosen identity
                 // header goes upstream from here.
                 stream.remove_request_headers_starting(IDENTITY_HEADER_PREFIX.as_bytes());
@@ -295,11 +320,23 @@ impl StreamFilter {
 
 /// One check on the serving engine, as the service runs and records it.
 async fn decide(live: LiveEngine, described: Described, hand_on: bool) -> Answer {
-    live.decide_with(described, |outcome, realm| match outcome {
-        Outcome::Permit(plan) => Answer::Allow(plan),
-        // Only a process without a shared store answers this.
-        Outcome::Deny(Deny::NeedsState) if hand_on => Answer::HandOn,
-        Outcome::Deny(deny) => Answer::Deny(response::denial(&deny, realm)),
+    live.decide_with(described, |outcome, decision, realm| {
+        let rule = decision.rule.clone();
+        match outcome {
+            Outcome::Permit(plan) => Answer {
+                action: Action::Allow(plan),
+                verdict: Verdict::allow(rule),
+            },
+            // Only a process without a shared store answers this.
+            Outcome::Deny(deny @ Deny::NeedsState) if hand_on => Answer {
+                action: Action::HandOn,
+                verdict: Verdict::hand_on(deny.reason_label(), rule),
+            },
+            Outcome::Deny(deny) => Answer {
+                verdict: Verdict::deny(deny.reason_label(), rule),
+                action: Action::Deny(response::denial(&deny, realm)),
+            },
+        }
     })
     .await
 }

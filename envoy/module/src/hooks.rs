@@ -12,6 +12,7 @@ use crate::abi::*;
 use crate::config::{FilterSettings, RouteSettings};
 use crate::envoy::{self, LogLevel, Stream, envoy_bytes};
 use crate::filter::{FilterConfig, Next, StreamFilter};
+use crate::stats::CheckStats;
 
 /// Runs `body`, turning a panic into `fallback` and a log line.
 fn guard<T>(hook: &str, fallback: T, body: impl FnOnce() -> T) -> T {
@@ -90,15 +91,22 @@ unsafe fn release<T>(what: &str, ptr: *const std::ffi::c_void) {
     })
 }
 
-/// A filter configuration: builds gatehouse's engine from it.
+/// A filter configuration: defines its stats and builds gatehouse's
+/// engine from it.
+///
+/// # Safety
+/// Envoy's to call, with the configuration it is building.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _envoy: FilterConfigEnvoyPtr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    envoy: FilterConfigEnvoyPtr,
     _name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> FilterConfigModulePtr {
     publish("filter configuration", config, |bytes| {
-        FilterConfig::new(&FilterSettings::parse(bytes).map_err(|e| e.to_string())?)
+        let settings = FilterSettings::parse(bytes).map_err(|e| e.to_string())?;
+        // SAFETY: this `config_new` call's own configuration pointer.
+        let stats = unsafe { CheckStats::define(envoy) };
+        FilterConfig::new(&settings, stats)
     })
 }
 

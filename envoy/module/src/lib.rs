@@ -12,7 +12,8 @@
 //! Modules: [`abi`] (the C declarations), [`envoy`] (safe wrappers),
 //! [`hooks`] (what Envoy calls), [`filter`] (one config, one stream's
 //! check), [`request`] (Envoy's request as gatehouse describes it),
-//! [`config`] (the module's JSON settings), [`log`], [`runtime`].
+//! [`config`] (the module's JSON settings), [`stats`] (the check metrics,
+//! as Envoy stats), [`log`], [`runtime`].
 
 pub mod abi;
 pub mod config;
@@ -22,3 +23,4 @@ pub mod hooks;
 pub mod log;
 pub mod request;
 pub mod runtime;
+pub mod stats;
