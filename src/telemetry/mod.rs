@@ -82,8 +82,23 @@ impl Telemetry {
 /// the OTLP exporter. With `protocol: grpc`, call it inside the Tokio
 /// runtime (`Runtime::enter`).
 pub fn init(log: &LogConfig, tracing: Option<&TracingConfig>) -> Result<Telemetry, TelemetryError> {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_to(log, tracing, std::io::stderr, LineStyle::Own { ansi })
+}
+
+/// [`init`], with the log lines written to `writer` in `style` (the
+/// in-process Envoy filter writes them to Envoy's log).
+pub fn init_to<W>(
+    log: &LogConfig,
+    tracing: Option<&TracingConfig>,
+    writer: W,
+    style: LineStyle,
+) -> Result<Telemetry, TelemetryError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let provider = tracing.map(otel::provider).transpose()?;
-    subscriber(log, provider.as_ref()).try_init()?;
+    subscriber_to(log, provider.as_ref(), writer, style).try_init()?;
     Ok(Telemetry { provider })
 }
 

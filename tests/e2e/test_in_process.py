@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ from harness.links import MINTER, link
 from harness.module import module_dir
 from harness.procs import ProcessExited, free_port, wait_until
 from harness.replicas import ADMIN_SCOPE, STORE_KEY_FILE, TOKEN_PREFIX
+from harness.servers import OtlpHttpReceiver
 
 API = "/auth/api/v1/users/alice/tokens"
 EXT_AUTHZ_OK = "http.ingress.ext_authz.ok"
@@ -261,6 +263,33 @@ def test_checks_are_counted_in_envoys_stats(api_token_stack, mint):
     mean_us = merged['check_duration_us_sum{decision="allow"}'] / merged[allowed]
     assert 0 < mean_us < 1_000_000, merged
     assert merged['check_duration_us_count{decision="deny"}'] >= 2, merged
+
+
+def test_check_spans_are_exported_from_inside_envoy(tmp_path, echo, idp, mint):
+    """With a `tracing:` section the module exports the service's spans
+    (check and phases, in the caller's trace) over OTLP from inside
+    Envoy: the batch exporter sends them within its 5 s delay."""
+    receiver = OtlpHttpReceiver()
+    try:
+        config = configs.single_issuer_config(idp)
+        config["tracing"] = {"otlp_endpoint": f"http://127.0.0.1:{receiver.server_port}",
+                             "protocol": "http", "service_name": "gatehouse-in-envoy"}
+        envoy = module_envoy(tmp_path, echo, config, name="envoy-traced")
+        try:
+            trace = secrets.token_hex(16)
+            token = mint.token()
+            expect.allowed(Client(envoy.port).get(
+                "/x", token=token, headers={"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}))
+            wait_until("the check's spans exported", lambda: bytes.fromhex(trace) in b"".join(
+                receiver.bodies), 15, interval=0.2, on_timeout=envoy.process.log_tail)
+        finally:
+            envoy.stop()
+        body = b"".join(receiver.bodies)
+        for name in (b"check", b"authn", b"authz", b"gatehouse.rule", b"gatehouse-in-envoy"):
+            assert name in body, name
+        assert token.encode() not in body and token.rsplit(".", 1)[1].encode() not in body
+    finally:
+        receiver.shutdown()
 
 
 # --- waiting ------------------------------------------------------------------------

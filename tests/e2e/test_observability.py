@@ -8,9 +8,7 @@ import hashlib
 import json
 import secrets
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -18,6 +16,7 @@ import yaml
 from harness import configs, expect, tokens
 from harness.gatehouse import require_binary
 from harness.httpc import Client
+from harness.servers import OtlpHttpReceiver
 
 DECISION_FIELDS = {
     "decision", "rule", "reason", "detail", "status", "subject", "user", "email", "uid", "groups",
@@ -92,41 +91,13 @@ def test_json_decision_lines_through_envoy(gatehouse_factory, envoy_factory, ech
     assert reader not in log and outsider not in log
 
 
-class _OtlpHttpReceiver(ThreadingHTTPServer):
-    """Takes OTLP/HTTP exports (`POST /v1/traces`) and keeps their bodies."""
-
-    daemon_threads = True
-
-    def __init__(self):
-        self.bodies: list[bytes] = []
-        self.content_types: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path == "/v1/traces":
-                    outer.bodies.append(body)
-                    outer.content_types.append(self.headers.get("Content-Type", ""))
-                self.send_response(200 if self.path == "/v1/traces" else 404)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:  # noqa: ANN002
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
 def test_check_spans_reach_an_otlp_receiver_on_shutdown(gatehouse_factory, envoy_factory, echo, idp,
                                                         mint):
     """Through Envoy, with the caller's traceparent: gatehouse's spans are
     exported to an OTLP/HTTP receiver, at the latest when SIGTERM flushes
     them. (tests/otlp_export.rs decodes the export; here the trace id's 16
     bytes and the span names are looked for in the protobuf body.)"""
-    receiver = _OtlpHttpReceiver()
+    receiver = OtlpHttpReceiver()
     try:
         config = json_config(idp)
         config["tracing"] = {"otlp_endpoint": f"http://127.0.0.1:{receiver.server_port}",

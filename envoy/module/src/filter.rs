@@ -105,7 +105,7 @@ impl FilterConfig {
             Vec::new()
         };
         let config = config::load(&source, env.iter().cloned()).map_err(|e| e.to_string())?;
-        log::install(&config.log);
+        log::install(&config.log, config.tracing.as_ref())?;
         let stats = stats
             .inspect_err(|e| tracing::warn!(error = %e, "checks are not counted in Envoy's stats"))
             .ok();

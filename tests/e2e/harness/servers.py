@@ -4,6 +4,7 @@
   request it received (so tests see exactly what Envoy forwarded).
 - `IdentityProvider`: a JWKS / OIDC discovery server whose key set tests
   change at run time, with fetch counters and an outage switch.
+- `OtlpHttpReceiver`: takes OTLP/HTTP span exports and keeps their bodies.
 """
 
 from __future__ import annotations
@@ -265,3 +266,31 @@ class IdentityProvider(_BackgroundServer):
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": algs,
         }
+
+
+class OtlpHttpReceiver(ThreadingHTTPServer):
+    """Takes OTLP/HTTP exports (`POST /v1/traces`) and keeps their bodies."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.bodies: list[bytes] = []
+        self.content_types: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/v1/traces":
+                    outer.bodies.append(body)
+                    outer.content_types.append(self.headers.get("Content-Type", ""))
+                self.send_response(200 if self.path == "/v1/traces" else 404)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # noqa: ANN002
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
