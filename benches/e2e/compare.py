@@ -14,7 +14,10 @@
       envoy/module (libgatehouse_envoy_module.so, release build) running
       the same gatehouse configuration as (c) in Envoy's worker (`inproc`;
       `inproc_nocache` with the token cache off, every request verifying
-      the signature): its CPU is Envoy's, so `envoy µs` is the whole cost,
+      the signature): its CPU is Envoy's, so `envoy µs` is the whole cost;
+      `inproc_base` is another build of the module (`--baseline-module
+      FILE`, e.g. main's) under the same configuration, to measure a
+      change's cost side by side,
   (floor) ext_authz over gRPC/TCP to a gatehouse whose only rule lets
       everyone through with no identity header (`ext_authz_floor`): what
       Envoy's ext_authz round trip and gatehouse's gRPC transport cost with
@@ -38,7 +41,8 @@ runs on CPU 0 like wrk.
 Run with `bash benches/e2e/run.sh` (installs wrk and the venv, builds the
 release binary and module). Options: --rounds, --duration, --users,
 --connections, --rate, --alg, --configs (a subset; without ext_authz ones
-no gatehouse is started), --module-dir (where libgatehouse_envoy_module.so is).
+no gatehouse is started), --module-dir (where libgatehouse_envoy_module.so is),
+--baseline-module (the .so `inproc_base` loads).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -325,8 +330,24 @@ def run_wrk(port: int, duration: int, connections: int, lua: Path, tokens: Path)
     return {"rps": rps, "requests": total, "non2xx": int(non2xx.group(1)) if non2xx else 0, "lat": lat}
 
 
+BASELINE_MODULE = "gatehouse_envoy_module_baseline"
+
+
+def module_search_path(work: Path, args: argparse.Namespace) -> str:
+    """Where Envoy finds the module: --module-dir, or, with a baseline
+    build, a directory holding both (its own copy under another name,
+    which Envoy loads apart from the first)."""
+    if not args.baseline_module:
+        return args.module_dir
+    both = work / "modules"
+    both.mkdir(exist_ok=True)
+    (both / "libgatehouse_envoy_module.so").symlink_to(Path(args.module_dir) / "libgatehouse_envoy_module.so")
+    shutil.copyfile(args.baseline_module, both / f"lib{BASELINE_MODULE}.so")
+    return str(both)
+
+
 ALL_CONFIGS = ["bare", "jwt_authn", "jwt_authn+cache", "ext_authz", "ext_authz_uds", "ext_authz_http",
-               "ext_authz_nocache", "ext_authz_floor", "inproc", "inproc_nocache"]
+               "ext_authz_nocache", "ext_authz_floor", "inproc", "inproc_nocache", "inproc_base"]
 
 
 def main() -> None:
@@ -344,8 +365,12 @@ def main() -> None:
                     help="comma-separated configurations, in this order each round (default: all)")
     ap.add_argument("--module-dir", default=str(MODULE_DIR),
                     help="directory holding libgatehouse_envoy_module.so (envoy/module, release build)")
+    ap.add_argument("--baseline-module", default="",
+                    help="another build of libgatehouse_envoy_module.so, loaded by the inproc_base configuration")
     args = ap.parse_args()
     selected = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if ("inproc_base" in selected) != bool(args.baseline_module):
+        ap.error("--configs inproc_base and --baseline-module go together")
     unknown = sorted(set(selected) - set(ALL_CONFIGS))
     if unknown or "jwt_authn" not in selected:
         ap.error(f"--configs: unknown {unknown}; jwt_authn is required (the ratios' base); known: {ALL_CONFIGS}")
@@ -426,6 +451,7 @@ def main() -> None:
             "ext_authz_floor": [ext_authz_filter("gatehouse_floor")],
             "inproc": [module_filter(work / "gatehouse.yaml")],
             "inproc_nocache": [module_filter(work / "gatehouse_nocache.yaml")],
+            "inproc_base": [module_filter(work / "gatehouse.yaml", module=BASELINE_MODULE)],
         }
         # The selected ones, in the order given.
         filters = {name: filters[name] for name in selected}
@@ -441,7 +467,7 @@ def main() -> None:
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         under_test = Proc("envoy", [envoy, "-c", str(work / "envoy.yaml"), "--concurrency", "1",
                                     "--disable-hot-restart", "--base-id", "12", "-l", "error"], 1, work / "envoy.log",
-                          env={"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": args.module_dir})
+                          env={"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": module_search_path(work, args)})
         procs.append(under_test)
         for port in ports.values():
             wait_port(port)

@@ -93,14 +93,16 @@ def rewrite(config: dict, ports: Ports) -> dict:
     return config
 
 
-def module_filter(gatehouse_config: Path, **settings) -> dict:
+def module_filter(gatehouse_config: Path, *, module: str = "gatehouse_envoy_module",
+                  **settings) -> dict:
     """The in-process module as an HTTP filter named `gatehouse`, reading
-    `gatehouse_config` (its other `settings` as given)."""
+    `gatehouse_config` (its other `settings` as given); `module`: the
+    shared object's name (`lib<module>.so` in Envoy's search path)."""
     return {
         "name": MODULE_FILTER,
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-            "dynamic_module_config": {"name": "gatehouse_envoy_module"},
+            "dynamic_module_config": {"name": module},
             "filter_name": MODULE_FILTER,
             "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                               "value": json.dumps({"config_file": str(gatehouse_config), **settings})},
