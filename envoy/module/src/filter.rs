@@ -87,7 +87,9 @@ impl FilterConfig {
     /// Loads gatehouse's configuration and builds its engine, as
     /// `gatehouse serve` does, with one difference: without a shared
     /// store (Redis) configured, checks that need state are refused (503)
-    /// rather than decided on this process's private memory.
+    /// rather than decided on this process's private memory. `stats`: the
+    /// Envoy stats defined for it, or why Envoy refused them (logged once
+    /// the log is in place; checks then go on uncounted).
     pub fn new(
         settings: &FilterSettings,
         stats: Result<CheckStats, String>,
