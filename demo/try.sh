@@ -54,16 +54,21 @@ die() { printf '%s[demo] error:%s %s\n' "$RED" "$RESET" "$*" >&2; exit 1; }
 WORK=""
 PIDS=()
 cleanup() {
-    local pid
+    local pid alive
     for pid in "${PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
-        # gatehouse drains for up to server.drain_timeout (5 s in the demo).
-        for _ in $(seq 1 70); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
+    # All stop together: gatehouse drains for up to server.drain_timeout
+    # (5 s in the demo), so give them 7 s in all, not 7 s each.
+    for _ in $(seq 1 70); do
+        alive=0
+        for pid in "${PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive=1
         done
+        [[ $alive == 1 ]] || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -235,7 +240,10 @@ if [[ "$CHECK" == 1 ]]; then
     exit 0
 fi
 
-cat <<EOF
+# Printed with builtins only (read, printf): a SIGINT that reaches bash
+# while a foreground child runs (such as cat) is dropped when that child
+# exits normally, and the script would then wait on forever.
+IFS= read -r -d '' HOW_TO <<EOF || true
 
 ${BOLD}Everything keeps running until Ctrl-C.${RESET} In another terminal:
 
@@ -247,6 +255,7 @@ ${BOLD}Everything keeps running until Ctrl-C.${RESET} In another terminal:
 Logs: $WORK/{gatehouse,envoy,echo}.log
 Next: docs/quickstart.md, docs/concepts.md
 EOF
+printf '%s' "$HOW_TO"
 
 # Until Ctrl-C, or until one of the three stops on its own.
 set +e
