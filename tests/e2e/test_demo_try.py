@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,13 @@ from harness.gatehouse import REPO, gatehouse_binary
 SCRIPT = REPO / "demo" / "try.sh"
 PORTS = (10000, 9901, 9191, 8080, 8000)
 TIMEOUT = 120  # seconds; the script itself takes about 5 s once Envoy is installed
+# bash, started as a terminal starts it: with SIGINT at its default. A test
+# run started in the background (`cmd &` without job control) inherits
+# SIGINT ignored, and bash can neither trap nor receive a signal that was
+# ignored when it started: Ctrl-C's SIGINT would then be lost.
+BASH_AS_IN_A_TERMINAL = [sys.executable, "-c", "import os, signal, sys; "
+                         "signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                         "os.execvp('bash', ['bash', *sys.argv[1:]])"]
 
 
 def port_free(port: int) -> bool:
@@ -87,7 +95,7 @@ def test_interactive_mode_serves_until_interrupted(demo_env: dict[str, str], tmp
     log = tmp_path / "try.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            ["bash", str(SCRIPT)], env=demo_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            [*BASH_AS_IN_A_TERMINAL, str(SCRIPT)], env=demo_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
