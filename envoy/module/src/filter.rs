@@ -32,26 +32,37 @@ use tokio::task::JoinHandle;
 use crate::config::{FilterSettings, NeedsState};
 use crate::envoy::{Scheduler, Stream};
 use crate::request::{self, without_query_parameters};
-use crate::stats::{CheckStats, Verdict};
+use crate::stats::CheckStats;
 use crate::{log, runtime};
 
-/// A check's answer, and which way it went (for the stats).
+/// A check's answer.
 pub struct Answer {
     /// What to do with the request.
     pub action: Action,
-    /// Decision, reason and rule, as counted.
-    pub verdict: Verdict,
+    /// The rule that applied, if one did (for the stats).
+    pub rule: Option<Arc<str>>,
 }
 
 /// What to do with the request.
 pub enum Action {
     /// Allowed, with these header mutations.
     Allow(HeaderPlan),
-    /// Refused: the denial to send.
-    Deny(Denial),
+    /// Refused: the denial to send, and its reason label.
+    Deny(Denial, &'static str),
     /// Needs shared state this process does not have: handed on to
     /// `ext_authz` (`needs_state: ext_authz`).
     HandOn,
+}
+
+impl Action {
+    /// The stats' `decision` and `reason` labels for it.
+    fn labels(&self) -> (&'static str, &'static str) {
+        match self {
+            Action::Allow(_) => ("allow", ""),
+            Action::Deny(_, reason) => ("deny", reason),
+            Action::HandOn => ("hand_on", Deny::NeedsState.reason_label()),
+        }
+    }
 }
 
 /// The answer of a check that had to wait, and how to wake its stream.
@@ -275,7 +286,9 @@ impl StreamFilter {
     /// local reply, or the hand-on to `ext_authz`.
     fn apply(&mut self, stream: &Stream, answer: Answer) -> Next {
         if let Some(stats) = &self.config.stats {
-            stats.record(stream, &answer.verdict, self.started.elapsed());
+            let (decision, reason) = answer.action.labels();
+            let rule = answer.rule.as_deref();
+            stats.record(stream, [decision, reason], rule, self.started.elapsed());
         }
         match answer.action {
             Action::Allow(plan) => {
@@ -300,7 +313,7 @@ impl StreamFilter {
                 self.client_headers = plan.client;
                 Next::Continue
             }
-            Action::Deny(denial) => {
+            Action::Deny(denial, _) => {
                 stream.send_response(
                     denial.status,
                     &denial.headers,
@@ -322,23 +335,16 @@ impl StreamFilter {
 
 /// One check on the serving engine, as the service runs and records it.
 async fn decide(live: LiveEngine, described: Described, hand_on: bool) -> Answer {
-    live.decide_with(described, |outcome, decision, realm| {
-        let rule = decision.rule.clone();
-        match outcome {
-            Outcome::Permit(plan) => Answer {
-                action: Action::Allow(plan),
-                verdict: Verdict::allow(rule),
-            },
+    live.decide_with(described, |outcome, decision, realm| Answer {
+        action: match outcome {
+            Outcome::Permit(plan) => Action::Allow(plan),
             // Only a process without a shared store answers this.
-            Outcome::Deny(deny @ Deny::NeedsState) if hand_on => Answer {
-                action: Action::HandOn,
-                verdict: Verdict::hand_on(deny.reason_label(), rule),
-            },
-            Outcome::Deny(deny) => Answer {
-                verdict: Verdict::deny(deny.reason_label(), rule),
-                action: Action::Deny(response::denial(&deny, realm)),
-            },
-        }
+            Outcome::Deny(Deny::NeedsState) if hand_on => Action::HandOn,
+            Outcome::Deny(deny) => {
+                Action::Deny(response::denial(&deny, realm), deny.reason_label())
+            }
+        },
+        rule: decision.rule.clone(),
     })
     .await
 }
@@ -350,5 +356,21 @@ impl Drop for StreamFilter {
             let mut w = waiting.lock().unwrap_or_else(|p| p.into_inner());
             drop(w.scheduler.take());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_action_has_its_stats_labels() {
+        assert_eq!(Action::HandOn.labels(), ("hand_on", "needs_state"));
+        assert_eq!(Action::Allow(HeaderPlan::default()).labels(), ("allow", ""));
+        let denial = response::denial(&Deny::NoRule, "gatehouse");
+        assert_eq!(
+            Action::Deny(denial, Deny::NoRule.reason_label()).labels(),
+            ("deny", Deny::NoRule.reason_label())
+        );
     }
 }

@@ -16,52 +16,17 @@
 //! series' name from its label values (`…decision.allow.reason.none.rule.api`
 //! in `/stats`), where an empty one would leave a blank segment.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::abi::FilterConfigEnvoyPtr;
 use crate::envoy::{self, StatId, StatKind, Stream};
 
-/// Which way a check went, for the stats.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    /// `allow`, `deny` or `hand_on`.
-    pub decision: &'static str,
-    /// The denial's reason label; `none` for an allow.
-    pub reason: &'static str,
-    /// The rule that applied, if one did.
-    pub rule: Option<Arc<str>>,
-}
-
 /// The label value for "no value".
 const NONE: &str = "none";
 
-impl Verdict {
-    /// An allow under `rule`.
-    pub fn allow(rule: Option<Arc<str>>) -> Verdict {
-        Verdict {
-            decision: "allow",
-            reason: NONE,
-            rule,
-        }
-    }
-
-    /// A denial for `reason` under `rule`.
-    pub fn deny(reason: &'static str, rule: Option<Arc<str>>) -> Verdict {
-        Verdict {
-            decision: "deny",
-            reason: if reason.is_empty() { NONE } else { reason },
-            rule,
-        }
-    }
-
-    /// A check handed on to `ext_authz` (it needs shared state).
-    pub fn hand_on(reason: &'static str, rule: Option<Arc<str>>) -> Verdict {
-        Verdict {
-            decision: "hand_on",
-            ..Verdict::deny(reason, rule)
-        }
-    }
+/// `value`, or [`NONE`] for an empty one.
+fn label(value: &str) -> &str {
+    if value.is_empty() { NONE } else { value }
 }
 
 /// The stats of one filter configuration.
@@ -98,12 +63,19 @@ impl CheckStats {
         })
     }
 
-    /// Counts one check and records how long it took.
-    pub fn record(&self, stream: &Stream, verdict: &Verdict, elapsed: Duration) {
-        let rule = verdict.rule.as_deref().unwrap_or(NONE);
-        stream.record_stat(self.checks, [verdict.decision, verdict.reason, rule], 1);
+    /// Counts one check (its `decision` and `reason` labels, and the rule
+    /// that applied) and records how long it took.
+    pub fn record(
+        &self,
+        stream: &Stream,
+        [decision, reason]: [&str; 2],
+        rule: Option<&str>,
+        elapsed: Duration,
+    ) {
+        let rule = label(rule.unwrap_or(""));
+        stream.record_stat(self.checks, [decision, label(reason), rule], 1);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        stream.record_stat(self.duration, [verdict.decision], micros);
+        stream.record_stat(self.duration, [decision], micros);
     }
 }
 
@@ -112,13 +84,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verdicts_never_carry_an_empty_label() {
-        assert_eq!(Verdict::allow(None).reason, "none");
-        assert_eq!(Verdict::deny("", None).reason, "none");
-        let handed = Verdict::hand_on("needs_state", Some("tokens".into()));
-        assert_eq!(
-            (handed.decision, handed.reason, handed.rule.as_deref()),
-            ("hand_on", "needs_state", Some("tokens"))
-        );
+    fn labels_are_never_empty() {
+        assert_eq!(label(""), "none");
+        assert_eq!(label("needs_state"), "needs_state");
     }
 }
