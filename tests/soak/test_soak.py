@@ -67,3 +67,24 @@ def test_the_run_covers_the_mix_and_its_verdict_is_the_exit_status(run):
     assert (run["proc"].returncode == 0) == verdict.ok, run["report"][-4000:]
     png = run["out"] / "soak.png"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _rows(p99s: list[float], controls: list[float]) -> list[dict]:
+    """Synthetic samples, every 2 s, flat in everything but the latencies."""
+    return [{"t": 2.0 * (i + 1), "rss_kib": 40_000, "fds": 28, "threads": 6, "cpu_s": 0.1 * i,
+             "requests": 600, "rps": 300.0, "p50_ms": p99 / 4, "p99_ms": p99, "max_ms": p99,
+             "errors": 0, "error_classes": "", "reloads": 6, "rotations": 6, "events": "",
+             "control_p99_ms": control}
+            for i, (p99, control) in enumerate(zip(p99s, controls))]
+
+
+@pytest.mark.parametrize(("control_last", "ok"), [
+    (2.0, False),   # the machine stayed as it was: a 5x p99 is gatehouse's drift
+    (10.0, True),   # the control grew 5x too: the machine slowed, not gatehouse
+    (float("nan"), False),  # no control figures: judged on the plain 3x limit
+])
+def test_the_p99_limit_allows_for_the_machine_as_the_control_shows_it(control_last, ok):
+    p99s = [10.0] * 15 + [50.0] * 5
+    controls = [2.0] * 15 + [control_last] * 5
+    check = analysis.analyze(_rows(p99s, controls)).check("p99 stable")
+    assert check.ok is ok, check.detail
