@@ -15,9 +15,10 @@ The load (weights in MIX): valid RS256 JWTs; invalid ones (tampered
 claims, signed by a key that is not published under the published kid,
 garbage, expired); signed links of gatehouse's own issuer (minted through
 Envoy by a `links:mint` holder, reusable ones and one-time ones used twice);
-client certificates over mTLS (allowed and refused). A valid request must
-get 200 from the upstream; an invalid one 401 or 403; anything else, or a
-transport failure, is an error.
+client certificates over mTLS (allowed and refused); and control requests
+on a route that skips gatehouse, whose p99 shows how busy the machine is.
+A valid request must get 200 from the upstream; an invalid one 401 or 403;
+anything else, or a transport failure, is an error.
 
 Every RELOAD period the config file is rewritten (a rule added, one
 removed), and the run waits for gatehouse_config_reloads_total{success} to
