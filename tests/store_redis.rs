@@ -305,16 +305,24 @@ async fn tls_to_a_private_ca() {
         ..standalone(&url)
     };
     let store = store(&trusted);
-    store
-        .set("tls", b"sealed in transit", MINUTE)
-        .await
-        .unwrap();
+    // The first command can outrun the TLS handshake to a server that has
+    // just started (a command waits at most its 500 ms for the connection):
+    // wait for the connection, as a replica's readiness does.
+    eventually(Duration::from_secs(5), || {
+        store.set("tls", b"sealed in transit", MINUTE)
+    })
+    .await
+    .expect("the store connects over TLS");
     assert_eq!(
         store.get("tls").await,
         Ok(Some(b"sealed in transit".to_vec()))
     );
-    // Without the CA the server's certificate is not trusted.
-    let untrusted = self::store(&standalone(&url));
+    // Without the CA the server's certificate is not trusted. The command
+    // waits long enough for the handshake to fail, not to time out first.
+    let untrusted = self::store(&RedisStoreConfig {
+        command_timeout: Duration::from_secs(3),
+        ..standalone(&url)
+    });
     match untrusted.get("tls").await {
         Err(StoreError::Unavailable(e)) => {
             assert!(e.to_lowercase().contains("certificate"), "{e}")
